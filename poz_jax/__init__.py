@@ -1,0 +1,27 @@
+"""poz-jax: rarely-firing nodes (PoZ) and representational similarity, in JAX.
+
+The core is a set of pure, jit- and vmap-able functions on arrays:
+
+- :func:`poz`, :func:`keep_order`, :func:`max_kept_poz`, :func:`keep_grid`
+- :func:`rsm`, :func:`fit`, :func:`class_means`
+- :func:`sweep`, :func:`sweep_masks`, :func:`sweep_rsms`
+"""
+
+from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.rsa import class_means, fit, rsm
+from poz_jax.sweeps import sweep, sweep_masks, sweep_rsms
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "class_means",
+    "fit",
+    "keep_grid",
+    "keep_order",
+    "max_kept_poz",
+    "poz",
+    "rsm",
+    "sweep",
+    "sweep_masks",
+    "sweep_rsms",
+]

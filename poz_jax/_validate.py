@@ -1,0 +1,107 @@
+"""Input checks shared by the public functions.
+
+Shape checks always run (shapes are static, even under ``jit``). Checks on
+*values* (NaN, symmetry, keep-count range, label range) need concrete arrays:
+they run when a function is called eagerly and are skipped when its inputs are
+tracers inside ``jit``/``vmap``, where NaN inputs simply propagate to NaN
+outputs and out-of-range indices are clamped by JAX's gather rules.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def is_concrete(*arrays) -> bool:
+    """True when no argument is a JAX tracer (so its values can be inspected)."""
+    return not any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def as_float(x, name: str) -> jax.Array:
+    """``x`` as a JAX array with a floating dtype (integers become the default float)."""
+    try:
+        arr = jnp.asarray(x)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}") from err
+    if not jnp.issubdtype(arr.dtype, jnp.floating):
+        arr = arr.astype(jnp.result_type(float))
+    return arr
+
+
+def check_min_rank(x, rank: int, name: str, layout: str) -> None:
+    """Raise unless ``x.ndim >= rank``; ``layout`` names the expected trailing axes."""
+    if x.ndim < rank:
+        raise ValueError(f"{name} must have shape {layout}, got shape {tuple(x.shape)}")
+
+
+def check_finite(x, name: str) -> None:
+    """Raise if a concrete ``x`` holds NaN or infinity."""
+    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+        n_bad = int(jnp.sum(~jnp.isfinite(x)))
+        raise ValueError(f"{name} holds {n_bad} NaN or infinite value(s); clean the input first")
+
+
+def check_square(m, name: str) -> None:
+    """Raise unless the last two axes of ``m`` are equal."""
+    if m.ndim < 2 or m.shape[-1] != m.shape[-2]:
+        raise ValueError(f"{name} must be square (..., n, n), got shape {tuple(m.shape)}")
+
+
+def check_symmetric(m, name: str, rtol: float = 1e-5, atol: float = 1e-8) -> None:
+    """Raise if a concrete square ``m`` is not symmetric within tolerance (NaN == NaN)."""
+    if not is_concrete(m):
+        return
+    a = np.asarray(m)
+    at = np.swapaxes(a, -1, -2)
+    if not np.allclose(a, at, rtol=rtol, atol=atol, equal_nan=True):
+        worst = np.nanmax(np.abs(a - at))
+        raise ValueError(
+            f"{name} must be symmetric; largest |m - m.T| is {worst:.3g} "
+            f"(tolerance rtol={rtol}, atol={atol})"
+        )
+
+
+def check_same_items(n_x: int, n_target: int, x_name: str, target_name: str) -> None:
+    """Raise if the item counts of a representation and a target RSM differ."""
+    if n_x != n_target:
+        raise ValueError(
+            f"{x_name} has {n_x} items but {target_name} is {n_target} x {n_target}; "
+            "they must describe the same items in the same order"
+        )
+
+
+def as_keep_counts(keep_counts, n_nodes: int) -> jax.Array:
+    """Keep counts as a 1-D int array, range-checked against ``n_nodes`` when concrete."""
+    k = jnp.asarray(keep_counts)
+    if k.ndim != 1 or k.shape[0] == 0:
+        raise ValueError(f"keep_counts must be a non-empty 1-D array, got shape {tuple(k.shape)}")
+    if not jnp.issubdtype(k.dtype, jnp.integer):
+        if is_concrete(k) and not bool(jnp.all(k == jnp.round(k))):
+            raise ValueError("keep_counts must be whole numbers of nodes")
+        k = k.astype(jnp.int32)
+    if is_concrete(k):
+        lo, hi = int(jnp.min(k)), int(jnp.max(k))
+        if lo < 1 or hi > n_nodes:
+            raise ValueError(
+                f"keep_counts must lie in 1..{n_nodes} (the number of nodes), got {lo}..{hi}"
+            )
+    return k
+
+
+def check_order(order, n_nodes: int) -> jax.Array:
+    """The keep order as an int array whose last axis has ``n_nodes`` entries."""
+    o = jnp.asarray(order)
+    if o.ndim < 1 or o.shape[-1] != n_nodes:
+        raise ValueError(
+            f"order must have shape (..., {n_nodes}) to match the {n_nodes} nodes, "
+            f"got shape {tuple(o.shape)}"
+        )
+    if not jnp.issubdtype(o.dtype, jnp.integer):
+        raise ValueError(f"order must hold integer node indices, got dtype {o.dtype}")
+    if is_concrete(o):
+        srt = jnp.sort(o, axis=-1)
+        if not bool(jnp.all(srt == jnp.arange(n_nodes))):
+            raise ValueError(f"order must be a permutation of 0..{n_nodes - 1} along its last axis")
+    return o

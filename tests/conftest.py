@@ -1,0 +1,104 @@
+"""Shared test set-up: float64 enabled, generated activations, float64 references."""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+
+import jax
+import numpy as np
+import pytest
+import scipy.stats
+
+jax.config.update("jax_enable_x64", True)
+
+
+def sparse_acts(rng: np.random.Generator, n_items: int, n_nodes: int) -> np.ndarray:
+    """Post-ReLU-like float64 activations with many exact zeros and heavy PoZ ties.
+
+    Nodes come in groups that never fire, always fire, or fire for a fixed
+    number of items, so many nodes share one PoZ value.
+    """
+    x = np.abs(rng.normal(size=(n_items, n_nodes))) + 0.1
+    kind = rng.integers(0, 4, size=n_nodes)
+    n_fire = rng.integers(1, n_items + 1, size=n_nodes)
+    for j in range(n_nodes):
+        if kind[j] == 0:
+            x[:, j] = 0.0
+        elif kind[j] == 2:
+            x[rng.permutation(n_items)[: n_items // 2], j] = 0.0
+        elif kind[j] == 3:
+            x[rng.permutation(n_items)[n_fire[j] :], j] = 0.0
+    return x
+
+
+def _flat(a: np.ndarray, rtol: float) -> bool:
+    return np.ptp(a) <= rtol * np.max(np.abs(a))
+
+
+def ref_pearson_sq(a: np.ndarray, b: np.ndarray, rtol: float = 0.0) -> float:
+    """Squared Pearson r by SciPy; NaN where it is undefined.
+
+    Undefined: fewer than 2 points, a NaN, or an input whose spread is at
+    most ``rtol`` times its largest magnitude (exactly constant for 0).
+    """
+    if len(a) < 2 or np.any(np.isnan(a)) or np.any(np.isnan(b)):
+        return np.nan
+    if _flat(a, rtol) or _flat(b, rtol):
+        return np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(scipy.stats.pearsonr(a, b)[0]) ** 2
+
+
+def ref_rsm(x: np.ndarray) -> np.ndarray:
+    """The authors' RSM: a double loop of ``pearsonr``, diagonal 1, NaN for constant rows."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    out = np.ones((n, n))
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                out[i, j] = ref_pearson_sq(x[i], x[j])
+    constant = np.all(x == x[:, :1], axis=1)
+    out[constant, :] = np.nan
+    out[:, constant] = np.nan
+    return out
+
+
+def ref_fit(a: np.ndarray, b: np.ndarray) -> float:
+    """Squared Pearson r of the strict upper triangles, by SciPy.
+
+    A triangle flat to within sqrt(float64 eps) counts as constant, as in
+    poz_jax.fit: rounding alone spreads a constant RSM that far.
+    """
+    iu = np.triu_indices(a.shape[0], 1)
+    ta, tb = np.asarray(a, np.float64)[iu], np.asarray(b, np.float64)[iu]
+    return ref_pearson_sq(ta, tb, rtol=np.sqrt(np.finfo(np.float64).eps))
+
+
+def ref_rsm_fast(x: np.ndarray) -> np.ndarray:
+    """``ref_rsm`` by ``np.corrcoef`` in float64, for sizes where the loop is slow.
+
+    Tests check it against ``ref_rsm`` before relying on it.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = np.corrcoef(x) ** 2
+    np.fill_diagonal(out, 1.0)
+    constant = np.all(x == x[:, :1], axis=1)
+    out[constant, :] = np.nan
+    out[:, constant] = np.nan
+    return out
+
+
+def ref_sweep(x, target, keep_counts, order) -> np.ndarray:
+    """One RSM and one fit per level, looping as the authors' code did."""
+    return np.array([ref_fit(ref_rsm(x[:, order[:k]]), target) for k in keep_counts])
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A fresh generator per test, seeded from the test's name for reproducible failures."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

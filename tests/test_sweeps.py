@@ -1,0 +1,224 @@
+import jax
+import numpy as np
+import pytest
+from conftest import ref_fit, ref_rsm, ref_rsm_fast, ref_sweep, sparse_acts
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import poz_jax as pj
+from poz_jax.synthetic import synthetic_activations
+
+
+def _setup(rng, n, d, n_target_features=6):
+    x = sparse_acts(rng, n, d)
+    order = np.argsort(np.mean(x == 0, axis=0), kind="stable")
+    target = ref_rsm(rng.random((n, n_target_features)))
+    return x, target, order
+
+
+def _nested_masks(order, counts):
+    masks = np.zeros((len(counts), len(order)), bool)
+    for level, k in enumerate(counts):
+        masks[level, order[:k]] = True
+    return masks
+
+
+def _assert_close_nan(got, want, atol):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=0, atol=atol)
+
+
+def test_sweep_every_level_matches_reference(rng):
+    x, target, order = _setup(rng, 10, 30)
+    counts = np.arange(30, 0, -1)
+    want = ref_sweep(x, target, counts, order)
+    assert np.isnan(want[-1]) and np.isnan(want[-2])  # k = 1 and k = 2 are undefined
+    _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
+    _assert_close_nan(pj.sweep_masks(x, target, _nested_masks(order, counts)), want, 1e-10)
+
+
+def test_fast_reference_equals_pearsonr_loop(rng):
+    x = sparse_acts(rng, 12, 40)
+    for k in (40, 9, 3, 1):
+        _assert_close_nan(ref_rsm_fast(x[:, :k]), ref_rsm(x[:, :k]), 1e-12)
+
+
+def _ref_sweep_fast(x, target, counts, order):
+    return np.array([ref_fit(ref_rsm_fast(x[:, order[:k]]), target) for k in counts])
+
+
+def test_sweep_float32_realistic_sizes(rng):
+    x, target, order = _setup(rng, 40, 300)
+    counts = pj.keep_grid(300, step=20)
+    want = _ref_sweep_fast(x, target, counts, order)
+    got = pj.sweep(x.astype(np.float32), target.astype(np.float32), counts, order)
+    assert got.dtype == np.float32
+    _assert_close_nan(got, want, 1e-4)
+    got_m = pj.sweep_masks(
+        x.astype(np.float32), target.astype(np.float32), _nested_masks(order, counts)
+    )
+    _assert_close_nan(got_m, want, 1e-4)
+
+
+def test_sweep_fc7_like_layer_float32(rng):
+    # 120 items, 1024 nodes, mostly silent: the float32 path at Experiment 2's item count.
+    x = np.asarray(synthetic_activations(120, 1024, seed=3), np.float64)
+    order = np.asarray(pj.keep_order(pj.poz(x)))
+    counts = np.array([1024, 700, 300, 100, 40, 16])
+    base = ref_rsm_fast(x)
+    want = _ref_sweep_fast(x, base, counts, order)
+    got = pj.sweep(x.astype(np.float32), base.astype(np.float32), counts, order)
+    _assert_close_nan(got, want, 1e-4)
+
+
+def test_sweep_rsms_match_reference(rng):
+    x, _, order = _setup(rng, 8, 20)
+    counts = np.array([20, 13, 7, 3, 1])
+    got = np.asarray(pj.sweep_rsms(x, counts, order))
+    assert got.shape == (5, 8, 8)
+    for level, k in enumerate(counts):
+        _assert_close_nan(got[level], ref_rsm(x[:, order[:k]]), 1e-10)
+
+
+def test_sweep_masks_arbitrary_masks(rng):
+    x, target, _ = _setup(rng, 9, 25)
+    masks = rng.random((12, 25)) < 0.5
+    masks[0] = True
+    masks[1] = False
+    masks[1, [3, 4]] = True
+    want = [ref_fit(ref_rsm(x[:, m]), target) for m in masks]
+    _assert_close_nan(pj.sweep_masks(x, target, masks), want, 1e-10)
+
+
+def test_sweep_unsorted_and_repeated_counts(rng):
+    x, target, order = _setup(rng, 7, 18)
+    counts = np.array([5, 18, 5, 11, 3])
+    want = ref_sweep(x, target, counts, order)
+    _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
+
+
+def test_all_zero_row_gives_nan_not_zero_or_one(rng):
+    n, d = 8, 12
+    x = rng.random((n, d)) + 0.1
+    x[3, 4:] = 0.0  # item 3 only fires on nodes 0..3
+    order = np.r_[np.arange(4, d), np.arange(4)]  # keep nodes 4.. first
+    target = ref_rsm(rng.random((n, 5)))
+    got = np.asarray(pj.sweep(x, target, [d, 8, 4], order))
+    assert not np.isnan(got[0]) and np.isnan(got[1]) and np.isnan(got[2])
+    rsms = np.asarray(pj.sweep_rsms(x, [8], order))[0]
+    assert np.all(np.isnan(rsms[3])) and not np.any(np.isnan(np.delete(rsms, 3, 0)[:, [0, 1]]))
+
+
+def test_k_equal_one_is_nan_everywhere(rng):
+    x, target, order = _setup(rng, 6, 10)
+    assert np.all(np.isnan(pj.sweep_rsms(x, [1], order)))
+    assert np.isnan(pj.sweep(x, target, [1], order)[0])
+
+
+def test_nan_in_target_gives_nan_fits(rng):
+    x, target, order = _setup(rng, 6, 10)
+    target[0, 4] = target[4, 0] = np.nan
+    assert np.all(np.isnan(pj.sweep(x, target, [10, 5], order)))
+
+
+def test_ties_follow_the_given_order(rng):
+    # All nodes share one PoZ; keep_order must then keep nodes by index.
+    x = rng.random((7, 9)) + 0.1
+    order = np.asarray(pj.keep_order(pj.poz(x)))
+    np.testing.assert_array_equal(order, np.arange(9))
+    target = ref_rsm(rng.random((7, 4)))
+    _assert_close_nan(
+        pj.sweep(x, target, [9, 6, 3], order), ref_sweep(x, target, [9, 6, 3], order), 1e-10
+    )
+
+
+def test_vmap_and_jit_equal_unbatched(rng):
+    xs = np.stack([sparse_acts(rng, 10, 21) for _ in range(4)])
+    orders = np.stack([np.asarray(pj.keep_order(pj.poz(x))) for x in xs])
+    targets = np.asarray(pj.rsm(xs))
+    counts = np.arange(21, 0, -1)
+    one_by_one = np.stack([pj.sweep(xs[s], targets[s], counts, orders[s]) for s in range(4)])
+    batched = pj.sweep(xs, targets, counts, orders)
+    vmapped = jax.jit(jax.vmap(lambda x, t, o: pj.sweep(x, t, counts, o)))(xs, targets, orders)
+    for got in (batched, vmapped):
+        _assert_close_nan(got, one_by_one, 1e-13)
+    jit_counts = jax.jit(pj.sweep)(xs, targets, counts, orders)
+    _assert_close_nan(jit_counts, one_by_one, 1e-13)
+    rsms = jax.jit(jax.vmap(lambda x, o: pj.sweep_rsms(x, counts, o)))(xs, orders)
+    assert rsms.shape == (4, 21, 10, 10)
+
+
+def test_shared_target_broadcasts_over_batch(rng):
+    xs = np.stack([sparse_acts(rng, 8, 15) for _ in range(3)])
+    orders = np.stack([np.asarray(pj.keep_order(pj.poz(x))) for x in xs])
+    target = ref_rsm(rng.random((8, 4)))
+    got = pj.sweep(xs, target, [15, 7], orders)
+    assert got.shape == (3, 2)
+    want = np.stack([ref_sweep(xs[s], target, [15, 7], orders[s]) for s in range(3)])
+    _assert_close_nan(got, want, 1e-10)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(3, 8), d=st.integers(1, 16))
+def test_sweep_property(seed, n, d):
+    rng = np.random.default_rng(seed)
+    x, target, order = _setup(rng, n, d)
+    counts = np.arange(d, 0, -1)
+    want = ref_sweep(x, target, counts, order)
+    _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
+    _assert_close_nan(pj.sweep_masks(x, target, _nested_masks(order, counts)), want, 1e-10)
+    got32 = pj.sweep(x.astype(np.float32), target.astype(np.float32), counts, order)
+    _assert_close_nan(got32, want, 1e-4)
+
+
+class TestErrors:
+    def setup_method(self):
+        rng = np.random.default_rng(0)
+        self.x, self.target, self.order = _setup(rng, 6, 10)
+
+    def test_wrong_rank(self):
+        with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., n_items, n_nodes\)"):
+            pj.sweep(self.x[0], self.target, [5], self.order)
+
+    def test_item_mismatch(self):
+        with pytest.raises(ValueError, match="x has 6 items but target is 5 x 5"):
+            pj.sweep(self.x, self.target[:5, :5], [5], self.order)
+
+    def test_keep_count_out_of_range(self):
+        with pytest.raises(ValueError, match=r"keep_counts must lie in 1\.\.10"):
+            pj.sweep(self.x, self.target, [11], self.order)
+        with pytest.raises(ValueError, match=r"keep_counts must lie in 1\.\.10"):
+            pj.sweep_rsms(self.x, [0, 4], self.order)
+        with pytest.raises(ValueError, match="non-empty 1-D"):
+            pj.sweep(self.x, self.target, [], self.order)
+
+    def test_target_not_square_or_symmetric(self):
+        with pytest.raises(ValueError, match="target must be square"):
+            pj.sweep(self.x, self.target[:, :5], [5], self.order)
+        bad = self.target.copy()
+        bad[0, 1] += 0.1
+        with pytest.raises(ValueError, match="target must be symmetric"):
+            pj.sweep(self.x, bad, [5], self.order)
+
+    def test_nan_in_activations(self):
+        x = self.x.copy()
+        x[2, 3] = np.nan
+        with pytest.raises(ValueError, match="x holds 1 NaN"):
+            pj.sweep(x, self.target, [5], self.order)
+        with pytest.raises(ValueError, match="x holds 1 NaN"):
+            pj.sweep_masks(x, self.target, np.ones((1, 10), bool))
+
+    def test_bad_order(self):
+        with pytest.raises(ValueError, match="permutation"):
+            pj.sweep(self.x, self.target, [5], np.zeros(10, int))
+
+    def test_bad_masks(self):
+        with pytest.raises(ValueError, match=r"masks must have shape \(n_levels, 10\)"):
+            pj.sweep_masks(self.x, self.target, np.ones((2, 9), bool))
+        with pytest.raises(ValueError, match="masks must be boolean"):
+            pj.sweep_masks(self.x, self.target, np.ones((2, 10)))
+        empty = np.ones((3, 10), bool)
+        empty[1] = False
+        with pytest.raises(ValueError, match=r"masks rows \[1\] keep no node"):
+            pj.sweep_masks(self.x, self.target, empty)
