@@ -16,27 +16,39 @@ def _nested_rsms(x, keep_counts, order):
     n, d = x.shape
     n_levels = keep_counts.shape[0]
     xo = jnp.take(x, order, axis=-1)
-    xc = _centered(xo)
-    last = keep_counts - 1
-    sums = jnp.cumsum(xc, -1)[:, last].T  # (L, n)
-    sumsq = jnp.cumsum(xc * xc, -1)[:, last].T
-    constant = (jax.lax.cummax(xo, axis=1) == jax.lax.cummin(xo, axis=1))[:, last].T
+    # A row of ones makes the Gram carry every other moment too: its entries
+    # against row i are row i's sums, its own entry the count, and the
+    # diagonal holds the sums of squares.
+    xa = jnp.concatenate([_centered(xo), jnp.ones((1, d), x.dtype)])
 
     # Gram matrices of nested prefixes: cut the columns into equal blocks,
-    # take one Gram per block (together one n x n x d product), prefix-sum
-    # them, and add each level's partial block. A block of about d / L
-    # columns makes the partial blocks cost about as much as the full pass.
+    # accumulate one block Gram per step (together one n x n x d product),
+    # and add each level's partial block. A block of about d / L columns
+    # makes the partial blocks cost about as much as the full pass.
     width = max(1, math.ceil(d / n_levels))
     n_blocks = math.ceil(d / width)
-    blocks = jnp.pad(xc, ((0, 0), (0, n_blocks * width - d)))
-    blocks = blocks.reshape(n, n_blocks, width).transpose(1, 0, 2)  # (B, n, w)
-    block_grams = jnp.einsum("biw,bjw->bij", blocks, blocks)
-    prefix = jnp.concatenate([jnp.zeros((1, n, n), x.dtype), jnp.cumsum(block_grams, 0)])
+    blocks = jnp.pad(xa, ((0, 0), (0, n_blocks * width - d)))
+    blocks = blocks.reshape(n + 1, n_blocks, width).transpose(1, 0, 2)  # (B, n+1, w)
+
+    def accumulate(gram, block):
+        gram = gram + block @ block.T
+        return gram, gram
+
+    zero = jnp.zeros((n + 1, n + 1), x.dtype)
+    _, prefix = jax.lax.scan(accumulate, zero, blocks)
+    prefix = jnp.concatenate([zero[None], prefix])  # prefix[c]: first c blocks
     full = keep_counts // width
-    part = blocks[jnp.minimum(full, n_blocks - 1)]  # (L, n, w)
+    part = blocks[jnp.minimum(full, n_blocks - 1)]  # (L, n+1, w)
     part = part * (jnp.arange(width) < (keep_counts - full * width)[:, None])[:, None, :]
     gram = prefix[full] + jnp.einsum("liw,ljw->lij", part, part)
-    return rsm_from_moments(gram, sums, sumsq, keep_counts, constant)
+
+    # Exact constancy: a row is constant over the first k kept columns iff
+    # its first column that differs from its first kept value lies beyond k.
+    differs = xo != xo[:, :1]
+    first_diff = jnp.where(jnp.any(differs, 1), jnp.argmax(differs, 1), d)
+    constant = keep_counts[:, None] <= first_diff[None, :]
+    moments = gram[:, :n, :n], gram[:, n, :n], jnp.diagonal(gram[:, :n, :n], 0, 1, 2)
+    return rsm_from_moments(*moments, keep_counts, constant)
 
 
 def _masked_rsms(x, masks):

@@ -1,0 +1,34 @@
+import re
+import shlex
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = shlex.split(re.search(r"^TEST_COMMAND=(.*)$", ci, re.M).group(1))[0]
+    blocks = re.findall(r"```bash\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2, "README must open with the main-job and test commands"
+    assert blocks[1].strip() == command
+
+
+def test_cli_help_lists_commands(capsys):
+    import pytest
+
+    from poz_jax.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_demo_prints_table(capsys):
+    from poz_jax.cli import main
+
+    assert main(["demo", "--items", "12", "--nodes", "84"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[:2] == ["kept", "%"]
+    assert [int(line.split()[0]) for line in lines[2:]] == [84, 75, 67, 58, 50, 42, 33, 25, 16, 8]
+    assert float(lines[2].split()[2]) == 1.0
