@@ -1,0 +1,282 @@
+"""Experiment 1: LeNet5 x many seeds on CIFAR-10, fc2 PoZ and the pruning sweep.
+
+``run(cfg, out)`` trains (resuming from ``out/checkpoint.npz``), embeds the
+test set, analyses it and writes the tables and Figure 1; each stage is
+skipped when its finished output is already in ``out``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from poz_jax import files
+from poz_jax.data import load_cifar10
+from poz_jax.models import LeNet5
+from poz_jax.plots import figure1, save_figure
+from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.rsa import class_means, rsm
+from poz_jax.sweeps import sweep
+from poz_jax.train import TrainConfig, Trainer, chunks, replicate, seed_keys, seed_mesh, shard_seeds
+
+N_CLASSES = 10
+N_NODES = 84  # fc2
+
+PRESETS = {
+    "paper": TrainConfig(),
+    "adam": TrainConfig(optimizer="adam"),
+    "quick": TrainConfig(seeds=4, epochs=1, train_subset=5000),
+}
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+@partial(jax.jit, static_argnames="n_classes")
+def analyse(acts: jax.Array, labels: jax.Array, keep_counts: jax.Array, n_classes: int = 10):
+    """The per-network analysis, vmapped over networks by broadcasting.
+
+    Args:
+      acts: ``(seeds, n_images, n_nodes)`` post-ReLU embeddings.
+      labels: ``(n_images,)`` int class labels in ``0..n_classes-1``.
+      keep_counts: ``(n_levels,)`` node counts.
+
+    Returns:
+      dict of ``poz`` ``(seeds, n_nodes)``, ``order`` (keep order), ``fit`` and
+      ``max_poz`` ``(seeds, n_levels)``: the fit of the class-mean RSM at each
+      level to the unpruned class-mean RSM, and the largest PoZ kept.
+    """
+    p = poz(acts)
+    order = keep_order(p)
+    means = class_means(acts, labels, n_classes)
+    return {
+        "poz": p,
+        "order": order,
+        "fit": sweep(means, rsm(means), keep_counts, order),
+        "max_poz": max_kept_poz(p, keep_counts, order),
+    }
+
+
+def _check_resumable(meta: dict, cfg: TrainConfig, path: Path) -> None:
+    saved = dict(meta.get("train", {}))
+    want = dataclasses.asdict(cfg)
+    # A longer run may continue a shorter one; nothing else may change.
+    saved.pop("epochs", None)
+    want.pop("epochs")
+    saved.pop("steps_per_call", None)
+    want.pop("steps_per_call")
+    if saved != want:
+        diff = sorted(k for k in want if saved.get(k) != want[k])
+        raise ValueError(
+            f"{path} was written with different settings ({', '.join(diff)}); "
+            "use another --out or delete it to start over"
+        )
+
+
+def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = True):
+    """Train (or resume) ``cfg.seeds`` LeNet5s; returns ``(params, history)``.
+
+    A checkpoint is written to ``out/checkpoint.npz`` after every epoch.
+    """
+    x_train, y_train = data["train"]
+    if cfg.train_subset:
+        x_train, y_train = x_train[: cfg.train_subset], y_train[: cfg.train_subset]
+    n_steps = len(x_train) // cfg.batch_size
+    if n_steps < 1:
+        raise ValueError(f"{len(x_train)} training images is less than one batch")
+    trainer = Trainer(LeNet5(use_patches=cfg.use_patches), cfg)
+    mesh = seed_mesh(cfg.seeds)
+    keys = seed_keys(cfg)
+    state = trainer.init(keys)
+    ckpt = out / "checkpoint.npz"
+    history: list[dict] = []
+    start = 0
+    if ckpt.exists():
+        state, meta = files.load_tree(ckpt, state)
+        _check_resumable(meta, cfg, ckpt)
+        start, history = min(meta["epoch"], cfg.epochs), meta["history"]
+        if progress:
+            print(f"resuming from {ckpt} after epoch {start}")
+    state = shard_seeds(state, mesh)
+    xs, ys = replicate((jnp.asarray(x_train), jnp.asarray(y_train, jnp.int32)), mesh)
+    x_test, y_test = data["test"]
+    steps, forward = trainer.steps(), trainer.forward()
+    for epoch in range(start, cfg.epochs):
+        order = shard_seeds(trainer.epoch_order(keys, epoch, len(x_train)), mesh)
+        t0 = time.perf_counter()
+        losses, accs = [], []
+        with _progress(n_steps, f"epoch {epoch + 1}/{cfg.epochs}", progress) as bar:
+            for first, n in chunks(n_steps, cfg.steps_per_call):
+                state, loss, acc = steps(state, xs, ys, order, first, n)
+                losses.append(np.asarray(loss) * n)
+                accs.append(np.asarray(acc) * n)
+                bar.update(n)
+                bar.set_postfix(
+                    loss=f"{np.mean(losses[-1]) / n:.3f}", acc=f"{np.mean(accs[-1]) / n:.3f}"
+                )
+            test_acc = accuracy(forward, state[0], x_test, y_test)
+            bar.set_postfix(
+                loss=f"{np.sum(losses) / n_steps / cfg.seeds:.3f}",
+                test_acc=f"{test_acc.mean():.3f}",
+            )
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "seconds": time.perf_counter() - t0,
+                "train_loss": float(np.sum(losses) / n_steps / cfg.seeds),
+                "train_acc": float(np.sum(accs) / n_steps / cfg.seeds),
+                "test_acc_mean": float(test_acc.mean()),
+                "test_acc_sd": float(test_acc.std()),
+            }
+        )
+        if not progress:
+            h = history[-1]
+            print(
+                f"epoch {h['epoch']}/{cfg.epochs}: train loss {h['train_loss']:.4f}, "
+                f"test acc {h['test_acc_mean']:.4f} +- {h['test_acc_sd']:.4f}, "
+                f"{h['seconds']:.1f} s",
+                flush=True,
+            )
+        meta = {"epoch": epoch + 1, "history": history, "train": dataclasses.asdict(cfg)}
+        files.save_tree(ckpt, jax.device_get(state), meta)
+    return state[0], history
+
+
+def embed(forward, params, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """``(seeds, n, 10)`` logits and ``(seeds, n, 84)`` fc2 embeddings, in image batches."""
+    logits, fc2 = [], []
+    for i in range(0, len(images), batch):
+        lg, f = forward(params, jnp.asarray(images[i : i + batch]))
+        logits.append(np.asarray(lg))
+        fc2.append(np.asarray(f))
+    return np.concatenate(logits, axis=1), np.concatenate(fc2, axis=1)
+
+
+def accuracy(forward, params, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(seeds,)`` top-1 accuracy."""
+    logits, _ = embed(forward, params, images)
+    return (logits.argmax(-1) == np.asarray(labels)[None]).mean(-1)
+
+
+def tables(result: dict, keep_counts: np.ndarray, paper_counts: np.ndarray, acc: np.ndarray):
+    """``(summary_rows, per_seed_rows, accuracy_rows)`` for the CSV files.
+
+    Means and sds over seeds ignore NaN fits (a level where some class mean is
+    constant); ``n_nan`` counts them. sd is NumPy's default (ddof=0).
+    """
+    fit, top = np.asarray(result["fit"], np.float64), np.asarray(result["max_poz"], np.float64)
+    n_seeds = fit.shape[0]
+    summary, per_seed = [], []
+    for j, k in enumerate(keep_counts):
+        f = fit[:, j]
+        ok = ~np.isnan(f)
+        summary.append(
+            {
+                "keep_count": int(k),
+                "keep_fraction": round(k / N_NODES, 6),
+                "paper_level": bool(k in paper_counts),
+                "fit_mean": float(f[ok].mean()) if ok.any() else float("nan"),
+                "fit_sd": float(f[ok].std()) if ok.any() else float("nan"),
+                "max_poz_mean": float(top[:, j].mean()),
+                "max_poz_sd": float(top[:, j].std()),
+                "n_nan": int((~ok).sum()),
+                "n_seeds": n_seeds,
+            }
+        )
+        for s in range(n_seeds):
+            per_seed.append(
+                {
+                    "seed": s,
+                    "keep_count": int(k),
+                    "keep_fraction": round(k / N_NODES, 6),
+                    "fit": float(f[s]),
+                    "max_poz": float(top[s, j]),
+                }
+            )
+    accuracy_rows = [{"seed": s, "test_accuracy": float(a)} for s, a in enumerate(acc)]
+    return summary, per_seed, accuracy_rows
+
+
+def run(
+    cfg: TrainConfig,
+    out: str | Path,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    verify: bool = True,
+) -> dict:
+    """Run Experiment 1 end to end into ``out``; returns the summary rows and paths.
+
+    ``data_dir`` is a local CIFAR-10 copy (``None`` downloads it); ``verify``
+    checks the archive and the full split sizes (off only for generated data).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files.write_json(
+        out / "config.json",
+        {"train": dataclasses.asdict(cfg), "data_dir": str(data_dir) if data_dir else None},
+    )
+    emb_path = out / "embeddings.npz"
+    meta_now = {"train": dataclasses.asdict(cfg)}
+    if emb_path.exists():
+        arrays, meta = files.load_arrays(emb_path)
+        _check_resumable(meta, cfg, emb_path)
+        fc2, labels, acc = arrays["fc2"], arrays["labels"], arrays["test_accuracy"]
+        history = meta.get("history", [])
+    else:
+        data = {s: load_cifar10(s, data_dir, verify=verify) for s in ("train", "test")}
+        params, history = train_networks(cfg, data, out, progress)
+        trainer = Trainer(LeNet5(use_patches=cfg.use_patches), cfg)
+        logits, fc2 = embed(trainer.forward(), params, data["test"][0])
+        labels = data["test"][1]
+        acc = (logits.argmax(-1) == labels[None]).mean(-1)
+        files.save_arrays(
+            emb_path, {**meta_now, "history": history}, fc2=fc2, labels=labels, test_accuracy=acc
+        )
+    if not np.isfinite(fc2).all():
+        raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
+    paper_counts = keep_grid(N_NODES)
+    all_counts = np.arange(N_NODES, 0, -1)
+    result = jax.device_get(analyse(jnp.asarray(fc2), jnp.asarray(labels), jnp.asarray(all_counts)))
+    summary, per_seed, acc_rows = tables(result, all_counts, paper_counts, acc)
+    files.write_csv(out / "summary.csv", summary)
+    files.write_csv(out / "per_seed.csv", per_seed)
+    files.write_csv(out / "accuracy.csv", acc_rows)
+    files.write_json(out / "history.json", history)
+    rows = [r for r in summary if r["paper_level"]]
+    fig = figure1(
+        100 * np.round(np.arange(1.0, 0, -0.1), 1),
+        *(
+            np.array([r[c] for r in rows])
+            for c in ("fit_mean", "fit_sd", "max_poz_mean", "max_poz_sd")
+        ),
+        title=f"LeNet5 fc2, CIFAR-10, {cfg.seeds} seeds, {cfg.optimizer}",
+    )
+    figs = save_figure(fig, out / "figure1")
+    n_nan = sum(r["n_nan"] for r in summary)
+    return {"summary": rows, "test_accuracy": acc, "figures": figs, "n_nan": n_nan}
+
+
+def format_summary(res: dict) -> str:
+    """The paper-level rows of ``run``'s result as a text table."""
+    acc = res["test_accuracy"]
+    lines = [
+        f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {acc.std():.4f}",
+        f"{'kept':>5} {'% kept':>7} {'fit mean':>9} {'fit sd':>7} {'max PoZ':>8} {'sd':>6}",
+    ]
+    for r in res["summary"]:
+        lines.append(
+            f"{r['keep_count']:>5d} {100 * r['keep_fraction']:>6.0f}% {r['fit_mean']:>9.4f} "
+            f"{r['fit_sd']:>7.4f} {100 * r['max_poz_mean']:>7.1f}% {100 * r['max_poz_sd']:>5.1f}%"
+        )
+    if res["n_nan"]:
+        lines.append(f"note: {res['n_nan']} (seed, level) fits were NaN (a constant class mean)")
+    return "\n".join(lines)

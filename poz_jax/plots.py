@@ -1,0 +1,61 @@
+"""Figures in the paper's layouts, written as PNG and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: experiments run on servers and Colab alike
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from poz_jax.files import atomic_save  # noqa: E402
+
+
+def save_figure(fig, stem: str | Path) -> list[Path]:
+    """Write ``fig`` to ``stem.png`` (150 dpi) and ``stem.pdf`` atomically; returns the paths."""
+    paths = [Path(f"{stem}.png"), Path(f"{stem}.pdf")]
+    for p in paths:
+        atomic_save(p, lambda tmp: fig.savefig(tmp, dpi=150, bbox_inches="tight"))
+    plt.close(fig)
+    return paths
+
+
+def figure1(
+    percent_kept: np.ndarray,
+    fit_mean: np.ndarray,
+    fit_sd: np.ndarray,
+    max_poz_mean: np.ndarray,
+    max_poz_sd: np.ndarray,
+    title: str = "",
+):
+    """Figure 1: fit R^2 (left axis, blue) and max PoZ kept in % (right axis, orange).
+
+    All arrays are ``(n_levels,)``; ``percent_kept`` in % (100 .. 10), PoZ as
+    fractions. Mean lines with +-1 sd bands; x runs from 100% down to 10%.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    ax.plot(percent_kept, fit_mean, "o-", color="tab:blue", label="fit to unpruned RSM")
+    ax.fill_between(
+        percent_kept, fit_mean - fit_sd, fit_mean + fit_sd, color="tab:blue", alpha=0.2, linewidth=0
+    )
+    ax.set_xlabel("% of nodes kept")
+    ax.set_ylabel("fit (R$^2$)", color="tab:blue")
+    ax.tick_params(axis="y", colors="tab:blue")
+    ax.set_xlim(max(percent_kept) + 2, min(percent_kept) - 2)
+    right = ax.twinx()
+    poz_m, poz_s = 100 * np.asarray(max_poz_mean), 100 * np.asarray(max_poz_sd)
+    right.plot(percent_kept, poz_m, "s-", color="tab:orange", label="max PoZ kept")
+    right.fill_between(
+        percent_kept, poz_m - poz_s, poz_m + poz_s, color="tab:orange", alpha=0.2, linewidth=0
+    )
+    right.set_ylabel("max PoZ remaining (%)", color="tab:orange")
+    right.tick_params(axis="y", colors="tab:orange")
+    right.set_ylim(0, 100)
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles, [h.get_label() for h in handles], loc="lower left", frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,55 @@
+"""LeNet5 against a float64 NumPy forward pass, and the two convolution formulations."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from poz_jax.models import LeNet5
+from poz_jax.models.lenet import PatchConv
+
+
+def np_conv(x, kernel, bias):
+    """Valid cross-correlation, float64: x (N, H, W, C), kernel HWIO."""
+    win = np.lib.stride_tricks.sliding_window_view(x, kernel.shape[:2], axis=(1, 2))
+    return np.einsum("nhwcij,ijco->nhwo", win, kernel) + bias
+
+
+def np_lenet(params, x):
+    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    pool = lambda a: a.reshape(a.shape[0], a.shape[1] // 2, 2, a.shape[2] // 2, 2, -1).max((2, 4))  # noqa: E731
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    h = pool(relu(np_conv(x, p["conv1"]["kernel"], p["conv1"]["bias"])))
+    h = pool(relu(np_conv(h, p["conv2"]["kernel"], p["conv2"]["bias"])))
+    h = h.transpose(0, 3, 1, 2).reshape(len(h), -1)  # PyTorch's C x H x W flatten
+    h = relu(h @ p["fc1"]["kernel"] + p["fc1"]["bias"])
+    fc2 = relu(h @ p["fc2"]["kernel"] + p["fc2"]["bias"])
+    return fc2 @ p["fc3"]["kernel"] + p["fc3"]["bias"], fc2
+
+
+@pytest.mark.parametrize("use_patches", [True, False])
+def test_lenet_matches_numpy_float64(rng, use_patches):
+    x = rng.normal(size=(3, 32, 32, 3))
+    model = LeNet5(use_patches=use_patches)
+    params = model.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), jnp.asarray(x))["params"]
+    assert params["conv1"]["kernel"].shape == (5, 5, 3, 6)
+    assert params["fc1"]["kernel"].shape == (400, 120)
+    logits, fc2 = model.apply({"params": params}, jnp.asarray(x))
+    want_logits, want_fc2 = np_lenet(params, x)
+    assert logits.shape == (3, 10) and fc2.shape == (3, 84)
+    np.testing.assert_allclose(logits, want_logits, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(fc2, want_fc2, rtol=1e-10, atol=1e-10)
+    assert (np.asarray(fc2) >= 0).all()
+
+
+def test_patch_conv_equals_nn_conv_float32(rng):
+    x = jnp.asarray(rng.normal(size=(2, 14, 14, 6)), jnp.float32)
+    ref = nn.Conv(16, (5, 5), padding="VALID", dtype=jnp.float32, param_dtype=jnp.float32)
+    params = ref.init(jax.random.PRNGKey(0), x)
+    want = ref.apply(params, x)
+    for use_patches in (True, False):
+        got = PatchConv(16, (5, 5), use_patches).apply(params, x)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
