@@ -93,7 +93,7 @@ def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = Tru
     n_steps = len(x_train) // cfg.batch_size
     if n_steps < 1:
         raise ValueError(f"{len(x_train)} training images is less than one batch")
-    trainer = Trainer(LeNet5(use_patches=cfg.use_patches), cfg)
+    trainer = Trainer(LeNet5(conv=cfg.conv), cfg)
     mesh = seed_mesh(cfg.seeds)
     keys = seed_keys(cfg)
     state = trainer.init(keys)
@@ -226,15 +226,19 @@ def run(
     )
     emb_path = out / "embeddings.npz"
     meta_now = {"train": dataclasses.asdict(cfg)}
-    if emb_path.exists():
-        arrays, meta = files.load_arrays(emb_path)
+    arrays, meta = files.load_arrays(emb_path) if emb_path.exists() else ({}, {})
+    if meta:
         _check_resumable(meta, cfg, emb_path)
+    if meta.get("train", {}).get("epochs") == cfg.epochs:
         fc2, labels, acc = arrays["fc2"], arrays["labels"], arrays["test_accuracy"]
         history = meta.get("history", [])
-    else:
+    else:  # no embeddings yet, or of a shorter run that this one continues
         data = {s: load_cifar10(s, data_dir, verify=verify) for s in ("train", "test")}
+        missing = np.setdiff1d(np.arange(N_CLASSES), data["test"][1])
+        if missing.size:
+            raise ValueError(f"class {missing[0]} has no test images: class means are undefined")
         params, history = train_networks(cfg, data, out, progress)
-        trainer = Trainer(LeNet5(use_patches=cfg.use_patches), cfg)
+        trainer = Trainer(LeNet5(conv=cfg.conv), cfg)
         logits, fc2 = embed(trainer.forward(), params, data["test"][0])
         labels = data["test"][1]
         acc = (logits.argmax(-1) == labels[None]).mean(-1)

@@ -40,7 +40,7 @@ class TrainConfig:
     momentum: float = 0.9
     base_seed: int = 0
     train_subset: int = 0
-    use_patches: bool = True
+    conv: str = "rows"
     steps_per_call: int = 100
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Benchmark: LeNet5 training steps vmapped over seeds, patch-matmul vs lax convolution.
+"""Benchmark: LeNet5 training steps vmapped over seeds, three convolution formulations.
 
 Prints, for each seed count S and each convolution formulation, the median
 time of one vmapped SGD step (batch 50 per seed, jitted, warmed up, inside a
@@ -21,8 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax.models import LeNet5
-from poz_jax.models.lenet import PatchConv
+from poz_jax.models.lenet import Conv
 from poz_jax.train import TrainConfig, Trainer, seed_keys
+
+IMPLS = ("rows", "patches", "lax")
 
 
 def check_against_nn_conv() -> float:
@@ -31,15 +33,15 @@ def check_against_nn_conv() -> float:
     params = ref.init(jax.random.PRNGKey(1), x)
     want = ref.apply(params, x)
     worst = 0.0
-    for use_patches in (True, False):
-        got = PatchConv(16, (5, 5), use_patches).apply(params, x)
+    for impl in IMPLS:
+        got = Conv(16, (5, 5), impl).apply(params, x)
         worst = max(worst, float(jnp.max(jnp.abs(got - want)) / jnp.max(jnp.abs(want))))
     return worst
 
 
-def time_steps(n_seeds: int, use_patches: bool, n_steps: int, repeats: int) -> float:
-    cfg = TrainConfig(seeds=n_seeds, use_patches=use_patches, steps_per_call=n_steps)
-    trainer = Trainer(LeNet5(use_patches=use_patches), cfg)
+def time_steps(n_seeds: int, impl: str, n_steps: int, repeats: int) -> float:
+    cfg = TrainConfig(seeds=n_seeds, conv=impl, steps_per_call=n_steps)
+    trainer = Trainer(LeNet5(conv=impl), cfg)
     keys = seed_keys(cfg)
     state = trainer.init(keys)
     rng = np.random.default_rng(0)
@@ -64,7 +66,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--steps", type=int, default=20, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--formulations", nargs="+", default=["patches", "conv"])
+    parser.add_argument("--formulations", nargs="+", default=list(IMPLS), choices=IMPLS)
     args = parser.parse_args()
     dev = jax.devices()[0]
     print(f"device: {dev.platform} {dev.device_kind}, jax {jax.__version__}")
@@ -72,7 +74,7 @@ def main() -> None:
     print(f"{'seeds':>5} {'formulation':>11} {'ms/step':>9} {'s/seed-epoch':>13}")
     for s in args.seeds:
         for name in args.formulations:
-            t = time_steps(s, name == "patches", args.steps, args.repeats)
+            t = time_steps(s, name, args.steps, args.repeats)
             print(f"{s:>5d} {name:>11} {1e3 * t:>9.2f} {1000 * t / s:>13.3f}", flush=True)
 
 

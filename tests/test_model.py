@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from poz_jax.models import LeNet5
-from poz_jax.models.lenet import PatchConv
+from poz_jax.models.lenet import Conv
 
 
 def np_conv(x, kernel, bias):
@@ -30,10 +30,10 @@ def np_lenet(params, x):
     return fc2 @ p["fc3"]["kernel"] + p["fc3"]["bias"], fc2
 
 
-@pytest.mark.parametrize("use_patches", [True, False])
-def test_lenet_matches_numpy_float64(rng, use_patches):
+@pytest.mark.parametrize("impl", ["rows", "patches", "lax"])
+def test_lenet_matches_numpy_float64(rng, impl):
     x = rng.normal(size=(3, 32, 32, 3))
-    model = LeNet5(use_patches=use_patches)
+    model = LeNet5(conv=impl)
     params = model.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), jnp.asarray(x))["params"]
     assert params["conv1"]["kernel"].shape == (5, 5, 3, 6)
     assert params["fc1"]["kernel"].shape == (400, 120)
@@ -45,11 +45,11 @@ def test_lenet_matches_numpy_float64(rng, use_patches):
     assert (np.asarray(fc2) >= 0).all()
 
 
-def test_patch_conv_equals_nn_conv_float32(rng):
+def test_conv_formulations_equal_nn_conv_float32(rng):
     x = jnp.asarray(rng.normal(size=(2, 14, 14, 6)), jnp.float32)
     ref = nn.Conv(16, (5, 5), padding="VALID", dtype=jnp.float32, param_dtype=jnp.float32)
     params = ref.init(jax.random.PRNGKey(0), x)
     want = ref.apply(params, x)
-    for use_patches in (True, False):
-        got = PatchConv(16, (5, 5), use_patches).apply(params, x)
+    for impl in ("rows", "patches", "lax"):
+        got = Conv(16, (5, 5), impl).apply(params, x)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

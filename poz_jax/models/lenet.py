@@ -5,20 +5,40 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
-class PatchConv(nn.Module):
-    """A valid, stride-1 2-D convolution written as patch extraction + one matmul.
+def _row_toeplitz(kernel: jax.Array, width: int) -> jax.Array:
+    """HWIO kernel -> ``(kh * width * cin, (width - kw + 1) * cout)`` row-convolution matrix.
+
+    Row ``(i, v, c)`` and column ``(w, o)`` hold ``kernel[i, v - w, c, o]`` where
+    ``0 <= v - w < kw``, else 0: one image row band times it is one output row.
+    """
+    kh, kw, cin, cout = kernel.shape
+    w_out = width - kw + 1
+    shift = np.arange(width)[None, :, None] - np.arange(w_out)[None, None, :]
+    select = (shift == np.arange(kw)[:, None, None]).astype(kernel.dtype)
+    t = jnp.einsum("jvw,ijco->ivcwo", select, kernel)
+    return t.reshape(kh * width * cin, w_out * cout)
+
+
+class Conv(nn.Module):
+    """A valid, stride-1 2-D convolution, three ways with the same maths and parameters.
 
     Same parameters (``kernel`` HWIO, ``bias``), initialisers and output as
-    ``nn.Conv(features, kernel_size, padding="VALID")``. Under ``vmap`` over
-    many networks, XLA's CPU convolution loses its fast path, while the
-    batched matmul stays efficient (scripts/bench_lenet.py measures both).
+    ``nn.Conv(features, kernel_size, padding="VALID")``. ``impl``:
+
+    - ``"rows"``: stack ``kh`` consecutive image rows (in blocks of output
+      columns) and multiply by a banded (Toeplitz) matrix built from the
+      kernel: a few large matmuls with a small patch buffer. Fastest under
+      ``vmap`` over networks on CPU (scripts/bench_lenet.py).
+    - ``"patches"``: im2col (``kh * kw`` shifted slices) and one matmul.
+    - ``"lax"``: ``jax.lax.conv_general_dilated`` (XLA's convolution).
     """
 
     features: int
     kernel_size: tuple[int, int]
-    use_patches: bool = True
+    impl: str = "rows"
 
     @nn.compact
     def __call__(self, x):
@@ -28,18 +48,33 @@ class PatchConv(nn.Module):
             "kernel", nn.initializers.lecun_normal(), (kh, kw, cin, self.features), x.dtype
         )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), x.dtype)
-        if not self.use_patches:
+        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
+        if self.impl == "lax":
             y = jax.lax.conv_general_dilated(
                 x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
             )
-            return y + bias
-        h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
-        # Patch features ordered (kh, kw, cin) to match the HWIO kernel's flattening.
-        patches = jnp.stack(
-            [x[..., i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-2
-        )
-        patches = patches.reshape(*patches.shape[:-2], kh * kw * cin)
-        return patches @ kernel.reshape(kh * kw * cin, self.features) + bias
+        elif self.impl == "patches":
+            # Patch features ordered (kh, kw, cin) to match the HWIO kernel's flattening.
+            patches = jnp.stack(
+                [x[..., i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-2
+            )
+            patches = patches.reshape(*patches.shape[:-2], kh * kw * cin)
+            y = patches @ kernel.reshape(kh * kw * cin, self.features)
+        elif self.impl == "rows":
+            # Output columns in blocks of bw: a narrower band matrix wastes fewer
+            # multiplications on its zeros, at the cost of smaller matmuls.
+            bw = max(d for d in range(1, 8) if w % d == 0)
+            win = bw + kw - 1
+            blocks = jnp.stack(
+                [x[..., j * bw : j * bw + win, :] for j in range(w // bw)], axis=-4
+            )  # (..., n_blocks, H, win, cin)
+            rows = blocks.reshape(*blocks.shape[:-2], win * cin)
+            band = jnp.concatenate([rows[..., i : i + h, :] for i in range(kh)], axis=-1)
+            y = band @ _row_toeplitz(kernel, win)  # (..., n_blocks, h, bw * cout)
+            y = jnp.moveaxis(y, -3, -2).reshape(*x.shape[:-3], h, w, self.features)
+        else:
+            raise ValueError(f"impl must be 'rows', 'patches' or 'lax', got {self.impl!r}")
+        return y + bias
 
 
 def max_pool_2x2(x):
@@ -56,12 +91,12 @@ class LeNet5(nn.Module):
     ``fc2`` is the ``(N, 84)`` post-ReLU penultimate layer the paper analyses.
     """
 
-    use_patches: bool = True
+    conv: str = "rows"
 
     @nn.compact
     def __call__(self, x):
-        x = max_pool_2x2(nn.relu(PatchConv(6, (5, 5), self.use_patches, name="conv1")(x)))
-        x = max_pool_2x2(nn.relu(PatchConv(16, (5, 5), self.use_patches, name="conv2")(x)))
+        x = max_pool_2x2(nn.relu(Conv(6, (5, 5), self.conv, name="conv1")(x)))
+        x = max_pool_2x2(nn.relu(Conv(16, (5, 5), self.conv, name="conv2")(x)))
         # Flatten in PyTorch's C x H x W order, so converted weights would line up.
         x = jnp.swapaxes(jnp.swapaxes(x, -1, -3), -1, -2).reshape(*x.shape[:-3], -1)
         x = nn.relu(nn.Dense(120, name="fc1")(x))

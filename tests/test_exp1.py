@@ -1,0 +1,116 @@
+"""Experiment 1 wiring on generated CIFAR-10 look-alikes: tables, figure, resume, CLI."""
+
+from __future__ import annotations
+
+import csv
+import warnings
+
+import numpy as np
+import pytest
+from conftest import ref_fit, ref_rsm_fast
+
+from poz_jax import exp1, files
+from poz_jax.cli import main
+from poz_jax.data import write_fake_cifar10
+from poz_jax.train import TrainConfig
+
+CFG = TrainConfig(seeds=2, epochs=1, batch_size=10, steps_per_call=4)
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cifar")
+    where, _ = write_fake_cifar10(folder, "npz", n_train=60, n_test=200, seed=5)
+    return where
+
+
+def read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_tables_match_a_numpy_reference(fake, tmp_path):
+    res = exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
+    arrays, meta = files.load_arrays(tmp_path / "embeddings.npz")
+    fc2, labels = arrays["fc2"].astype(np.float64), arrays["labels"]
+    assert fc2.shape == (2, 200, 84) and meta["train"]["seeds"] == 2
+    per_seed = read_csv(tmp_path / "per_seed.csv")
+    summary = read_csv(tmp_path / "summary.csv")
+    assert len(summary) == 84 and len(per_seed) == 2 * 84
+    assert [int(r["keep_count"]) for r in summary[:3]] == [84, 83, 82]
+    assert sum(r["paper_level"] == "True" for r in summary) == 10
+    for s in range(2):
+        p = (fc2[s] == 0).mean(0)
+        order = np.argsort(p, kind="stable")
+        means = np.stack([fc2[s][labels == c].mean(0) for c in range(10)])
+        base = ref_rsm_fast(means)
+        rows = [r for r in per_seed if int(r["seed"]) == s]
+        for r in rows[::7]:
+            k = int(r["keep_count"])
+            want = ref_fit(ref_rsm_fast(means[:, order[:k]]), base)
+            got = float(r["fit"])
+            assert (np.isnan(want) and np.isnan(got)) or abs(got - want) < 1e-4, (k, got, want)
+            assert float(r["max_poz"]) == pytest.approx(p[order[:k]].max(), abs=1e-6)
+    fits = np.array(
+        [[float(r["fit"]) for r in per_seed if int(r["keep_count"]) == k] for k in range(84, 0, -1)]
+    )
+    with warnings.catch_warnings():  # levels where every seed is NaN (k = 1)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_mean = np.nanmean(fits, 1)
+    np.testing.assert_allclose([float(r["fit_mean"]) for r in summary], want_mean, atol=1e-12)
+    for name in ("figure1.png", "figure1.pdf", "accuracy.csv", "config.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert (tmp_path / "figure1.png").read_bytes()[:4] == b"\x89PNG"
+    assert res["test_accuracy"].shape == (2,)
+
+
+def test_resumed_run_equals_uninterrupted_run(fake, tmp_path):
+    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    exp1.run(two, tmp_path / "straight", fake, progress=False, verify=False)
+    exp1.run(CFG, tmp_path / "resumed", fake, progress=False, verify=False)  # "interrupted"
+    exp1.run(two, tmp_path / "resumed", fake, progress=False, verify=False)
+    a, _ = files.load_arrays(tmp_path / "straight" / "embeddings.npz")
+    b, meta = files.load_arrays(tmp_path / "resumed" / "embeddings.npz")
+    np.testing.assert_array_equal(a["fc2"], b["fc2"])
+    assert [h["epoch"] for h in meta["history"]] == [1, 2]
+    assert (tmp_path / "straight" / "summary.csv").read_text() == (
+        tmp_path / "resumed" / "summary.csv"
+    ).read_text()
+
+
+def test_changed_settings_refuse_to_resume(fake, tmp_path):
+    exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
+    other = TrainConfig(**{**CFG.__dict__, "learning_rate": 0.01, "epochs": 2})
+    with pytest.raises(ValueError, match=r"different settings \(learning_rate\)"):
+        exp1.run(other, tmp_path, fake, progress=False, verify=False)
+
+
+def test_missing_class_in_test_labels_is_reported(tmp_path):
+    where, _ = write_fake_cifar10(tmp_path / "d", "npz", n_train=20, n_test=200, seed=1)
+    with np.load(where / "cifar10_test.npz") as z:
+        x, y = z["x"], z["y"]
+    np.savez(where / "cifar10_test.npz", x=x, y=np.where(y == 3, 4, y))
+    with pytest.raises(ValueError, match="class 3 has no test images"):
+        exp1.run(CFG, tmp_path / "out", where, progress=False, verify=False)
+
+
+def test_cli_help_and_clear_errors(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["exp1", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--data-dir", "--seeds", "--epochs", "--out", "--quick", "--preset"):
+        assert flag in text
+    code = main(
+        [
+            "exp1",
+            "--quick",
+            "--data-dir",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
+    assert code == 2
+    assert "poz-jax: error: --data-dir" in capsys.readouterr().err
