@@ -28,8 +28,8 @@ class TrainConfig:
     """How the networks are trained (everything that changes the numbers).
 
     ``optimizer`` is ``"sgd"`` (with ``momentum``) or ``"adam"``.
-    ``train_subset`` > 0 trains on the first that many training images (for
-    quick runs); 0 uses all of them.
+    ``train_subset`` > 0 trains on that many training images drawn at random
+    (seeded by ``base_seed``; for quick runs); 0 uses all of them.
     """
 
     seeds: int = 50
