@@ -38,12 +38,19 @@ def figure1(
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     ax.plot(percent_kept, fit_mean, "o-", color="tab:blue", label="fit to unpruned RSM")
     ax.fill_between(
-        percent_kept, fit_mean - fit_sd, fit_mean + fit_sd, color="tab:blue", alpha=0.2, linewidth=0
+        percent_kept,
+        np.clip(fit_mean - fit_sd, 0, 1),
+        np.clip(fit_mean + fit_sd, 0, 1),
+        color="tab:blue",
+        alpha=0.2,
+        linewidth=0,
     )
     ax.set_xlabel("% of nodes kept")
     ax.set_ylabel("fit (R$^2$)", color="tab:blue")
     ax.tick_params(axis="y", colors="tab:blue")
     ax.set_xlim(max(percent_kept) + 2, min(percent_kept) - 2)
+    ax.set_xticks(percent_kept)
+    ax.set_ylim(0, 1.04)  # R^2 lies in [0, 1], and its sd band is clipped to it
     right = ax.twinx()
     poz_m, poz_s = 100 * np.asarray(max_poz_mean), 100 * np.asarray(max_poz_sd)
     right.plot(percent_kept, poz_m, "s-", color="tab:orange", label="max PoZ kept")
@@ -52,7 +59,7 @@ def figure1(
     )
     right.set_ylabel("max PoZ remaining (%)", color="tab:orange")
     right.tick_params(axis="y", colors="tab:orange")
-    right.set_ylim(0, 100)
+    right.set_ylim(0, 104)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="lower left", frameon=False)
     if title:
