@@ -31,6 +31,8 @@ def _exp1(args: argparse.Namespace) -> int:
     }
     if args.optimizer is not None:
         changes["optimizer"] = args.optimizer
+    if args.init is not None:
+        changes["init_style"] = args.init
     cfg = dataclasses.replace(exp1.PRESETS[preset], **changes)
     out = args.out or f"results/exp1_{preset}"
     res = exp1.run(cfg, out, args.data_dir, progress=not args.no_progress)
@@ -76,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp1.add_argument("--seeds", type=int, help="number of networks (overrides the preset)")
     exp1.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
     exp1.add_argument("--optimizer", choices=["sgd", "adam"], help="overrides the preset")
+    exp1.add_argument(
+        "--init",
+        choices=["torch", "flax"],
+        help="parameter initialisation: torch (PyTorch's defaults, as the authors'; "
+        "the presets' choice) or flax (LeCun normal, zero bias)",
+    )
     exp1.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     exp1.add_argument("--seed", type=int, help="base random seed (default 0)")
     exp1.add_argument("--out", help="output folder (default results/exp1_<preset>)")

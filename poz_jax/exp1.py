@@ -66,6 +66,11 @@ def analyse(acts: jax.Array, labels: jax.Array, keep_counts: jax.Array, n_classe
     }
 
 
+def lenet_trainer(cfg: TrainConfig) -> Trainer:
+    """The LeNet5 the config describes, with its training functions."""
+    return Trainer(LeNet5(conv=cfg.conv, init_style=cfg.init_style), cfg)
+
+
 def _check_resumable(meta: dict, cfg: TrainConfig, path: Path) -> None:
     saved = dict(meta.get("train", {}))
     want = dataclasses.asdict(cfg)
@@ -95,7 +100,7 @@ def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = Tru
     n_steps = len(x_train) // cfg.batch_size
     if n_steps < 1:
         raise ValueError(f"{len(x_train)} training images is less than one batch")
-    trainer = Trainer(LeNet5(conv=cfg.conv), cfg)
+    trainer = lenet_trainer(cfg)
     mesh = seed_mesh(cfg.seeds)
     keys = seed_keys(cfg)
     state = trainer.init(keys)
@@ -240,7 +245,7 @@ def run(
         if missing.size:
             raise ValueError(f"class {missing[0]} has no test images: class means are undefined")
         params, history = train_networks(cfg, data, out, progress)
-        trainer = Trainer(LeNet5(conv=cfg.conv), cfg)
+        trainer = lenet_trainer(cfg)
         logits, fc2 = embed(trainer.forward(), params, data["test"][0])
         labels = data["test"][1]
         acc = (logits.argmax(-1) == labels[None]).mean(-1)

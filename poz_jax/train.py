@@ -28,8 +28,10 @@ class TrainConfig:
     """How the networks are trained (everything that changes the numbers).
 
     ``optimizer`` is ``"sgd"`` (with ``momentum``) or ``"adam"``.
-    ``train_subset`` > 0 trains on that many training images drawn at random
-    (seeded by ``base_seed``; for quick runs); 0 uses all of them.
+    ``init_style`` is ``"torch"`` (PyTorch's default initialisation, as the authors'
+    networks had) or ``"flax"`` (Flax's defaults). ``train_subset`` > 0 trains
+    on that many training images drawn at random (seeded by ``base_seed``; for
+    quick runs); 0 uses all of them.
     """
 
     seeds: int = 50
@@ -41,6 +43,7 @@ class TrainConfig:
     base_seed: int = 0
     train_subset: int = 0
     conv: str = "rows"
+    init_style: str = "torch"
     steps_per_call: int = 100
 
     def __post_init__(self) -> None:

@@ -53,3 +53,21 @@ def test_conv_formulations_equal_nn_conv_float32(rng):
     for impl in ("rows", "patches", "lax"):
         got = Conv(16, (5, 5), impl).apply(params, x)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_init_draws_like_pytorch_defaults():
+    params = LeNet5(init_style="torch").init(jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 3)))[
+        "params"
+    ]
+    fan_in = {"conv1": 75, "conv2": 150, "fc1": 400, "fc2": 120, "fc3": 84}
+    for name, n in fan_in.items():
+        bound = 1 / np.sqrt(n)
+        k, b = np.asarray(params[name]["kernel"]), np.asarray(params[name]["bias"])
+        assert np.abs(k).max() <= bound and np.abs(b).max() <= bound
+        assert np.abs(k).max() > 0.95 * bound  # uniform over the whole range
+        assert k.std() == pytest.approx(bound / np.sqrt(3), rel=0.15)
+        assert np.all(b != 0)
+    flax_params = LeNet5(init_style="flax").init(jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 3)))
+    assert not np.any(np.asarray(flax_params["params"]["fc2"]["bias"]))
+    with pytest.raises(ValueError, match="init must be 'torch' or 'flax'"):
+        LeNet5(init_style="he").init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))

@@ -8,6 +8,32 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def torch_uniform(fan_in: int):
+    """PyTorch's default Linear/Conv initialiser: U(-b, b) with b = 1/sqrt(fan_in).
+
+    Both weights (``kaiming_uniform_(a=sqrt(5))`` reduces to this bound) and biases.
+    """
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def initialisers(init: str, fan_in: int):
+    """``(kernel_init, bias_init)`` for a layer with ``fan_in`` inputs per output.
+
+    ``"torch"``: PyTorch's defaults, which the authors' networks used.
+    ``"flax"``: Flax's defaults (LeCun normal weights, zero biases).
+    """
+    if init == "torch":
+        return torch_uniform(fan_in), torch_uniform(fan_in)
+    if init == "flax":
+        return nn.initializers.lecun_normal(), nn.initializers.zeros_init()
+    raise ValueError(f"init must be 'torch' or 'flax', got {init!r}")
+
+
 def _row_toeplitz(kernel: jax.Array, width: int) -> jax.Array:
     """HWIO kernel -> ``(kh * width * cin, (width - kw + 1) * cout)`` row-convolution matrix.
 
@@ -39,15 +65,15 @@ class Conv(nn.Module):
     features: int
     kernel_size: tuple[int, int]
     impl: str = "rows"
+    init_style: str = "flax"
 
     @nn.compact
     def __call__(self, x):
         kh, kw = self.kernel_size
         cin = x.shape[-1]
-        kernel = self.param(
-            "kernel", nn.initializers.lecun_normal(), (kh, kw, cin, self.features), x.dtype
-        )
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), x.dtype)
+        kernel_init, bias_init = initialisers(self.init_style, kh * kw * cin)
+        kernel = self.param("kernel", kernel_init, (kh, kw, cin, self.features), x.dtype)
+        bias = self.param("bias", bias_init, (self.features,), x.dtype)
         h, w = x.shape[-3] - kh + 1, x.shape[-2] - kw + 1
         if self.impl == "lax":
             y = jax.lax.conv_general_dilated(
@@ -89,16 +115,23 @@ class LeNet5(nn.Module):
 
     Input ``(N, 32, 32, 3)`` normalised images. Returns ``(logits, fc2)`` where
     ``fc2`` is the ``(N, 84)`` post-ReLU penultimate layer the paper analyses.
+    ``init_style="torch"`` (default) draws parameters as PyTorch does by default, as
+    in the authors' networks; ``"flax"`` uses Flax's defaults.
     """
 
     conv: str = "rows"
+    init_style: str = "torch"
+
+    def _dense(self, features: int, name: str, x):
+        k_init, b_init = initialisers(self.init_style, x.shape[-1])
+        return nn.Dense(features, kernel_init=k_init, bias_init=b_init, name=name)(x)
 
     @nn.compact
     def __call__(self, x):
-        x = max_pool_2x2(nn.relu(Conv(6, (5, 5), self.conv, name="conv1")(x)))
-        x = max_pool_2x2(nn.relu(Conv(16, (5, 5), self.conv, name="conv2")(x)))
+        x = max_pool_2x2(nn.relu(Conv(6, (5, 5), self.conv, self.init_style, name="conv1")(x)))
+        x = max_pool_2x2(nn.relu(Conv(16, (5, 5), self.conv, self.init_style, name="conv2")(x)))
         # Flatten in PyTorch's C x H x W order, so converted weights would line up.
         x = jnp.swapaxes(jnp.swapaxes(x, -1, -3), -1, -2).reshape(*x.shape[:-3], -1)
-        x = nn.relu(nn.Dense(120, name="fc1")(x))
-        fc2 = nn.relu(nn.Dense(84, name="fc2")(x))
-        return nn.Dense(10, name="fc3")(fc2), fc2
+        x = nn.relu(self._dense(120, "fc1", x))
+        fc2 = nn.relu(self._dense(84, "fc2", x))
+        return self._dense(10, "fc3", fc2), fc2
