@@ -20,6 +20,7 @@ SMALL = (
     "summary.csv",
     "per_seed.csv",
     "accuracy.csv",
+    "analysis.npz",
     "config.json",
     "history.json",
     "figure1.png",
@@ -33,20 +34,29 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--preset", choices=list(NAMES), nargs="+", default=list(NAMES))
     parser.add_argument("--epochs", type=int, help="override the preset's 10 epochs")
+    parser.add_argument("--seeds", type=int, help="override the preset's 50 networks")
+    parser.add_argument("--init", choices=["torch", "flax"], help="override the preset's torch")
+    parser.add_argument("--name", help="results folder name (default exp1 / exp1_adam)")
     parser.add_argument("--work", default="runs", help="folder for checkpoints and embeddings")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     for preset in args.preset:
         cfg = exp1.PRESETS[preset]
-        if args.epochs:
-            cfg = dataclasses.replace(cfg, epochs=args.epochs)
-        work = Path(args.work) / NAMES[preset]
+        for field, value in (
+            ("epochs", args.epochs),
+            ("seeds", args.seeds),
+            ("init_style", args.init),
+        ):
+            if value is not None:
+                cfg = dataclasses.replace(cfg, **{field: value})
+        name = args.name or NAMES[preset]
+        work = Path(args.work) / name
         res = exp1.run(cfg, work, args.data_dir, progress=not args.no_progress)
         print(exp1.format_summary(res))
-        dest = RESULTS / NAMES[preset]
+        dest = RESULTS / name
         dest.mkdir(parents=True, exist_ok=True)
-        for name in SMALL:
-            shutil.copy2(work / name, dest / name)
+        for fname in SMALL:
+            shutil.copy2(work / fname, dest / fname)
         print(f"copied {', '.join(SMALL)} to {dest}")
 
 

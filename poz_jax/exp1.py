@@ -51,19 +51,31 @@ def analyse(acts: jax.Array, labels: jax.Array, keep_counts: jax.Array, n_classe
       keep_counts: ``(n_levels,)`` node counts.
 
     Returns:
-      dict of ``poz`` ``(seeds, n_nodes)``, ``order`` (keep order), ``fit`` and
-      ``max_poz`` ``(seeds, n_levels)``: the fit of the class-mean RSM at each
-      level to the unpruned class-mean RSM, and the largest PoZ kept.
+      dict of ``poz`` ``(seeds, n_nodes)``, ``order`` (keep order), ``rsm``
+      ``(seeds, n_classes, n_classes)`` (the unpruned class-mean RSM), ``fit``
+      and ``max_poz`` ``(seeds, n_levels)``: the fit of the class-mean RSM at
+      each level to the unpruned one, and the largest PoZ kept.
     """
     p = poz(acts)
     order = keep_order(p)
     means = class_means(acts, labels, n_classes)
+    baseline = rsm(means)
     return {
         "poz": p,
         "order": order,
-        "fit": sweep(means, rsm(means), keep_counts, order),
+        "rsm": baseline,
+        "fit": sweep(means, baseline, keep_counts, order),
         "max_poz": max_kept_poz(p, keep_counts, order),
     }
+
+
+def float64():
+    """A context in which JAX computes in float64 (``jax.enable_x64``, or its older home)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # jax < 0.8
+
+    return enable_x64()
 
 
 def lenet_trainer(cfg: TrainConfig) -> Trainer:
@@ -256,11 +268,17 @@ def run(
         raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
     paper_counts = keep_grid(N_NODES)
     all_counts = np.arange(N_NODES, 0, -1)
-    result = jax.device_get(analyse(jnp.asarray(fc2), jnp.asarray(labels), jnp.asarray(all_counts)))
+    # Float64 for the analysis: it is tiny (10 x 84 per network), and class means of
+    # similar classes make float32 fits wobble in the 4th decimal.
+    with float64():
+        result = jax.device_get(
+            analyse(jnp.asarray(fc2, jnp.float64), jnp.asarray(labels), jnp.asarray(all_counts))
+        )
     summary, per_seed, acc_rows = tables(result, all_counts, paper_counts, acc)
     files.write_csv(out / "summary.csv", summary)
     files.write_csv(out / "per_seed.csv", per_seed)
     files.write_csv(out / "accuracy.csv", acc_rows)
+    files.save_arrays(out / "analysis.npz", meta_now, keep_counts=all_counts, **result)
     files.write_json(out / "history.json", history)
     rows = [r for r in summary if r["paper_level"]]
     fig = figure1(
