@@ -287,7 +287,7 @@ def run(
             np.array([r[c] for r in rows])
             for c in ("fit_mean", "fit_sd", "max_poz_mean", "max_poz_sd")
         ),
-        title=f"LeNet5 fc2, CIFAR-10, {cfg.seeds} seeds, {cfg.optimizer}",
+        title=f"LeNet5 fc2, CIFAR-10: {cfg.seeds} seeds, {cfg.optimizer}, {cfg.epochs} epochs",
     )
     figs = save_figure(fig, out / "figure1")
     # k = 1 (every class mean constant) and k = 2 (every r^2 exactly 1) are NaN by definition.
