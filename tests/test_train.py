@@ -33,6 +33,7 @@ def test_vmapped_step_equals_each_seed_alone(rng, optimizer):
     together, loss, _ = trainer.steps()(trainer.init(keys), x, y, order, 0, 3)
     assert loss.shape == (3,)
     one = dataclasses.replace(cfg, seeds=1)
+    atol = 1e-6 if optimizer == "sgd" else 1e-4
     for s in range(3):
         alone, _, _ = Trainer(LeNet5(), one).steps()(
             trainer.init(keys[s : s + 1]), x, y, order[s : s + 1], 0, 3
@@ -40,7 +41,9 @@ def test_vmapped_step_equals_each_seed_alone(rng, optimizer):
         for a, b in zip(
             jax.tree_util.tree_leaves(alone), jax.tree_util.tree_leaves(together), strict=True
         ):
-            np.testing.assert_allclose(a[0], b[s], rtol=1e-4, atol=1e-6)
+            # Adam divides by sqrt(v): a gradient that is float32 rounding noise either
+            # way moves its weight by ~lr in either direction, so allow that much there.
+            np.testing.assert_allclose(a[0], b[s], rtol=1e-4, atol=atol)
     # Seeds differ in initialisation and in data order.
     assert not np.allclose(together[0]["fc2"]["kernel"][0], together[0]["fc2"]["kernel"][1])
     assert not np.array_equal(order[0], order[1])
