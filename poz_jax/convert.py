@@ -1,0 +1,169 @@
+"""PyTorch VGG-16 weights -> Flax parameters in a framework-free ``.npz``.
+
+Two sources of the same ImageNet weights are understood:
+
+- torchvision's ``vgg16-397923af.pth`` (a state dict; reading it needs
+  ``torch``, the ``[torch]`` extra): ``features.N.*`` and ``classifier.{0,3,6}.*``;
+- timm's ``vgg16.tv_in1k`` in ``.safetensors`` form (read with NumPy alone):
+  the same ``features.N.*`` and a convolutional head, ``pre_logits.fc1``
+  (4096 x 512 x 7 x 7), ``pre_logits.fc2`` (4096 x 4096 x 1 x 1), ``head.fc``.
+
+Layouts: conv kernels go from PyTorch's OIHW to Flax's HWIO; linear weights
+are transposed; fc6's input rows are permuted from PyTorch's C x H x W
+flattening to the H x W x C order of an NHWC flatten (forgetting this still
+runs and gives wrong fc6/fc7 values).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from poz_jax.files import load_arrays, save_arrays
+from poz_jax.models.vgg import CONV_NAMES
+
+# Indices of the conv layers in torchvision's ``features`` Sequential.
+FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+FORMAT = "poz-jax vgg16 flax params v1"
+
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16}
+
+
+def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Tensors of a ``.safetensors`` file as NumPy arrays (F64/F32/F16/BF16; others refused)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        (n,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + n])
+    except (struct.error, ValueError) as err:
+        raise ValueError(f"{path} is not a safetensors file ({err})") from err
+    data = memoryview(raw)[8 + n :]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, stop = info["data_offsets"]
+        if stop > len(data):
+            raise ValueError(f"{path} is truncated: tensor {name} ends past the end of the file")
+        buf = data[start:stop]
+        if info["dtype"] == "BF16":
+            # bfloat16 is the top half of a float32.
+            arr = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+        elif info["dtype"] in _SAFETENSORS_DTYPES:
+            arr = np.frombuffer(buf, np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<"))
+        else:
+            raise ValueError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+        out[name] = arr.reshape(info["shape"]).astype(np.float32)
+    return out
+
+
+def read_torch(path: str | Path) -> dict[str, np.ndarray]:
+    """A PyTorch state dict (``.pth``/``.pt``) as NumPy arrays; needs ``torch``."""
+    try:
+        import torch
+    except ImportError as err:
+        raise ValueError(
+            f"reading {path} needs PyTorch: pip install 'poz-jax[torch]', or convert timm's "
+            "vgg16.tv_in1k model.safetensors instead, which needs no torch"
+        ) from err
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        raise ValueError(f"{path} is not a readable PyTorch state dict ({err})") from err
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
+
+
+def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """Read torchvision (``.pth``) or timm (``.safetensors``) VGG-16 weights by file suffix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    return read_torch(path)
+
+
+def _get(state: dict, key: str, shape: tuple | None = None) -> np.ndarray:
+    if key not in state:
+        raise ValueError(f"weights lack {key!r}: not a torchvision or timm VGG-16 state dict")
+    arr = np.asarray(state[key], np.float32)
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"weights {key!r} have shape {arr.shape}, expected {shape}")
+    return arr
+
+
+def to_flax(state: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Map a torchvision or timm VGG-16 state dict to :class:`~poz_jax.models.vgg.VGG16` params.
+
+    Returns ``{layer: {"kernel", "bias"}}`` float32 NumPy arrays, kernels HWIO
+    for convs and ``(in, out)`` for dense layers.
+    """
+    params = {}
+    for name, index in zip(CONV_NAMES, FEATURE_INDICES, strict=True):
+        w = _get(state, f"features.{index}.weight")
+        if w.ndim != 4:
+            raise ValueError(f"features.{index}.weight should be OIHW, got shape {w.shape}")
+        params[name] = {
+            "kernel": w.transpose(2, 3, 1, 0),
+            "bias": _get(state, f"features.{index}.bias"),
+        }
+    if "classifier.0.weight" in state:  # torchvision
+        w6 = _get(state, "classifier.0.weight")
+        w6 = w6.reshape(w6.shape[0], -1, 7, 7)
+        heads = [("classifier.0", w6), ("classifier.3", None), ("classifier.6", None)]
+    else:  # timm: the same numbers, stored as convolutions
+        heads = [("pre_logits.fc1", None), ("pre_logits.fc2", None), ("head.fc", None)]
+    for layer, (key, w) in zip(("fc6", "fc7", "fc8"), heads, strict=True):
+        w = _get(state, f"{key}.weight") if w is None else w
+        if layer == "fc6":
+            # (out, C, H, W) -> rows in H, W, C order for an NHWC flatten.
+            w = w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+        else:
+            w = w.reshape(w.shape[0], -1).T
+        params[layer] = {"kernel": np.ascontiguousarray(w), "bias": _get(state, f"{key}.bias")}
+    return params
+
+
+def save_params(path: str | Path, params: dict, source: str = "") -> None:
+    """Write VGG-16 params as an ``.npz`` (keys ``layer/kernel``), loadable without torch."""
+    flat = {
+        f"{layer}/{kind}": np.asarray(arr, np.float32)
+        for layer, weights in params.items()
+        for kind, arr in weights.items()
+    }
+    save_arrays(path, {"format": FORMAT, "source": source}, **flat)
+
+
+def load_params(path: str | Path) -> dict:
+    """Read params written by :func:`save_params` (or :func:`convert`) as JAX arrays."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(
+            f"weights file {path} does not exist; convert torchvision's vgg16-397923af.pth "
+            "or timm's vgg16.tv_in1k model.safetensors with: poz-jax convert-vgg16 SRC DST"
+        )
+    arrays, meta = load_arrays(path)
+    if meta.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a converted VGG-16 file; make one with: poz-jax convert-vgg16 SRC DST"
+        )
+    params: dict = {}
+    for key, arr in arrays.items():
+        layer, kind = key.split("/")
+        params.setdefault(layer, {})[kind] = jnp.asarray(arr)
+    return params
+
+
+def convert(src: str | Path, dst: str | Path) -> dict:
+    """Convert torchvision/timm VGG-16 weights at ``src`` to a poz-jax ``.npz`` at ``dst``."""
+    params = to_flax(read_state_dict(src))
+    save_params(dst, params, source=Path(src).name)
+    return params

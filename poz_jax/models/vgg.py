@@ -1,0 +1,87 @@
+"""VGG-16 as torchvision's ``vgg16``, eval mode (no dropout), in Flax linen.
+
+Parameter names follow the VGG paper (``conv1_1`` .. ``conv5_3``, ``fc6``,
+``fc7``, ``fc8``); :mod:`poz_jax.convert` maps torchvision's and timm's
+weights onto them. Inputs are NHWC images already normalised with the
+ImageNet mean and std (:mod:`poz_jax.images`).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Output channels of each conv block (a max-pool follows each block).
+BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+CONV_NAMES = tuple(
+    f"conv{b + 1}_{i + 1}" for b, block in enumerate(BLOCKS) for i in range(len(block))
+)
+LAYERS = ("pool1", "pool2", "pool3", "pool4", "pool5", "fc6", "fc7", "logits")
+
+
+def _pool_windows(size: int, out: int) -> np.ndarray:
+    """``(out, size)`` averaging weights of PyTorch's adaptive average pooling along one axis.
+
+    Window ``i`` spans ``floor(i * size / out)`` .. ``ceil((i + 1) * size / out)``.
+    """
+    i = np.arange(out)
+    start = (i * size) // out
+    stop = -((-(i + 1) * size) // out)
+    cols = np.arange(size)
+    inside = (cols >= start[:, None]) & (cols < stop[:, None])
+    return inside / inside.sum(1, keepdims=True)
+
+
+def adaptive_avg_pool(x: jax.Array, out: tuple[int, int] = (7, 7)) -> jax.Array:
+    """PyTorch's ``AdaptiveAvgPool2d(out)`` on NHWC ``x``: ``(N, H, W, C) -> (N, *out, C)``.
+
+    For the 224 x 224 crops VGG-16 was trained on, pool5 is already 7 x 7 and
+    this is the identity; smaller inputs (as in the tests) repeat cells.
+    """
+    _, h, w, _ = x.shape
+    if (h, w) == out:
+        return x
+    ph = jnp.asarray(_pool_windows(h, out[0]), x.dtype)
+    pw = jnp.asarray(_pool_windows(w, out[1]), x.dtype)
+    return jnp.einsum("ih,jw,nhwc->nijc", ph, pw, x)
+
+
+class VGG16(nn.Module):
+    """VGG-16 returning its named activations.
+
+    ``__call__(x)`` with ``x`` of shape ``(N, H, W, 3)`` (H, W >= 32) returns a
+    dict: ``pool1``..``pool5`` (NHWC), ``fc6`` and ``fc7`` after their ReLU
+    ``(N, 4096)``, and ``logits`` ``(N, n_classes)``.
+    """
+
+    n_classes: int = 1000
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+        out = {}
+        x = x.astype(self.dtype)
+        names = iter(CONV_NAMES)
+        for b, block in enumerate(BLOCKS):
+            for channels in block:
+                conv = nn.Conv(channels, (3, 3), padding=1, dtype=self.dtype, name=next(names))
+                x = nn.relu(conv(x))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            out[f"pool{b + 1}"] = x
+        # Flattened in NHWC order; the converter permutes fc6's rows from
+        # PyTorch's C x H x W flattening to match.
+        x = adaptive_avg_pool(x).reshape(x.shape[0], -1)
+        x = nn.relu(nn.Dense(4096, dtype=self.dtype, name="fc6")(x))
+        out["fc6"] = x
+        x = nn.relu(nn.Dense(4096, dtype=self.dtype, name="fc7")(x))
+        out["fc7"] = x
+        out["logits"] = nn.Dense(self.n_classes, dtype=self.dtype, name="fc8")(x)
+        return out
+
+
+def random_params(seed: int = 0, n_classes: int = 1000) -> dict:
+    """Randomly initialised VGG-16 parameters (for tests, timing and dry runs)."""
+    x = jnp.zeros((1, 32, 32, 3), jnp.float32)
+    return VGG16(n_classes).init(jax.random.PRNGKey(seed), x)["params"]
