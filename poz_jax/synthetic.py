@@ -20,3 +20,97 @@ def synthetic_activations(
     threshold = rng.uniform(-1.0, 3.0, size=n_nodes)
     threshold[rng.random(n_nodes) < 0.05] = np.inf
     return np.maximum(drive - threshold, 0.0).astype(dtype)
+
+
+def planted_embeddings(
+    n_items: int, n_nodes: int, seed: int = 0, signal: float = 0.25, n_features: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Items' features ``(n_items, n_features)`` and embeddings ``(n_items, n_nodes)`` with a plant.
+
+    A ``signal`` share of the nodes fire for most items and encode the
+    features; the rest fire rarely and at random. So the RSM of the
+    low-PoZ nodes matches a similarity built from the features better than
+    the RSM of all nodes: PoZ pruning should improve the fit, peaking near
+    ``100 * signal`` % kept, and beat random pruning. Used to test Experiment 2
+    where the right answer is known.
+    """
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(n_items, n_features))
+    n_sig = int(round(signal * n_nodes))
+    w = rng.normal(size=(n_features, n_sig))
+    sig = np.maximum(feats @ w + 2.0, 0.0)  # PoZ about 0.1
+    noise = 3.0 * np.maximum(rng.normal(size=(n_items, n_nodes - n_sig)) - 1.5, 0.0)  # about 0.93
+    x = np.concatenate([sig, noise], axis=1)[:, rng.permutation(n_nodes)]
+    return feats, x
+
+
+def feature_similarity(feats: np.ndarray, scale: float = 10.0) -> np.ndarray:
+    """A human-like similarity ``(n, n)`` on a 0..``scale`` rating scale from item features.
+
+    The squared cosine between feature vectors: what the RSM of nodes tuned
+    linearly to the features recovers (see :func:`planted_embeddings`).
+    """
+    unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+    return scale * np.clip(unit @ unit.T, -1.0, 1.0) ** 2
+
+
+def draw_images(feats: np.ndarray, size: int = 64) -> np.ndarray:
+    """uint8 ``(n, size, size, 3)`` images drawn from features: hue, size and place of a disc."""
+    import colorsys
+
+    from PIL import Image, ImageDraw
+
+    out = []
+    for f in feats:
+        hue = (np.arctan2(f[1], f[0]) / (2 * np.pi)) % 1.0
+        rgb = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(hue, 0.9, 0.9))
+        radius = size * (0.15 + 0.1 * np.tanh(f[2] if len(f) > 2 else 0.0))
+        cx = size / 2 + 0.15 * size * np.tanh(f[0])
+        im = Image.new("RGB", (size, size), (128, 128, 128))
+        ImageDraw.Draw(im).ellipse(
+            (cx - radius, size / 2 - radius, cx + radius, size / 2 + radius), fill=rgb
+        )
+        out.append(np.asarray(im))
+    return np.stack(out)
+
+
+def write_stimulus_sets(
+    folder, names=("discs", "hues"), n_items: int = 24, n_nodes: int = 4096, seed: int = 0
+):
+    """Write generated stimulus sets in every layout :mod:`poz_jax.data` reads.
+
+    ``folder/<name>/`` holds PNG images and the similarity matrix (``.csv``
+    for the first set, ``.npy`` for the next, ``.mat`` after, with an
+    ``order.txt`` in the second); ``folder/similarity.npz`` is the authors'
+    single-file layout, and ``folder/embeddings.npz`` planted embeddings
+    (:func:`planted_embeddings`) of the same items. Returns ``{name: features}``.
+    """
+    from pathlib import Path
+
+    import scipy.io
+    from PIL import Image
+
+    folder = Path(folder)
+    feats_by_set, sims, embs = {}, {}, {}
+    for i, name in enumerate(names):
+        feats, emb = planted_embeddings(n_items, n_nodes, seed=seed + i)
+        sim = feature_similarity(feats)
+        d = folder / name
+        d.mkdir(parents=True, exist_ok=True)
+        files = [f"img_{j:03d}.png" for j in range(n_items)]
+        if i == 1:  # a given row order, unlike the sorted file names
+            files = files[::-1]
+            (d / "order.txt").write_text("\n".join(files) + "\n")
+        for f, img in zip(files, draw_images(feats), strict=True):
+            Image.fromarray(img).save(d / f)
+        fmt = (".csv", ".npy", ".mat")[min(i, 2)]
+        if fmt == ".csv":
+            np.savetxt(d / "similarity.csv", sim, delimiter=",")
+        elif fmt == ".npy":
+            np.save(d / "similarity.npy", sim)
+        else:
+            scipy.io.savemat(d / "similarity.mat", {"simMatrix": sim})
+        feats_by_set[name], sims[name], embs[name] = feats, sim, emb.astype(np.float32)
+    np.savez(folder / "similarity.npz", **sims)
+    np.savez(folder / "embeddings.npz", **embs)
+    return feats_by_set

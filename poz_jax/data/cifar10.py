@@ -1,4 +1,4 @@
-"""Data loading: CIFAR-10 from tfds or from local files, with clear errors.
+"""CIFAR-10 from tfds or from local files, with clear errors.
 
 Local layouts read with NumPy alone (``data_dir`` may be any of them, or a
 folder holding one):
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from poz_jax.data.errors import DataError
+
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 ARCHIVE_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # md5 sums and sizes published for the official archives.
@@ -38,10 +40,6 @@ _SPLIT_FILES = {
 }
 _SPLIT_SIZE = {"train": 50000, "test": 10000}
 _RECORD = 1 + 32 * 32 * 3  # label byte + CHW pixels in the binary version
-
-
-class DataError(ValueError):
-    """Missing, unreadable or malformed data, with what was looked for."""
 
 
 def _how_to_get() -> str:

@@ -1,0 +1,245 @@
+"""Stimulus sets with human similarity matrices (Experiment 2), with clear errors.
+
+Layouts understood by :func:`load_stimulus_sets`:
+
+- a folder of images plus one similarity file (``.npy``, ``.npz``, ``.csv`` or
+  MATLAB ``.mat``); images in sorted file-name order unless the folder has an
+  ``order.txt`` (one file name per line, the matrix's row order);
+- a folder of such folders, one per set (the folder names are the set names);
+- the authors' single file: one ``.npz`` holding a square matrix per set name
+  (no images: pair it with precomputed embeddings, :func:`load_embeddings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from poz_jax.data.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".mat")
+# Variable names of the Peterson et al. matrices in their MATLAB files.
+MAT_KEYS = ("simMatrix", "simmat", "simMatrixturk2016", "sim", "S")
+ORDER_FILE = "order.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class StimulusSet:
+    """One set: its name, human similarity ``(n, n)`` float64, and ``n`` image paths (or None)."""
+
+    name: str
+    similarity: np.ndarray
+    images: tuple[Path, ...] | None = None
+
+    @property
+    def n_items(self) -> int:
+        return self.similarity.shape[0]
+
+
+def check_similarity(m: np.ndarray, where: str, rtol: float = 1e-6) -> np.ndarray:
+    """``m`` as float64 after checking it is a finite, square, symmetric 2-D matrix."""
+    m = np.asarray(m)
+    if m.dtype == object or not np.issubdtype(m.dtype, np.number):
+        raise DataError(f"{where}: the similarity matrix is not numeric (dtype {m.dtype})")
+    m = m.astype(np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise DataError(f"{where}: the similarity matrix must be square, got shape {m.shape}")
+    if m.shape[0] < 3:
+        raise DataError(f"{where}: a similarity matrix needs at least 3 items, got {m.shape[0]}")
+    if not np.all(np.isfinite(m)):
+        raise DataError(
+            f"{where}: the similarity matrix holds {int(np.sum(~np.isfinite(m)))} NaN or "
+            "infinite value(s)"
+        )
+    gap = np.max(np.abs(m - m.T))
+    if gap > rtol * max(np.max(np.abs(m)), 1e-300):
+        i, j = np.unravel_index(np.argmax(np.abs(m - m.T)), m.shape)
+        raise DataError(
+            f"{where}: the similarity matrix is not symmetric: m[{i}, {j}] = {m[i, j]:g} but "
+            f"m[{j}, {i}] = {m[j, i]:g}"
+        )
+    return m
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with open(path) as fh:
+        rows = [ln.split(",") for ln in fh.read().splitlines() if ln.strip()]
+    if rows and not all(_is_number(c) for c in rows[0][1:]):
+        rows = rows[1:]  # a header line of item names
+    if rows and not any(_is_number(r[0]) for r in rows):
+        rows = [r[1:] for r in rows]  # a leading column of item names
+    try:
+        return np.array([[float(c) for c in r] for r in rows])
+    except ValueError as err:
+        raise DataError(f"{path}: not a numeric CSV matrix ({err})") from err
+
+
+def _pick(arrays: dict, path: Path, key: str | None, known: tuple[str, ...] = ()) -> np.ndarray:
+    if key is not None:
+        if key not in arrays:
+            raise DataError(f"{path} has no variable {key!r}; it has {sorted(arrays)}")
+        return arrays[key]
+    for k in known:
+        if k in arrays:
+            return arrays[k]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    square = [
+        k for k, a in arrays.items() if np.ndim(a) == 2 and np.shape(a)[0] == np.shape(a)[1] > 1
+    ]
+    if len(square) != 1:
+        raise DataError(
+            f"{path}: cannot tell which variable is the similarity matrix among {sorted(arrays)}; "
+            "keep one square matrix in the file"
+        )
+    return arrays[square[0]]
+
+
+def load_similarity(path: str | Path, key: str | None = None) -> np.ndarray:
+    """A human similarity matrix ``(n, n)`` float64 from ``.npy``, ``.npz``, ``.csv`` or ``.mat``.
+
+    ``key`` names the variable in an ``.npz``/``.mat`` holding several; by
+    default the Peterson et al. names (``simMatrix``, ``simmat``, ...) or the
+    file's only square matrix. Raises :class:`DataError` for a missing,
+    unreadable, non-square, non-symmetric or non-finite matrix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"similarity matrix {path} does not exist")
+    try:
+        if path.suffix == ".npy":
+            m = np.load(path, allow_pickle=False)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                m = _pick({k: z[k] for k in z.files}, path, key)
+        elif path.suffix == ".csv":
+            m = _read_csv(path)
+        elif path.suffix == ".mat":
+            import scipy.io
+
+            arrays = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+            m = _pick(arrays, path, key, MAT_KEYS)
+        else:
+            raise DataError(f"{path}: unknown similarity format; use one of {MATRIX_SUFFIXES}")
+    except DataError:
+        raise
+    except Exception as err:  # numpy/scipy raise many types for a corrupt file
+        raise DataError(f"{path} is not a readable similarity matrix ({err})") from err
+    return check_similarity(m, str(path))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _matrix_file(folder: Path) -> Path:
+    found = sorted(p for p in folder.iterdir() if p.suffix in MATRIX_SUFFIXES and p.is_file())
+    preferred = [p for p in found if p.stem == "similarity"]
+    if preferred:
+        return preferred[0]
+    if len(found) != 1:
+        raise DataError(
+            f"{folder}: expected one similarity file (similarity.npy/.npz/.csv/.mat), "
+            f"found {[p.name for p in found] or 'none'}"
+        )
+    return found[0]
+
+
+def load_stimulus_folder(folder: str | Path, name: str | None = None) -> StimulusSet:
+    """One set from a folder of images and its similarity file (see the module docstring)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"stimulus folder {folder} does not exist")
+    sim = load_similarity(_matrix_file(folder))
+    images = _image_files(folder)
+    order = folder / ORDER_FILE
+    if order.is_file():
+        names = [ln.strip() for ln in order.read_text().splitlines() if ln.strip()]
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise DataError(f"{order} names image(s) not in {folder}: {missing[:5]}")
+        images = [folder / n for n in names]
+    if len(images) != sim.shape[0]:
+        raise DataError(
+            f"{folder}: {len(images)} image(s) but a {sim.shape[0]} x {sim.shape[0]} "
+            "similarity matrix; they must match one to one"
+        )
+    return StimulusSet(name or folder.name, sim, tuple(images))
+
+
+def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict[str, StimulusSet]:
+    """All stimulus sets at ``path`` (a set folder, a folder of set folders, or an ``.npz``).
+
+    ``names`` keeps only those sets, in that order; an unknown name is an error.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                sets = {k: StimulusSet(k, check_similarity(z[k], f"{path}[{k}]")) for k in z.files}
+        except DataError:
+            raise
+        except Exception as err:
+            raise DataError(
+                f"{path} is not a readable .npz of similarity matrices ({err})"
+            ) from err
+    elif path.is_dir():
+        subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if _image_files(path) or not subdirs:
+            sets = {path.name: load_stimulus_folder(path)}
+        else:
+            sets = {p.name: load_stimulus_folder(p) for p in subdirs}
+    else:
+        raise DataError(
+            f"stimuli {path} does not exist; give a folder of images with its similarity "
+            "matrix, a folder of such folders, or an .npz with one matrix per set"
+        )
+    if not sets:
+        raise DataError(f"{path} holds no stimulus set")
+    if names:
+        unknown = [n for n in names if n not in sets]
+        if unknown:
+            raise DataError(f"no stimulus set named {unknown} in {path}; it has {sorted(sets)}")
+        sets = {n: sets[n] for n in names}
+    return sets
+
+
+def load_embeddings(path: str | Path, sets: dict[str, StimulusSet]) -> dict[str, np.ndarray]:
+    """Precomputed embeddings: an ``.npz`` with one ``(n_items, n_nodes)`` matrix per set name.
+
+    Checked against ``sets``: every set present, rows equal to its item
+    count, all values finite.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError as err:
+        raise DataError(f"embeddings file {path} does not exist") from err
+    except Exception as err:
+        raise DataError(f"{path} is not a readable .npz of embeddings ({err})") from err
+    out = {}
+    for name, s in sets.items():
+        if name not in arrays:
+            raise DataError(f"{path} has no embeddings for set {name!r}; it has {sorted(arrays)}")
+        e = arrays[name]
+        if e.ndim != 2 or e.shape[0] != s.n_items:
+            raise DataError(
+                f"{path}[{name}]: embeddings must be ({s.n_items}, n_nodes) to match the "
+                f"similarity matrix, got shape {e.shape}"
+            )
+        if not np.all(np.isfinite(e)):
+            raise DataError(f"{path}[{name}]: embeddings hold NaN or infinite values")
+        out[name] = e
+    return out
