@@ -41,6 +41,39 @@ def _exp1(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exp2(args: argparse.Namespace) -> int:
+    from poz_jax import exp2
+
+    cfg = exp2.Exp2Config(
+        layer=args.layer,
+        n_null=args.n_null,
+        null_seed=args.seed,
+        precision="float32" if args.float32 else "float64",
+        weights=args.weights,
+        sets=tuple(args.sets.split(",")) if args.sets else None,
+    )
+    res = exp2.run(cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress)
+    print(exp2.format_stats(res["stats"]))
+    print(f"wrote {args.out}/summary.csv, levels.csv, stats.csv, figure2/3.png/.pdf")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from poz_jax.convert import convert
+
+    convert(args.src, args.dst)
+    print(f"wrote {args.dst}")
+    return 0
+
+
+def _make_stimuli(args: argparse.Namespace) -> int:
+    from poz_jax.synthetic import write_stimulus_sets
+
+    write_stimulus_sets(args.folder, n_items=args.items, seed=args.seed)
+    print(f"wrote generated stimulus sets, similarity.npz and embeddings.npz to {args.folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poz-jax",
@@ -89,6 +122,66 @@ def build_parser() -> argparse.ArgumentParser:
     exp1.add_argument("--out", help="output folder (default results/exp1_<preset>)")
     exp1.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp1.set_defaults(func=_exp1)
+
+    exp2 = sub.add_parser(
+        "exp2",
+        help="Experiment 2: VGG-16 PoZ sweeps against human similarity, nulls, Figures 2-3",
+        description="Embed each stimulus set with VGG-16 (or read --embeddings), sweep "
+        "PoZ-ordered pruning against each set's human similarity matrix, test the best "
+        "improvement and the trend against random pruning, and write summary.csv, "
+        "levels.csv, stats.csv and figure2/figure3 (.png/.pdf). Re-running with the same "
+        "--out reuses the embeddings and every finished null.",
+    )
+    exp2.add_argument(
+        "--stimuli",
+        required=True,
+        help="a folder of images with its similarity matrix (.npy/.npz/.csv/.mat), a folder "
+        "of such folders (one per set), or an .npz with one matrix per set",
+    )
+    exp2.add_argument(
+        "--embeddings", help="an .npz with one (n_images, n_nodes) matrix per set: skip the network"
+    )
+    exp2.add_argument(
+        "--weights",
+        help="converted VGG-16 weights (.npz from convert-vgg16), or 'random' for a dry run",
+    )
+    exp2.add_argument(
+        "--layer",
+        default="fc7",
+        choices=["fc6", "fc7", "logits", "pool5"],
+        help="layer to analyse (default fc7, after its ReLU)",
+    )
+    exp2.add_argument(
+        "--n-null", type=int, default=10000, help="random keep orders per set (default 10000)"
+    )
+    exp2.add_argument("--sets", help="comma-separated set names to analyse (default: all)")
+    exp2.add_argument("--seed", type=int, default=0, help="seed of the random orders (default 0)")
+    exp2.add_argument(
+        "--float32", action="store_true", help="float32 (faster on GPU/TPU) instead of float64"
+    )
+    exp2.add_argument("--out", default="results/exp2", help="output folder (default results/exp2)")
+    exp2.add_argument("--no-progress", action="store_true", help="no progress bars")
+    exp2.set_defaults(func=_exp2)
+
+    conv = sub.add_parser(
+        "convert-vgg16",
+        help="convert torchvision/timm VGG-16 weights to a poz-jax .npz",
+        description="Convert torchvision's vgg16-397923af.pth (needs torch) or timm's "
+        "vgg16.tv_in1k model.safetensors (NumPy only) to Flax parameters in an .npz that "
+        "loads without torch.",
+    )
+    conv.add_argument("src", help="vgg16-397923af.pth or model.safetensors")
+    conv.add_argument("dst", help="output .npz")
+    conv.set_defaults(func=_convert)
+
+    make = sub.add_parser(
+        "make-stimuli",
+        help="write generated stimulus sets (images, matrices, planted embeddings)",
+    )
+    make.add_argument("folder", help="output folder")
+    make.add_argument("--items", type=int, default=24, help="images per set (default 24)")
+    make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    make.set_defaults(func=_make_stimuli)
     return parser
 
 

@@ -22,6 +22,7 @@ from poz_jax.models import LeNet5
 from poz_jax.plots import figure1, save_figure
 from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.rsa import class_means, rsm
+from poz_jax.runtime import float64, progress_bar
 from poz_jax.sweeps import sweep
 from poz_jax.train import TrainConfig, Trainer, chunks, replicate, seed_keys, seed_mesh, shard_seeds
 
@@ -33,12 +34,6 @@ PRESETS = {
     "adam": TrainConfig(optimizer="adam"),
     "quick": TrainConfig(seeds=4, epochs=1, train_subset=5000),
 }
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
 
 
 @partial(jax.jit, static_argnames="n_classes")
@@ -67,15 +62,6 @@ def analyse(acts: jax.Array, labels: jax.Array, keep_counts: jax.Array, n_classe
         "fit": sweep(means, baseline, keep_counts, order),
         "max_poz": max_kept_poz(p, keep_counts, order),
     }
-
-
-def float64():
-    """A context in which JAX computes in float64 (``jax.enable_x64``, or its older home)."""
-    if hasattr(jax, "enable_x64"):
-        return jax.enable_x64(True)
-    from jax.experimental import enable_x64  # jax < 0.8
-
-    return enable_x64()
 
 
 def lenet_trainer(cfg: TrainConfig) -> Trainer:
@@ -133,7 +119,7 @@ def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = Tru
         order = shard_seeds(trainer.epoch_order(keys, epoch, len(x_train)), mesh)
         t0 = time.perf_counter()
         losses, accs = [], []
-        with _progress(n_steps, f"epoch {epoch + 1}/{cfg.epochs}", progress) as bar:
+        with progress_bar(n_steps, f"epoch {epoch + 1}/{cfg.epochs}", progress) as bar:
             for first, n in chunks(n_steps, cfg.steps_per_call):
                 state, loss, acc = steps(state, xs, ys, order, first, n)
                 losses.append(np.asarray(loss) * n)

@@ -66,3 +66,55 @@ def figure1(
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def figure2(poz_by_set: dict[str, np.ndarray]):
+    """Figure 2: cumulative PoZ histogram per set: % of nodes with PoZ at or below x.
+
+    ``poz_by_set`` maps set names to ``(n_nodes,)`` PoZ fractions.
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 4.5))
+    grid = np.linspace(0.0, 1.0, 101)
+    for name, p in poz_by_set.items():
+        p = np.sort(np.asarray(p))
+        ax.plot(100 * grid, 100 * np.searchsorted(p, grid, side="right") / len(p), label=name)
+    ax.set_xlabel("PoZ (%)")
+    ax.set_ylabel("% of nodes with PoZ at or below")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 101)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def figure3(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    ticks: dict[str, np.ndarray] | None = None,
+    title: str = "",
+):
+    """Figure 3: fit vs % of nodes kept, a line per set, a red dot at each maximum.
+
+    ``curves`` maps set names to ``(percent_kept, fit)``, each ``(n_levels,)``
+    with ``percent_kept`` decreasing; ``ticks`` optionally maps set names to
+    the % kept at which short vertical ticks mark PoZ levels on the curve.
+    """
+    fig, ax = plt.subplots(figsize=(8.0, 5.5))
+    for name, (kept, fit) in curves.items():
+        kept, fit = np.asarray(kept), np.asarray(fit)
+        (line,) = ax.plot(kept, fit, lw=2, label=name)
+        best = int(np.nanargmax(fit))
+        ax.plot(kept[best], fit[best], "o", color="red", ms=6, zorder=3)
+        for t in (ticks or {}).get(name, []):
+            y = np.interp(t, kept[::-1], fit[::-1])
+            ax.plot([t, t], [y - 0.012, y + 0.012], color="black", lw=1)
+    ax.plot([], [], "o", color="red", label="max value")
+    ax.plot([], [], "|", color="black", ms=10, label="PoZ 90% - 50%")
+    ax.set_xlim(102, 0)
+    ax.set_xlabel("% of nodes kept")
+    ax.set_ylabel("fit to human similarity (R$^2$)")
+    ax.set_ylim(0, None)
+    ax.legend(frameon=False, loc="lower left")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,318 @@
+"""Experiment 2: VGG-16 fc7 PoZ per stimulus set, sweeps against human similarity, nulls.
+
+``run(cfg, out, stimuli)`` embeds every set's images (or reads precomputed
+embeddings), sweeps PoZ-ordered pruning at the paper's levels and at every
+level, draws the random-pruning null per set, tests the improvement and the
+trend against it, and writes the tables and Figures 2 and 3. Embeddings and
+each set's null are saved as they finish, so an interrupted run resumes
+without redoing them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from poz_jax import files
+from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
+from poz_jax.nulls import improvement_test, null_fits, trend_test
+from poz_jax.plots import figure2, figure3, save_figure
+from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.runtime import float64, progress_bar
+from poz_jax.sweeps import sweep
+
+POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
+
+
+@dataclasses.dataclass(frozen=True)
+class Exp2Config:
+    """Settings of one Experiment 2 run (saved with its results).
+
+    ``weights``: a converted VGG-16 ``.npz`` (``poz-jax convert-vgg16``), or
+    ``"random"`` for random weights (dry runs); unused with embeddings.
+    ``precision``: ``"float64"`` (exact; the default) or ``"float32"``
+    (faster nulls on accelerators).
+    """
+
+    layer: str = "fc7"
+    keep_step: int = 20
+    n_null: int = 10000
+    null_seed: int = 0
+    precision: str = "float64"
+    image_batch: int = 20
+    weights: str | None = None
+    sets: tuple[str, ...] | None = None
+
+
+def embed_sets(
+    sets: dict[str, StimulusSet], params, layer: str, batch: int = 20, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Post-ReLU ``layer`` activations ``(n_images, n_nodes)`` for each set's images."""
+    from poz_jax.images import load_images, normalise
+    from poz_jax.models.vgg import LAYERS, VGG16
+
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
+    forward = jax.jit(lambda p, x: VGG16().apply({"params": p}, normalise(x))[layer])
+    out = {}
+    total = sum(len(s.images) for s in sets.values())
+    with progress_bar(total, f"VGG-16 {layer}", progress) as bar:
+        for name, s in sets.items():
+            if s.images is None:
+                raise ValueError(
+                    f"set {name!r} has no images (a similarity-only file): pass --embeddings"
+                )
+            parts = []
+            for i in range(0, len(s.images), batch):
+                acts = forward(params, load_images(s.images[i : i + batch]))
+                parts.append(np.asarray(acts).reshape(acts.shape[0], -1))
+                bar.update(len(parts[-1]))
+            out[name] = np.concatenate(parts)
+    return out
+
+
+@jax.jit
+def analyse(acts: jax.Array, human: jax.Array, keep_counts: jax.Array) -> dict:
+    """PoZ, keep order, fits and max kept PoZ for a stack of sets.
+
+    Args:
+      acts: ``(n_sets, n_items, n_nodes)`` post-ReLU embeddings.
+      human: ``(n_sets, n_items, n_items)`` human similarity matrices.
+      keep_counts: ``(n_levels,)``.
+
+    Returns:
+      dict of ``poz``, ``order`` ``(n_sets, n_nodes)``, ``fit``, ``max_poz``
+      ``(n_sets, n_levels)``.
+    """
+    p = poz(acts)
+    order = keep_order(p)
+    return {
+        "poz": p,
+        "order": order,
+        "fit": sweep(acts, human, keep_counts, order),
+        "max_poz": max_kept_poz(p, keep_counts, order),
+    }
+
+
+def _all_level_fits(acts, human, order, chunk: int = 512) -> np.ndarray:
+    """Fits at every keep count ``n_nodes .. 1``: ``(n_sets, n_nodes)``.
+
+    Levels go in chunks only to bound memory (each chunk is one batched sweep
+    over all its levels and all sets).
+    """
+    counts = np.arange(acts.shape[-1], 0, -1)
+    parts = [
+        np.asarray(sweep(acts, human, counts[i : i + chunk], order))
+        for i in range(0, len(counts), chunk)
+    ]
+    return np.concatenate(parts, axis=-1)
+
+
+def _group_by_shape(embeddings: dict[str, np.ndarray]) -> list[list[str]]:
+    groups: dict[tuple, list[str]] = {}
+    for name, e in embeddings.items():
+        groups.setdefault(e.shape, []).append(name)
+    return list(groups.values())
+
+
+def _nulls(cfg, out: Path, embeddings, sets, counts, dtype, progress) -> dict[str, np.ndarray]:
+    nulls = {}
+    meta = {"n_null": cfg.n_null, "null_seed": cfg.null_seed, "precision": cfg.precision}
+    with progress_bar(cfg.n_null * len(sets), "random-pruning null", progress) as bar:
+        for name in sets:
+            path = out / f"null_{name}.npz"
+            meta_set = {**meta, "keep_counts": [int(k) for k in counts]}
+            if path.exists():
+                arrays, saved = files.load_arrays(path)
+                if saved == meta_set:
+                    nulls[name] = arrays["fit"]
+                    bar.update(cfg.n_null)
+                    continue
+            fit = null_fits(
+                jnp.asarray(embeddings[name], dtype),
+                jnp.asarray(sets[name].similarity, dtype),
+                counts,
+                cfg.n_null,
+                seed=cfg.null_seed,
+                progress=bar.update,
+            )
+            files.save_arrays(path, meta_set, fit=fit)
+            nulls[name] = fit
+    return nulls
+
+
+def _embeddings(cfg, out: Path, sets, embeddings_path, progress) -> dict[str, np.ndarray]:
+    if embeddings_path is not None:
+        return load_embeddings(embeddings_path, sets)
+    path = out / "embeddings.npz"
+    meta = {"layer": cfg.layer, "weights": cfg.weights, "sets": sorted(sets)}
+    if path.exists():
+        arrays, saved = files.load_arrays(path)
+        if saved == meta:
+            return {n: arrays[n] for n in sets}
+    if cfg.weights is None:
+        raise ValueError(
+            "no network weights: pass --weights (a converted VGG-16 .npz, or 'random' for a "
+            "dry run) or --embeddings"
+        )
+    if cfg.weights == "random":
+        from poz_jax.models.vgg import random_params
+
+        params = random_params(0)
+    else:
+        from poz_jax.convert import load_params
+
+        params = load_params(cfg.weights)
+    emb = embed_sets(sets, params, cfg.layer, cfg.image_batch, progress)
+    files.save_arrays(path, meta, **emb)
+    return emb
+
+
+def _ticks(poz_values: np.ndarray) -> np.ndarray:
+    # % of nodes kept when the highest kept PoZ first drops to each tick level.
+    return np.array([100.0 * np.mean(poz_values <= q) for q in POZ_TICKS])
+
+
+def tables(names, counts, res, all_fits, nulls, stats, n_items) -> tuple[list, list, list]:
+    """``(summary_rows, level_rows, stats_rows)`` for summary.csv, levels.csv and stats.csv."""
+    summary, levels, stat_rows = [], [], []
+    for s, name in enumerate(names):
+        d = res["poz"].shape[-1]
+        null = nulls[name]
+        for j, k in enumerate(counts):
+            summary.append(
+                {
+                    "set": name,
+                    "keep_count": int(k),
+                    "percent_kept": round(100.0 * k / d, 4),
+                    "fit": float(res["fit"][s, j]),
+                    "max_poz_kept": float(res["max_poz"][s, j]),
+                    "null_mean": float(np.nanmean(null[:, j])),
+                    "null_sd": float(np.nanstd(null[:, j])),
+                    "null_q025": float(np.nanquantile(null[:, j], 0.025)),
+                    "null_q975": float(np.nanquantile(null[:, j], 0.975)),
+                }
+            )
+        for k, f in zip(range(d, 0, -1), all_fits[s], strict=True):
+            levels.append({"set": name, "keep_count": k, "fit": float(f)})
+        peak = int(stats["peak"][s])
+        best_all = int(np.nanargmax(all_fits[s]))
+        stat_rows.append(
+            {
+                "set": name,
+                "n_items": n_items[name],
+                "n_nodes": d,
+                "share_poz_above_80": float(np.mean(res["poz"][s] > 0.8)),
+                "unpruned_fit": float(res["fit"][s, 0]),
+                "peak_keep_count": int(counts[peak]),
+                "peak_percent_kept": round(100.0 * counts[peak] / d, 4),
+                "peak_fit": float(res["fit"][s, peak]),
+                "improvement": float(stats["gain"][s]),
+                "p_improvement": float(stats["p_gain"][s]),
+                "trend_slope_per_percent": float(stats["slope"][s]),
+                "p_trend": float(stats["p_trend"][s]),
+                "best_keep_count_any_level": d - best_all,
+                "best_fit_any_level": float(all_fits[s, best_all]),
+                "n_null": int(null.shape[0]),
+            }
+        )
+    return summary, levels, stat_rows
+
+
+def run(
+    cfg: Exp2Config,
+    out: str | Path,
+    stimuli: str | Path,
+    embeddings: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run Experiment 2 into ``out``; returns ``{"stats": rows, "figures": paths}``."""
+    if cfg.precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {cfg.precision!r}")
+    if cfg.n_null < 1:
+        raise ValueError(f"n_null must be at least 1, got {cfg.n_null}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files.write_json(
+        out / "config.json",
+        {
+            "exp2": dataclasses.asdict(cfg),
+            "stimuli": str(stimuli),
+            "embeddings": str(embeddings) if embeddings else None,
+        },
+    )
+    sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
+    emb = _embeddings(cfg, out, sets, embeddings, progress)
+    x64 = cfg.precision == "float64"
+    dtype = jnp.float64 if x64 else jnp.float32
+    with float64() if x64 else contextlib.nullcontext():
+        results: dict[str, dict] = {}
+        for group in _group_by_shape(emb):
+            n_nodes = emb[group[0]].shape[1]
+            counts = keep_grid(n_nodes, step=cfg.keep_step)
+            acts = jnp.asarray(np.stack([emb[n] for n in group]), dtype)
+            human = jnp.asarray(np.stack([sets[n].similarity for n in group]), dtype)
+            res = jax.device_get(analyse(acts, human, jnp.asarray(counts)))
+            all_fits = _all_level_fits(acts, human, res["order"])
+            nulls = _nulls(cfg, out, emb, {n: sets[n] for n in group}, counts, dtype, progress)
+            null = np.stack([nulls[n] for n in group])
+            gain, p_gain = improvement_test(res["fit"], null)
+            peak, slope, p_trend = trend_test(res["fit"], null, 100.0 * counts / n_nodes)
+            stats = jax.device_get(
+                {"gain": gain, "p_gain": p_gain, "peak": peak, "slope": slope, "p_trend": p_trend}
+            )
+            rows = tables(
+                group, counts, res, all_fits, nulls, stats, {n: sets[n].n_items for n in group}
+            )
+            for i, n in enumerate(group):
+                results[n] = {
+                    "counts": counts,
+                    "poz": res["poz"][i],
+                    "fit": res["fit"][i],
+                    "max_poz": res["max_poz"][i],
+                    "all_fits": all_fits[i],
+                    "rows": [r for r in rows[0] if r["set"] == n],
+                    "levels": [r for r in rows[1] if r["set"] == n],
+                    "stats": next(r for r in rows[2] if r["set"] == n),
+                }
+    names = list(sets)
+    files.write_csv(out / "summary.csv", [r for n in names for r in results[n]["rows"]])
+    files.write_csv(out / "levels.csv", [r for n in names for r in results[n]["levels"]])
+    stat_rows = [results[n]["stats"] for n in names]
+    files.write_csv(out / "stats.csv", stat_rows)
+    files.save_arrays(
+        out / "analysis.npz",
+        {"sets": names},
+        **{
+            f"{k}_{n}": np.asarray(results[n][k]) for n in names for k in ("poz", "fit", "all_fits")
+        },
+    )
+    curves = {
+        n: (100.0 * results[n]["counts"] / len(results[n]["poz"]), results[n]["fit"]) for n in names
+    }
+    ticks = {n: _ticks(results[n]["poz"]) for n in names}
+    title = f"VGG-16 {cfg.layer}" if embeddings is None else Path(embeddings).name
+    figs = save_figure(figure2({n: results[n]["poz"] for n in names}), out / "figure2")
+    figs += save_figure(figure3(curves, ticks, title=title), out / "figure3")
+    return {"stats": stat_rows, "figures": figs}
+
+
+def format_stats(stats: list[dict]) -> str:
+    """``run``'s per-set statistics as a text table."""
+    lines = [
+        f"{'set':<14}{'PoZ>80%':>8}{'unpruned':>9}{'peak':>8}{'at % kept':>10}"
+        f"{'gain':>8}{'p':>8}{'slope':>10}{'p trend':>8}"
+    ]
+    for r in stats:
+        lines.append(
+            f"{r['set']:<14}{100 * r['share_poz_above_80']:>7.1f}%{r['unpruned_fit']:>9.4f}"
+            f"{r['peak_fit']:>8.4f}{r['peak_percent_kept']:>9.1f}%{r['improvement']:>8.4f}"
+            f"{r['p_improvement']:>8.4f}{r['trend_slope_per_percent']:>10.2e}{r['p_trend']:>8.4f}"
+        )
+    lines.append(f"p-values from {stats[0]['n_null']} random keep orders per set")
+    return "\n".join(lines)

@@ -1,0 +1,21 @@
+"""Run-time settings shared by the experiment drivers: float64 scope, progress bars."""
+
+from __future__ import annotations
+
+import jax
+
+
+def float64():
+    """A context in which JAX computes in float64 (``jax.enable_x64``, or its older home)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # jax < 0.8
+
+    return enable_x64()
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar (notebook-aware) of ``total`` steps; silent when not ``enabled``."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
