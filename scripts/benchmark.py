@@ -1,0 +1,418 @@
+"""poz-jax against the authors' algorithm, NumPy, rsatoolbox and PyTorch, in one run.
+
+Every implementation is first checked to give the same numbers (1e-6 in
+float64, 1e-4 in float32); only then is it timed. Each time is the median of
+several repeats after a warm-up, with min and max; ratios are to the
+baseline timed in the same run. Where a baseline is too slow to run in full
+its time is measured on a part and scaled, and the table says so.
+
+    python scripts/benchmark.py --quick          # a minute or two; writes docs/benchmarks-quick.md
+    python scripts/benchmark.py                  # full; writes docs/benchmarks.md and .csv
+    python scripts/benchmark.py --check-only     # the agreement checks alone (run by CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+jax.config.update("jax_enable_x64", True)
+
+import poz_jax as pj  # noqa: E402
+from poz_jax.nulls import null_fits, random_orders  # noqa: E402
+from poz_jax.synthetic import synthetic_activations  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_RSATOOLBOX = importlib.util.find_spec("rsatoolbox") is not None
+
+
+# --- baselines -------------------------------------------------------------------------
+
+
+def authors_fits(x, target, counts, order) -> np.ndarray:
+    """The authors' algorithm: an RSM from a double loop of ``pearsonr`` per level."""
+    n = x.shape[0]
+    iu = np.triu_indices(n, 1)
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant rows: pearsonr warns and gives NaN
+        for k in counts:
+            xk = x[:, order[:k]]
+            r = np.eye(n)
+            for i in range(n):
+                for j in range(i + 1, n):
+                    r[i, j] = r[j, i] = stats.pearsonr(xk[i], xk[j])[0] ** 2
+            out.append(stats.pearsonr(r[iu], target[iu])[0] ** 2)
+    return np.array(out)
+
+
+def numpy_fits(x, target, counts, order) -> np.ndarray:
+    """Per-level vectorised NumPy: one ``np.corrcoef`` RSM and one triangle correlation."""
+    iu = np.triu_indices(x.shape[0], 1)
+    t = target[iu]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.array(
+            [np.corrcoef(np.corrcoef(x[:, order[:k]])[iu] ** 2, t)[0, 1] ** 2 for k in counts]
+        )
+
+
+def rsatoolbox_fits(x, target, counts, order) -> np.ndarray:
+    """rsatoolbox per level: ``calc_rdm`` 'correlation' -> r^2, then ``compare`` 'corr'."""
+    from rsatoolbox.data import Dataset
+    from rsatoolbox.rdm import RDMs, calc_rdm, compare
+
+    human = RDMs(target[np.triu_indices(x.shape[0], 1)][None])
+    out = []
+    for k in counts:
+        d = calc_rdm(Dataset(x[:, order[:k]]), method="correlation").get_vectors()
+        out.append(compare(RDMs((1.0 - d) ** 2), human, method="corr")[0, 0] ** 2)
+    return np.array(out)
+
+
+# --- timing and checks -----------------------------------------------------------------
+
+
+def timed(fn, repeats: int) -> tuple[float, float, float]:
+    """(median, min, max) seconds of ``fn()`` over ``repeats`` calls after one warm-up call."""
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), min(times), max(times)
+
+
+def agree(name: str, got, want, tol: float) -> None:
+    err = float(np.nanmax(np.abs(np.asarray(got, np.float64) - np.asarray(want, np.float64))))
+    same_nan = np.array_equal(np.isnan(np.asarray(got, float)), np.isnan(np.asarray(want, float)))
+    if not (err <= tol and same_nan):
+        raise SystemExit(f"{name} disagrees with the reference: max |diff| {err:.3g} > {tol}")
+    print(f"  agree: {name} (max |diff| {err:.2g}, tolerance {tol:g})")
+
+
+class Table:
+    """Rows of one section: label, (median, min, max), scale note, ratio to the baseline."""
+
+    def __init__(self, section: str, unit: str = "s") -> None:
+        self.section, self.unit, self.rows, self.base = section, unit, [], None
+
+    def add(self, label: str, t: tuple[float, float, float], scale: float = 1.0, note: str = ""):
+        med, lo, hi = (v * scale for v in t)
+        if self.base is None:
+            self.base = med
+        self.rows.append((label, med, lo, hi, self.base / med, note))
+        print(f"  {label:<46} {med:10.4f} s  ({lo:.4f}-{hi:.4f})  x{self.base / med:,.1f} {note}")
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+def sweep_exp2(args, check_only: bool) -> Table:
+    print("1. sweep, Experiment 2 shapes: 120 x 4096, 205 levels")
+    x = synthetic_activations(120, 4096, seed=0, dtype=np.float64)
+    target = np.asarray(pj.rsm(synthetic_activations(120, 64, seed=1, dtype=np.float64)))
+    counts = pj.keep_grid(4096, step=20)
+    order = np.asarray(pj.keep_order(pj.poz(x)))
+    ref = numpy_fits(x, target, counts, order)
+    few = counts[:: max(1, len(counts) // args.authors_levels)][: args.authors_levels]
+    idx = np.searchsorted(-counts, -few)
+    agree("authors' algorithm vs NumPy", authors_fits(x, target, few, order), ref[idx], 1e-6)
+    if HAS_RSATOOLBOX:
+        agree("rsatoolbox vs NumPy", rsatoolbox_fits(x, target, few, order), ref[idx], 1e-6)
+    sweep = jax.jit(pj.sweep)
+    impls = {}
+    for dt, tol in ((np.float32, 1e-4), (np.float64, 1e-6)):
+        xd, td = jnp.asarray(x, dt), jnp.asarray(target, dt)
+        co, od = jnp.asarray(counts), jnp.asarray(order)
+        impls[dt] = lambda xd=xd, td=td, co=co, od=od: sweep(xd, td, co, od)
+        agree(f"poz_jax.sweep {np.dtype(dt).name} vs NumPy", impls[dt](), ref, tol)
+    t = Table("Sweep, Experiment 2 shapes (120 x 4096, 205 levels), one set")
+    if check_only:
+        return t
+    scale = len(counts) / len(few)
+    t.add(
+        "authors' algorithm (pearsonr double loop)",
+        timed(lambda: authors_fits(x, target, few, order), 1),
+        scale,
+        f"timed on {len(few)} levels, x{scale:.0f}",
+    )
+    t.add("NumPy per level (corrcoef)", timed(lambda: numpy_fits(x, target, counts, order), 3))
+    if HAS_RSATOOLBOX:
+        t.add(
+            "rsatoolbox per level",
+            timed(lambda: rsatoolbox_fits(x, target, few, order), 1),
+            scale,
+            f"timed on {len(few)} levels, x{scale:.0f}",
+        )
+    else:
+        print("  rsatoolbox not installed: pip install 'poz-jax[bench]'")
+    t.add("poz_jax.sweep float32 (jit)", timed(impls[np.float32], args.repeats))
+    t.add("poz_jax.sweep float64 (jit)", timed(impls[np.float64], args.repeats))
+    mm = jax.jit(lambda a: a @ a.T)
+    xf = jnp.asarray(x, np.float32)
+    t.add("for scale: one 120 x 4096 x 120 product, f32", timed(lambda: mm(xf), args.repeats))
+    return t
+
+
+def sweep_exp1(args, check_only: bool) -> Table:
+    print("2. sweep, Experiment 1 shapes: 50 networks x 10 classes x 84 nodes, 84 levels")
+    rng = np.random.default_rng(2)
+    x = np.maximum(rng.normal(size=(50, 10, 84)) - 0.5, 0.0)
+    x[..., 0] += 1.0  # no class mean silent on every node at k = 1..2
+    targets = np.asarray(pj.rsm(x))
+    orders = np.asarray(pj.keep_order(pj.poz(x)))
+    counts = np.arange(84, 2, -1)
+
+    def numpy_loop():
+        return np.stack([numpy_fits(x[s], targets[s], counts, orders[s]) for s in range(50)])
+
+    sweep = jax.jit(pj.sweep)
+    xd, td, cd, od = map(jnp.asarray, (x, targets, counts, orders))
+    agree("vmapped poz_jax.sweep vs NumPy loop", sweep(xd, td, cd, od), numpy_loop(), 1e-6)
+    t = Table("Sweep, Experiment 1 shapes (50 networks x 10 x 84, 82 levels)")
+    if not check_only:
+        t.add("NumPy, loop over networks and levels", timed(numpy_loop, 3))
+        t.add("poz_jax.sweep, one call (float64, jit)", timed(lambda: sweep(xd, td, cd, od), 5))
+    return t
+
+
+def null(args, check_only: bool) -> Table:
+    print(f"3. null: {args.n_null} random keep orders, one Experiment 2 set")
+    x = synthetic_activations(120, 4096, seed=0, dtype=np.float32)
+    target = np.asarray(pj.rsm(synthetic_activations(120, 64, seed=1, dtype=np.float64)))
+    counts = pj.keep_grid(4096, step=20)
+    n_np = 3
+    orders = np.asarray(random_orders(0, 4096, 0, n_np))
+    x64 = x.astype(np.float64)
+    got = null_fits(jnp.asarray(x), jnp.asarray(target, np.float32), counts, n_np, seed=0)
+    want = np.stack([numpy_fits(x64, target, counts, o) for o in orders])
+    agree("poz_jax null (float32) vs NumPy per order", got, want, 1e-4)
+    t = Table(f"Null distribution: {args.n_null} random orders x 205 levels, one set")
+    if check_only:
+        return t
+    t.add(
+        "NumPy, loop over orders",
+        timed(lambda: [numpy_fits(x64, target, counts, o) for o in orders], 1),
+        args.n_null / n_np,
+        f"timed on {n_np} orders, scaled",
+    )
+    n_jax = min(args.n_null, args.null_timed)
+    xd, td = jnp.asarray(x), jnp.asarray(target, np.float32)
+    note = "" if n_jax == args.n_null else f"timed on {n_jax} orders, scaled"
+    t.add(
+        "poz_jax null_fits (float32, batched)",
+        timed(lambda: null_fits(xd, td, counts, n_jax, seed=0), max(1, args.repeats // 3)),
+        args.n_null / n_jax,
+        note,
+    )
+    return t
+
+
+def training(args, check_only: bool) -> Table | None:
+    if not HAS_TORCH:
+        print("4. training: torch not installed, skipped")
+        return None
+    import torch
+
+    from poz_jax.models import LeNet5
+    from poz_jax.train import TrainConfig, Trainer, seed_keys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from torch_baselines import lenet_from_flax
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    print("4. training: LeNet5, batch 50, SGD lr 0.001 momentum 0.9")
+    rng = np.random.default_rng(0)
+    n_steps = args.train_steps
+    x = rng.integers(0, 256, (50 * n_steps, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, 50 * n_steps)
+
+    # Agreement: two steps from the same weights on the same batches.
+    cfg = TrainConfig(seeds=1, steps_per_call=2)
+    trainer = Trainer(LeNet5(), cfg)
+    keys = seed_keys(cfg)
+    state = trainer.init(keys)
+    start = jax.tree_util.tree_map(lambda a: np.asarray(a[0]), state[0])
+    order = jnp.arange(100)[None]
+    state, _, _ = trainer.steps()(state, jnp.asarray(x[:100]), jnp.asarray(y[:100]), order, 0, 2)
+    model = lenet_from_flax(start)
+    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    xt = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0 - 0.5) / 0.5
+    yt = torch.from_numpy(y)
+    for i in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(
+            model(xt[50 * i : 50 * i + 50]), yt[50 * i : 50 * i + 50]
+        ).backward()
+        opt.step()
+    got = np.asarray(state[0]["fc1"]["kernel"][0]).T
+    agree(
+        "poz_jax vs PyTorch weights after 2 SGD steps", got, model.fc1.weight.detach().numpy(), 1e-4
+    )
+    t = Table("Training LeNet5: seconds per network-epoch (1000 steps of batch 50)")
+    if check_only:
+        return t
+
+    def torch_steps():
+        for i in range(n_steps):
+            opt.zero_grad()
+            s = slice(50 * i, 50 * i + 50)
+            torch.nn.functional.cross_entropy(model(xt[s]), yt[s]).backward()
+            opt.step()
+
+    t.add(
+        "PyTorch, one network at a time",
+        timed(torch_steps, 3),
+        1000 / n_steps,
+        f"timed on {n_steps} steps, scaled to 1000",
+    )
+    for s_count in args.seeds:
+        cfg = TrainConfig(seeds=s_count, steps_per_call=n_steps)
+        trainer = Trainer(LeNet5(), cfg)
+        keys = seed_keys(cfg)
+        st = trainer.init(keys)
+        xs, ys = jnp.asarray(x), jnp.asarray(y)
+        order = trainer.epoch_order(keys, 0, len(x))
+        steps = trainer.steps()
+        t0 = time.perf_counter()
+        st, loss, _ = steps(st, xs, ys, order, 0, n_steps)
+        loss.block_until_ready()
+        compile_s = time.perf_counter() - t0
+        holder = [st]
+
+        def run(steps=steps, xs=xs, ys=ys, order=order, holder=holder):
+            holder[0], loss, _ = steps(holder[0], xs, ys, order, 0, n_steps)
+            return loss
+
+        t.add(
+            f"poz_jax, {s_count} networks vmapped",
+            timed(run, 3),
+            1000 / n_steps / s_count,
+            f"per network; first call incl. compile {compile_s:.1f} s",
+        )
+    return t
+
+
+def vgg_forward(args, check_only: bool) -> Table | None:
+    if not HAS_TORCH:
+        print("5. VGG-16 forward: torch not installed, skipped")
+        return None
+    import torch
+
+    from poz_jax import convert
+    from poz_jax.models.vgg import VGG16
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from torch_baselines import vgg16, vgg16_fc7
+
+    n = args.vgg_images
+    print(f"5. VGG-16 forward: {n} images at 224 x 224, fc7")
+    model = vgg16(0)
+    params = jax.tree_util.tree_map(
+        jnp.asarray, convert.to_flax({k: v.numpy() for k, v in model.state_dict().items()})
+    )
+    images = np.random.default_rng(0).normal(size=(n, 3, 224, 224)).astype(np.float32)
+    it, ij = torch.from_numpy(images), jnp.asarray(images.transpose(0, 2, 3, 1))
+    fwd = jax.jit(lambda p, x: VGG16().apply({"params": p}, x)["fc7"])
+    ref = vgg16_fc7(model, it).numpy()
+    got = np.asarray(fwd(params, ij))
+    agree("Flax VGG-16 fc7 vs PyTorch (relative)", got / ref.max(), ref / ref.max(), 1e-4)
+    t = Table(f"VGG-16 forward to fc7, {n} images at 224 x 224")
+    if not check_only:
+        t.add("PyTorch (eval, no_grad)", timed(lambda: vgg16_fc7(model, it), 2))
+        t.add("poz_jax Flax port (jit, float32)", timed(lambda: fwd(params, ij), 2))
+    return t
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    dev = jax.devices()[0]
+    lines = [
+        f"- CPU: {cpu}, {os.cpu_count()} cores",
+        f"- JAX: {jax.default_backend()} ({dev.device_kind}), {jax.device_count()} device(s)",
+        f"- jax {jax.__version__}, numpy {np.__version__}, Python {platform.python_version()}",
+    ]
+    if HAS_TORCH:
+        import torch
+
+        lines.append(f"- torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    if HAS_RSATOOLBOX:
+        from importlib.metadata import version
+
+        lines.append(f"- rsatoolbox {version('rsatoolbox')}")
+    return lines
+
+
+def write_report(tables: list[Table], path: Path, mode: str) -> None:
+    md = [f"# Benchmarks ({mode})", "", "Written by `scripts/benchmark.py`.", "", *machine(), ""]
+    rows = []
+    for t in tables:
+        md += [
+            f"## {t.section}",
+            "",
+            "| implementation | median s | min s | max s | speed-up | note |",
+        ]
+        md += ["| --- | ---: | ---: | ---: | ---: | --- |"]
+        for label, med, lo, hi, ratio, note in t.rows:
+            md.append(f"| {label} | {med:.4g} | {lo:.4g} | {hi:.4g} | {ratio:,.1f}x | {note} |")
+            rows.append([t.section, label, med, lo, hi, ratio, note])
+        md.append("")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(md))
+    with open(path.with_suffix(".csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["section", "implementation", "median_s", "min_s", "max_s", "speedup", "note"])
+        w.writerows(rows)
+    print(f"wrote {path} and {path.with_suffix('.csv')}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts, a minute or two")
+    parser.add_argument("--check-only", action="store_true", help="agreement checks, no timing")
+    parser.add_argument("--out", help="report path (default docs/benchmarks[-quick].md)")
+    args = parser.parse_args(argv)
+    quick = args.quick or args.check_only
+    args.repeats = 3 if quick else 7
+    args.authors_levels = 1 if quick else 3
+    args.n_null = 10000
+    args.null_timed = 200 if quick else 2000
+    args.train_steps = 10 if quick else 40
+    args.seeds = (1, 10) if quick else (1, 10, 50)
+    args.vgg_images = 4 if quick else 120
+    sections = [sweep_exp2, sweep_exp1, null, training, vgg_forward]
+    tables = [t for f in sections if (t := f(args, args.check_only)) is not None]
+    if args.check_only:
+        print("all agreement checks passed")
+        return
+    mode = "quick" if args.quick else "full"
+    out = (
+        Path(args.out) if args.out else ROOT / "docs" / f"benchmarks{'-quick' if quick else ''}.md"
+    )
+    write_report(tables, out, mode)
+
+
+if __name__ == "__main__":
+    main()
