@@ -7,11 +7,13 @@ so a null draws the same orders whatever the batch size or device count.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax.sweeps import sweep
+from poz_jax.sweeps import _prepare, _prepare_target, _sweep
 
 
 def random_orders(seed: int, n_nodes: int, start: int, stop: int) -> jax.Array:
@@ -22,9 +24,17 @@ def random_orders(seed: int, n_nodes: int, start: int, stop: int) -> jax.Array:
 
 
 def null_batch_size(n_items: int, n_levels: int, itemsize: int, budget: float = 2**29) -> int:
-    """Orders per batch so one batch's prefix Gram stack stays under ``budget`` bytes."""
+    """Orders per device call so one vmapped batch's prefix Grams stay under ``budget`` bytes."""
     per_order = 3 * (n_levels + 1) * (n_items + 1) ** 2 * itemsize
     return max(1, int(budget // per_order))
+
+
+@partial(jax.jit, static_argnames="vmap_size")
+def _null_batch(x, t, k, orders, vmap_size: int):
+    # lax.map runs the orders one after another inside one compiled call
+    # (vmap_size at a time): on a CPU, vmapping many orders only adds memory
+    # traffic, while an accelerator wants several in flight.
+    return jax.lax.map(lambda o: _sweep(x, t, k, o), orders, batch_size=vmap_size)
 
 
 def null_fits(
@@ -33,7 +43,8 @@ def null_fits(
     keep_counts,
     n_orders: int,
     seed: int = 0,
-    batch: int | None = None,
+    batch: int = 250,
+    vmap_size: int | None = None,
     progress=None,
 ) -> np.ndarray:
     """Fits under ``n_orders`` random keep orders: ``(n_orders, n_levels)``.
@@ -44,17 +55,22 @@ def null_fits(
       keep_counts: ``(n_levels,)`` keep counts, as for :func:`poz_jax.sweep`.
       n_orders: number of random orders.
       seed: null seed; order ``i`` depends only on ``(seed, i)``.
-      batch: orders per device call (default: sized to about 0.5 GiB).
+      batch: orders per device call (between progress updates).
+      vmap_size: orders computed side by side within a call (default 1 on
+        CPU; on GPU/TPU as many as fit in about 0.5 GiB).
       progress: optional callable ``progress(n_done)`` after each batch.
     """
-    x = jnp.asarray(x)
+    x, k, _ = _prepare(x, keep_counts, jnp.arange(jnp.shape(x)[-1]))
+    t = _prepare_target(target, x.shape[-2])
     n_items, n_nodes = x.shape
-    k = np.asarray(keep_counts)
-    batch = batch or null_batch_size(n_items, len(k), x.dtype.itemsize)
+    if vmap_size is None:
+        cpu = jax.default_backend() == "cpu"
+        vmap_size = 1 if cpu else null_batch_size(n_items, len(k), x.dtype.itemsize)
     out = []
     for start in range(0, n_orders, batch):
         stop = min(start + batch, n_orders)
-        out.append(np.asarray(sweep(x, target, k, random_orders(seed, n_nodes, start, stop))))
+        orders = random_orders(seed, n_nodes, start, stop)
+        out.append(np.asarray(_null_batch(x, t, k, orders, min(vmap_size, stop - start))))
         if progress is not None:
             progress(stop - start)
     return np.concatenate(out) if out else np.zeros((0, len(k)), x.dtype)
