@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax.sweeps import _prepare, _prepare_target, _sweep
+from poz_jax import _validate as v
+from poz_jax.sweeps import _prepare_target, _prepare_x, _sweep
 
 
 def random_orders(seed: int, n_nodes: int, start: int, stop: int) -> jax.Array:
@@ -60,7 +61,8 @@ def null_fits(
         CPU; on GPU/TPU as many as fit in about 0.5 GiB).
       progress: optional callable ``progress(n_done)`` after each batch.
     """
-    x, k, _ = _prepare(x, keep_counts, jnp.arange(jnp.shape(x)[-1]))
+    x = _prepare_x(x)
+    k = v.as_keep_counts(keep_counts, x.shape[-1])
     t = _prepare_target(target, x.shape[-2])
     n_items, n_nodes = x.shape
     if vmap_size is None:

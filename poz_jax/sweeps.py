@@ -64,10 +64,15 @@ def _masked_rsms(x, masks):
     return rsm_from_moments(gram, sums, sumsq, jnp.sum(m, -1), hi == lo)
 
 
-def _prepare(x, keep_counts, order):
+def _prepare_x(x):
     x = v.as_float(x, "x")
     v.check_min_rank(x, 2, "x", "(..., n_items, n_nodes)")
     v.check_finite(x, "x")
+    return x
+
+
+def _prepare(x, keep_counts, order):
+    x = _prepare_x(x)
     k = v.as_keep_counts(keep_counts, x.shape[-1])
     o = v.check_order(order, x.shape[-1])
     return x, k, o
@@ -152,9 +157,7 @@ def sweep_masks(x, target, masks) -> jax.Array:
     Returns:
       ``(..., n_levels)``, as :func:`sweep`.
     """
-    x = v.as_float(x, "x")
-    v.check_min_rank(x, 2, "x", "(..., n_items, n_nodes)")
-    v.check_finite(x, "x")
+    x = _prepare_x(x)
     t = _prepare_target(target, x.shape[-2])
     m = jnp.asarray(masks)
     if m.ndim != 2 or m.shape[-1] != x.shape[-1]:
