@@ -122,14 +122,18 @@ def _group_by_shape(embeddings: dict[str, np.ndarray]) -> list[list[str]]:
 
 def _nulls(cfg, out: Path, embeddings, sets, counts, dtype, progress) -> dict[str, np.ndarray]:
     nulls = {}
-    meta = {"n_null": cfg.n_null, "null_seed": cfg.null_seed, "precision": cfg.precision}
+    meta = {
+        "n_null": cfg.n_null,
+        "null_seed": cfg.null_seed,
+        "precision": cfg.precision,
+        "keep_counts": [int(k) for k in counts],
+    }
     with progress_bar(cfg.n_null * len(sets), "random-pruning null", progress) as bar:
         for name in sets:
             path = out / f"null_{name}.npz"
-            meta_set = {**meta, "keep_counts": [int(k) for k in counts]}
             if path.exists():
                 arrays, saved = files.load_arrays(path)
-                if saved == meta_set:
+                if saved == meta:
                     nulls[name] = arrays["fit"]
                     bar.update(cfg.n_null)
                     continue
@@ -141,7 +145,7 @@ def _nulls(cfg, out: Path, embeddings, sets, counts, dtype, progress) -> dict[st
                 seed=cfg.null_seed,
                 progress=bar.update,
             )
-            files.save_arrays(path, meta_set, fit=fit)
+            files.save_arrays(path, meta, fit=fit)
             nulls[name] = fit
     return nulls
 
@@ -250,8 +254,8 @@ def run(
     emb = _embeddings(cfg, out, sets, embeddings, progress)
     x64 = cfg.precision == "float64"
     dtype = jnp.float64 if x64 else jnp.float32
+    summary, levels, stat_rows, curves, poz_by_set, arrays = [], [], [], {}, {}, {}
     with float64() if x64 else contextlib.nullcontext():
-        results: dict[str, dict] = {}
         for group in _group_by_shape(emb):
             n_nodes = emb[group[0]].shape[1]
             counts = keep_grid(n_nodes, step=cfg.keep_step)
@@ -269,36 +273,30 @@ def run(
             rows = tables(
                 group, counts, res, all_fits, nulls, stats, {n: sets[n].n_items for n in group}
             )
+            summary, levels, stat_rows = summary + rows[0], levels + rows[1], stat_rows + rows[2]
             for i, n in enumerate(group):
-                results[n] = {
-                    "counts": counts,
-                    "poz": res["poz"][i],
-                    "fit": res["fit"][i],
-                    "max_poz": res["max_poz"][i],
-                    "all_fits": all_fits[i],
-                    "rows": [r for r in rows[0] if r["set"] == n],
-                    "levels": [r for r in rows[1] if r["set"] == n],
-                    "stats": next(r for r in rows[2] if r["set"] == n),
-                }
-    names = list(sets)
-    files.write_csv(out / "summary.csv", [r for n in names for r in results[n]["rows"]])
-    files.write_csv(out / "levels.csv", [r for n in names for r in results[n]["levels"]])
-    stat_rows = [results[n]["stats"] for n in names]
-    files.write_csv(out / "stats.csv", stat_rows)
-    files.save_arrays(
-        out / "analysis.npz",
-        {"sets": names},
-        **{
-            f"{k}_{n}": np.asarray(results[n][k]) for n in names for k in ("poz", "fit", "all_fits")
-        },
+                poz_by_set[n] = res["poz"][i]
+                curves[n] = (100.0 * counts / n_nodes, res["fit"][i])
+                arrays.update(
+                    {
+                        f"poz_{n}": res["poz"][i],
+                        f"fit_{n}": res["fit"][i],
+                        f"all_fits_{n}": all_fits[i],
+                    }
+                )
+    # Groups follow the sets' shapes; the tables follow the sets' own order.
+    rank = {n: i for i, n in enumerate(sets)}
+    summary, levels, stat_rows = (
+        sorted(rows, key=lambda r: rank[r["set"]]) for rows in (summary, levels, stat_rows)
     )
-    curves = {
-        n: (100.0 * results[n]["counts"] / len(results[n]["poz"]), results[n]["fit"]) for n in names
-    }
-    ticks = {n: _ticks(results[n]["poz"]) for n in names}
+    files.write_csv(out / "summary.csv", summary)
+    files.write_csv(out / "levels.csv", levels)
+    files.write_csv(out / "stats.csv", stat_rows)
+    files.save_arrays(out / "analysis.npz", {"sets": list(sets)}, **arrays)
+    ticks = {n: _ticks(p) for n, p in poz_by_set.items()}
     title = f"VGG-16 {cfg.layer}" if embeddings is None else Path(embeddings).name
-    figs = save_figure(figure2({n: results[n]["poz"] for n in names}), out / "figure2")
-    figs += save_figure(figure3(curves, ticks, title=title), out / "figure3")
+    figs = save_figure(figure2({n: poz_by_set[n] for n in sets}), out / "figure2")
+    figs += save_figure(figure3({n: curves[n] for n in sets}, ticks, title=title), out / "figure3")
     return {"stats": stat_rows, "figures": figs}
 
 
