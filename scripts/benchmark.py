@@ -35,6 +35,7 @@ from poz_jax.nulls import null_fits, random_orders  # noqa: E402
 from poz_jax.synthetic import synthetic_activations  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_baselines, beside this file
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_RSATOOLBOX = importlib.util.find_spec("rsatoolbox") is not None
 
@@ -227,14 +228,11 @@ def training(args, check_only: bool) -> Table | None:
         print("4. training: torch not installed, skipped")
         return None
     import torch
+    from torch_baselines import lenet_from_flax
 
     from poz_jax.models import LeNet5
     from poz_jax.train import TrainConfig, Trainer, seed_keys
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from torch_baselines import lenet_from_flax
-
-    torch.set_num_threads(os.cpu_count() or 1)
     print("4. training: LeNet5, batch 50, SGD lr 0.001 momentum 0.9")
     rng = np.random.default_rng(0)
     n_steps = args.train_steps
@@ -312,12 +310,10 @@ def vgg_forward(args, check_only: bool) -> Table | None:
         print("5. VGG-16 forward: torch not installed, skipped")
         return None
     import torch
+    from torch_baselines import vgg16, vgg16_fc7
 
     from poz_jax import convert
     from poz_jax.models.vgg import VGG16
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from torch_baselines import vgg16, vgg16_fc7
 
     n = args.vgg_images
     print(f"5. VGG-16 forward: {n} images at 224 x 224, fc7")
@@ -402,6 +398,10 @@ def main(argv: list[str] | None = None) -> None:
     args.train_steps = 10 if quick else 40
     args.seeds = (1, 10) if quick else (1, 10, 50)
     args.vgg_images = 4 if quick else 120
+    if HAS_TORCH:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)  # both PyTorch sections, as reported
     sections = [sweep_exp2, sweep_exp1, null, training, vgg_forward]
     tables = [t for f in sections if (t := f(args, args.check_only)) is not None]
     if args.check_only:
