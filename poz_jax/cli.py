@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["paper", "adam", "quick"],
         default="paper",
         help="paper: SGD lr 0.001 momentum 0.9, 50 seeds, 10 epochs (default); "
-        "adam: Adam lr 0.001; quick: 4 seeds, 1 epoch on 5000 images",
+        "adam: Adam lr 0.001; quick: Adam, 4 seeds, 1 epoch on 5000 images",
     )
     exp1.add_argument("--quick", action="store_true", help="same as --preset quick")
     exp1.add_argument("--seeds", type=int, help="number of networks (overrides the preset)")

@@ -32,7 +32,9 @@ N_NODES = 84  # fc2
 PRESETS = {
     "paper": TrainConfig(),
     "adam": TrainConfig(optimizer="adam"),
-    "quick": TrainConfig(seeds=4, epochs=1, train_subset=5000),
+    # Adam, because 100 SGD steps at lr 0.001 leave LeNet5 at chance (0.10 on
+    # CIFAR-10); Adam reaches about 0.31 in the same minute.
+    "quick": TrainConfig(seeds=4, epochs=1, train_subset=5000, optimizer="adam"),
 }
 
 
