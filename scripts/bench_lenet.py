@@ -7,6 +7,7 @@ per seed-epoch (1000 steps / S). Also checks both formulations give the same
 outputs as ``flax.linen.Conv`` on random inputs.
 
     python scripts/bench_lenet.py --seeds 1 10 50
+    python scripts/bench_lenet.py --breakdown 50   # where one step's time goes, per stage
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax.models import LeNet5
-from poz_jax.models.lenet import Conv
+from poz_jax.models.lenet import Conv, max_pool_2x2
 from poz_jax.train import TrainConfig, Trainer, seed_keys
 
 IMPLS = ("rows", "patches", "lax")
@@ -61,13 +62,88 @@ def time_steps(n_seeds: int, impl: str, n_steps: int, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _median_time(fn, args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def breakdown(n_seeds: int, impl: str, repeats: int) -> None:
+    """Times each stage of one vmapped training step, forward and backward, apart."""
+    cfg = TrainConfig(seeds=n_seeds, conv=impl, steps_per_call=1)
+    trainer = Trainer(LeNet5(conv=impl), cfg)
+    params, opt_state = trainer.init(seed_keys(cfg))
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(n_seeds, 50, 32, 32, 3)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, (n_seeds, 50)), jnp.int32)
+
+    def conv_stage(features):
+        conv = Conv(features, (5, 5), impl)
+
+        def f(p, inp):
+            out = max_pool_2x2(nn.relu(conv.apply({"params": p}, inp)))
+            return jnp.sum(out * out)  # a cotangent as large as the output
+
+        return f
+
+    def head(p, inp, labels):
+        def dense(q, v):
+            return v @ q["kernel"] + q["bias"]
+
+        flat = inp.reshape(*inp.shape[:-3], -1)
+        h = nn.relu(dense(p["fc2"], nn.relu(dense(p["fc1"], flat))))
+        logits = dense(p["fc3"], h)
+        return jnp.mean(
+            jax.nn.logsumexp(logits, -1)
+            - jnp.take_along_axis(logits, labels[..., None], -1)[..., 0]
+        )
+
+    c1 = conv_stage(6)
+    c2 = conv_stage(16)
+    act1 = jax.jit(
+        jax.vmap(lambda p, v: max_pool_2x2(Conv(6, (5, 5), impl).apply({"params": p}, v)))
+    )(params["conv1"], x)
+    act2 = jax.jit(
+        jax.vmap(lambda p, v: max_pool_2x2(Conv(16, (5, 5), impl).apply({"params": p}, v)))
+    )(params["conv2"], act1)
+    head_params = {k: params[k] for k in ("fc1", "fc2", "fc3")}
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    stages = {
+        "conv1 forward": (jax.vmap(lambda p, v: c1(p, v)), (params["conv1"], x)),
+        "conv1 forward+backward": (jax.vmap(jax.grad(c1)), (params["conv1"], x)),
+        "conv2 forward": (jax.vmap(lambda p, v: c2(p, v)), (params["conv2"], act1)),
+        "conv2 forward+backward": (jax.vmap(jax.grad(c2, (0, 1))), (params["conv2"], act1)),
+        "fc1-fc3 + loss, forward+backward": (
+            jax.vmap(jax.grad(head, (0, 1))),
+            (head_params, act2, y),
+        ),
+        "optimiser update": (jax.vmap(trainer.tx.update), (grads, opt_state, params)),
+        "whole step": (jax.vmap(trainer._one_step), (params, opt_state, x * 0.5 + 127.5, y)),
+    }
+    print(f"one step, {n_seeds} networks x batch 50, '{impl}' convolution (median ms):")
+    for label, (fn, fn_args) in stages.items():
+        t = _median_time(jax.jit(fn), fn_args, repeats)
+        print(f"  {label:<34} {1e3 * t:8.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--steps", type=int, default=20, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--formulations", nargs="+", default=list(IMPLS), choices=IMPLS)
+    parser.add_argument(
+        "--breakdown", type=int, metavar="S", help="time each stage of a step at S networks"
+    )
     args = parser.parse_args()
+    if args.breakdown:
+        for name in args.formulations:
+            breakdown(args.breakdown, name, args.repeats)
+        return
     dev = jax.devices()[0]
     print(f"device: {dev.platform} {dev.device_kind}, jax {jax.__version__}")
     print(f"max relative difference from nn.Conv: {check_against_nn_conv():.2e}")
