@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from poz_jax.models import LeNet5
 from poz_jax.models.lenet import Conv, max_pool_2x2
@@ -81,41 +82,31 @@ def breakdown(n_seeds: int, impl: str, repeats: int) -> None:
     x = jnp.asarray(rng.normal(size=(n_seeds, 50, 32, 32, 3)), jnp.float32)
     y = jnp.asarray(rng.integers(0, 10, (n_seeds, 50)), jnp.int32)
 
-    def conv_stage(features):
+    def block(features):
         conv = Conv(features, (5, 5), impl)
+        return lambda p, inp: max_pool_2x2(nn.relu(conv.apply({"params": p}, inp)))
 
-        def f(p, inp):
-            out = max_pool_2x2(nn.relu(conv.apply({"params": p}, inp)))
-            return jnp.sum(out * out)  # a cotangent as large as the output
-
-        return f
+    def summed(f):
+        return lambda p, inp: jnp.sum(f(p, inp) ** 2)  # a cotangent as large as the output
 
     def head(p, inp, labels):
         def dense(q, v):
             return v @ q["kernel"] + q["bias"]
 
         flat = inp.reshape(*inp.shape[:-3], -1)
-        h = nn.relu(dense(p["fc2"], nn.relu(dense(p["fc1"], flat))))
-        logits = dense(p["fc3"], h)
-        return jnp.mean(
-            jax.nn.logsumexp(logits, -1)
-            - jnp.take_along_axis(logits, labels[..., None], -1)[..., 0]
-        )
+        logits = dense(p["fc3"], nn.relu(dense(p["fc2"], nn.relu(dense(p["fc1"], flat)))))
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-    c1 = conv_stage(6)
-    c2 = conv_stage(16)
-    act1 = jax.jit(
-        jax.vmap(lambda p, v: max_pool_2x2(Conv(6, (5, 5), impl).apply({"params": p}, v)))
-    )(params["conv1"], x)
-    act2 = jax.jit(
-        jax.vmap(lambda p, v: max_pool_2x2(Conv(16, (5, 5), impl).apply({"params": p}, v)))
-    )(params["conv2"], act1)
+    b1, b2 = block(6), block(16)
+    c1, c2 = summed(b1), summed(b2)
+    act1 = jax.jit(jax.vmap(b1))(params["conv1"], x)
+    act2 = jax.jit(jax.vmap(b2))(params["conv2"], act1)
     head_params = {k: params[k] for k in ("fc1", "fc2", "fc3")}
     grads = jax.tree_util.tree_map(jnp.ones_like, params)
     stages = {
-        "conv1 forward": (jax.vmap(lambda p, v: c1(p, v)), (params["conv1"], x)),
+        "conv1 forward": (jax.vmap(c1), (params["conv1"], x)),
         "conv1 forward+backward": (jax.vmap(jax.grad(c1)), (params["conv1"], x)),
-        "conv2 forward": (jax.vmap(lambda p, v: c2(p, v)), (params["conv2"], act1)),
+        "conv2 forward": (jax.vmap(c2), (params["conv2"], act1)),
         "conv2 forward+backward": (jax.vmap(jax.grad(c2, (0, 1))), (params["conv2"], act1)),
         "fc1-fc3 + loss, forward+backward": (
             jax.vmap(jax.grad(head, (0, 1))),
