@@ -7,7 +7,7 @@ paper keep level, the test accuracy, the fit and the max PoZ (means over
 networks).
 
     python experiments/exp1_epochs.py --data-dir ../shared/data/cifar10 \\
-        --out experiments/results/exp1_paper10/by_epoch.csv runs/exp1_paper10_snap/epoch*.npz
+        --out experiments/results/exp1/by_epoch.csv runs/exp1_snap/epoch*.npz
 """
 
 from __future__ import annotations
