@@ -110,7 +110,14 @@ def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = Tru
     if ckpt.exists():
         state, meta = files.load_tree(ckpt, state)
         _check_resumable(meta, cfg, ckpt)
-        start, history = min(meta["epoch"], cfg.epochs), meta["history"]
+        if meta["epoch"] > cfg.epochs:
+            # Its parameters are those of the later epoch: labelling them with
+            # fewer epochs would report a run that was never made.
+            raise ValueError(
+                f"{ckpt} holds networks trained for {meta['epoch']} epochs, more than "
+                f"the {cfg.epochs} asked for; use another --out, or --epochs {meta['epoch']}"
+            )
+        start, history = meta["epoch"], meta["history"]
         if progress:
             print(f"resuming from {ckpt} after epoch {start}")
     state = shard_seeds(state, mesh)

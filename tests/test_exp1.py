@@ -90,6 +90,13 @@ def test_changed_settings_refuse_to_resume(fake, tmp_path):
         exp1.run(other, tmp_path, fake, progress=False, verify=False)
 
 
+def test_fewer_epochs_than_the_checkpoint_refuse_to_run(fake, tmp_path):
+    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    exp1.run(two, tmp_path, fake, progress=False, verify=False)
+    with pytest.raises(ValueError, match=r"trained for 2 epochs, more than the 1 asked for"):
+        exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
+
+
 def test_missing_class_in_test_labels_is_reported(tmp_path):
     where, _ = write_fake_cifar10(tmp_path / "d", "npz", n_train=20, n_test=200, seed=1)
     with np.load(where / "cifar10_test.npz") as z:
