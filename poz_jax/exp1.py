@@ -71,7 +71,8 @@ def lenet_trainer(cfg: TrainConfig) -> Trainer:
     return Trainer(LeNet5(conv=cfg.conv, init_style=cfg.init_style), cfg)
 
 
-def _check_resumable(meta: dict, cfg: TrainConfig, path: Path) -> None:
+def _check_resumable(meta: dict, cfg: TrainConfig, path: Path, epochs_done: int) -> None:
+    """Refuse ``path`` unless ``cfg`` may continue it: same settings, no more epochs done."""
     saved = dict(meta.get("train", {}))
     want = dataclasses.asdict(cfg)
     # A longer run may continue a shorter one; nothing else may change.
@@ -84,6 +85,13 @@ def _check_resumable(meta: dict, cfg: TrainConfig, path: Path) -> None:
         raise ValueError(
             f"{path} was written with different settings ({', '.join(diff)}); "
             "use another --out or delete it to start over"
+        )
+    if epochs_done > cfg.epochs:
+        # Its parameters are those of the later epoch: labelling them with
+        # fewer epochs would report a run that was never made.
+        raise ValueError(
+            f"{path} holds networks trained for {epochs_done} epochs, more than "
+            f"the {cfg.epochs} asked for; use another --out, or --epochs {epochs_done}"
         )
 
 
@@ -109,14 +117,7 @@ def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = Tru
     start = 0
     if ckpt.exists():
         state, meta = files.load_tree(ckpt, state)
-        _check_resumable(meta, cfg, ckpt)
-        if meta["epoch"] > cfg.epochs:
-            # Its parameters are those of the later epoch: labelling them with
-            # fewer epochs would report a run that was never made.
-            raise ValueError(
-                f"{ckpt} holds networks trained for {meta['epoch']} epochs, more than "
-                f"the {cfg.epochs} asked for; use another --out, or --epochs {meta['epoch']}"
-            )
+        _check_resumable(meta, cfg, ckpt, meta["epoch"])
         start, history = meta["epoch"], meta["history"]
         if progress:
             print(f"resuming from {ckpt} after epoch {start}")
@@ -241,9 +242,11 @@ def run(
     emb_path = out / "embeddings.npz"
     meta_now = {"train": dataclasses.asdict(cfg)}
     arrays, meta = files.load_arrays(emb_path) if emb_path.exists() else ({}, {})
+    # Embeddings are written once training has finished all its epochs.
+    emb_epochs = meta.get("train", {}).get("epochs", 0)
     if meta:
-        _check_resumable(meta, cfg, emb_path)
-    if meta.get("train", {}).get("epochs") == cfg.epochs:
+        _check_resumable(meta, cfg, emb_path, emb_epochs)
+    if emb_epochs == cfg.epochs:
         fc2, labels, acc = arrays["fc2"], arrays["labels"], arrays["test_accuracy"]
         history = meta.get("history", [])
     else:  # no embeddings yet, or of a shorter run that this one continues

@@ -95,6 +95,13 @@ def test_fewer_epochs_than_the_checkpoint_refuse_to_run(fake, tmp_path):
     exp1.run(two, tmp_path, fake, progress=False, verify=False)
     with pytest.raises(ValueError, match=r"trained for 2 epochs, more than the 1 asked for"):
         exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
+    # Either file alone is refused too: neither may be relabelled or overwritten.
+    for kept, dropped in (("checkpoint", "embeddings"), ("embeddings", "checkpoint")):
+        other = tmp_path / kept
+        exp1.run(two, other, fake, progress=False, verify=False)
+        (other / f"{dropped}.npz").unlink()
+        with pytest.raises(ValueError, match=rf"{kept}\.npz holds networks trained for 2 epochs"):
+            exp1.run(CFG, other, fake, progress=False, verify=False)
 
 
 def test_missing_class_in_test_labels_is_reported(tmp_path):
