@@ -105,3 +105,29 @@ def check_order(order, n_nodes: int) -> jax.Array:
         if not bool(jnp.all(srt == jnp.arange(n_nodes))):
             raise ValueError(f"order must be a permutation of 0..{n_nodes - 1} along its last axis")
     return o
+
+
+MAX_SEED = 2**31 - 1
+
+
+def check_int(value, name: str, lo: int, hi: int | None = None) -> int:
+    """``value`` as a Python int after checking it is a whole number in ``lo..hi``.
+
+    Bools, floats with a fraction, strings and ``None`` are refused (a bool is
+    an int to Python, but never a count); the message names ``name``.
+    """
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value):
+        ok = True
+    if not ok:
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        span = f"at least {lo}" if hi is None else f"in {lo}..{hi}"
+        raise ValueError(f"{name} must be {span}, got {value}")
+    return value
+
+
+def check_seed(value, name: str = "seed") -> int:
+    """A random seed: a whole number in ``0..2**31 - 1``."""
+    return check_int(value, name, 0, MAX_SEED)

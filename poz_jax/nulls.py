@@ -8,6 +8,7 @@ so a null draws the same orders whatever the batch size or device count.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,16 +55,26 @@ def null_fits(
       x: ``(n_items, n_nodes)`` activations of one set.
       target: ``(n_items, n_items)`` symmetric similarity matrix.
       keep_counts: ``(n_levels,)`` keep counts, as for :func:`poz_jax.sweep`.
-      n_orders: number of random orders.
-      seed: null seed; order ``i`` depends only on ``(seed, i)``.
+      n_orders: number of random orders (at least 1).
+      seed: null seed in ``0..2**31 - 1``; order ``i`` depends only on ``(seed, i)``.
       batch: orders per device call (between progress updates).
       vmap_size: orders computed side by side within a call (default 1 on
         CPU; on GPU/TPU as many as fit in about 0.5 GiB).
       progress: optional callable ``progress(n_done)`` after each batch.
     """
     x = _prepare_x(x)
+    if x.ndim != 2:
+        raise ValueError(
+            f"x must be one set's activations (n_items, n_nodes), got shape {tuple(x.shape)}; "
+            "call null_fits once per set"
+        )
     k = v.as_keep_counts(keep_counts, x.shape[-1])
     t = _prepare_target(target, x.shape[-2])
+    n_orders = v.check_int(n_orders, "n_orders", 1)
+    seed = v.check_seed(seed)
+    batch = v.check_int(batch, "batch", 1)
+    if vmap_size is not None:
+        vmap_size = v.check_int(vmap_size, "vmap_size", 1)
     n_items, n_nodes = x.shape
     if vmap_size is None:
         cpu = jax.default_backend() == "cpu"
@@ -75,65 +86,168 @@ def null_fits(
         out.append(np.asarray(_null_batch(x, t, k, orders, min(vmap_size, stop - start))))
         if progress is not None:
             progress(stop - start)
-    return np.concatenate(out) if out else np.zeros((0, len(k)), x.dtype)
+    return np.concatenate(out)
 
 
-def _p_value(observed, null) -> jax.Array:
-    # (1 + #null >= observed) / (1 + n): never 0, valid for a Monte Carlo null.
-    # A NaN null draw counts as not exceeding; a NaN observation gives NaN.
-    exceed = jnp.sum(null >= observed[..., None], axis=-1)
-    p = (1.0 + exceed) / (1.0 + null.shape[-1])
-    return jnp.where(jnp.isnan(observed), jnp.nan, p)
+class ImprovementResult(NamedTuple):
+    """:func:`improvement_test`'s result; each field ``(...)``."""
+
+    improvement: jax.Array  # max(fit) - fit[0], over the defined levels
+    p: jax.Array  # (1 + #defined null draws >= improvement) / (1 + n_used)
+    n_used: jax.Array  # null draws whose improvement is defined
 
 
-@jax.jit
-def improvement_test(observed, null) -> tuple[jax.Array, jax.Array]:
+class TrendResult(NamedTuple):
+    """:func:`trend_test`'s result; each field ``(...)``."""
+
+    peak: jax.Array  # level index the slope runs to (the curve's own peak, or ``upto``)
+    slope: jax.Array  # least-squares fit per % of nodes pruned, levels 0..peak
+    p: jax.Array  # (1 + #defined null slopes >= slope) / (1 + n_used)
+    n_used: jax.Array  # null draws whose slope is defined
+
+
+def _check_curves(observed, null, percent_kept=None):
+    obs = v.as_float(observed, "observed")
+    nul = v.as_float(null, "null")
+    v.check_min_rank(obs, 1, "observed", "(..., n_levels)")
+    v.check_min_rank(nul, 2, "null", "(..., n_null, n_levels)")
+    if nul.shape[-1] != obs.shape[-1]:
+        raise ValueError(
+            f"observed has {obs.shape[-1]} levels but null has {nul.shape[-1]}; "
+            "both must be fits at the same keep counts"
+        )
+    try:
+        np.broadcast_shapes(obs.shape[:-1], nul.shape[:-2])
+    except ValueError as err:
+        raise ValueError(
+            f"the leading axes of observed {tuple(obs.shape)} and null {tuple(nul.shape)} "
+            "do not broadcast (expected (..., n_levels) and (..., n_null, n_levels))"
+        ) from err
+    if percent_kept is None:
+        return obs, nul
+    kept = v.as_float(percent_kept, "percent_kept")
+    if kept.shape != (obs.shape[-1],):
+        raise ValueError(
+            f"percent_kept must have shape ({obs.shape[-1]},), one value per level, "
+            f"got {tuple(kept.shape)}"
+        )
+    v.check_finite(kept, "percent_kept")
+    return obs, nul, kept
+
+
+def _p_value(observed, null) -> tuple[jax.Array, jax.Array]:
+    # (1 + #null >= observed) / (1 + n_used), over the null draws whose
+    # statistic is defined: under exchangeability the observed curve is one
+    # more draw among the defined ones, so leaving undefined draws out of both
+    # the count and the total keeps the test valid. Never 0; NaN when the
+    # observed statistic is undefined.
+    defined = ~jnp.isnan(null)
+    exceed = jnp.sum(defined & (null >= observed[..., None]), axis=-1)
+    n_used = jnp.sum(defined, axis=-1)
+    p = (1.0 + exceed) / (1.0 + n_used)
+    return jnp.where(jnp.isnan(observed), jnp.nan, p), n_used
+
+
+def _gain(curves) -> jax.Array:
+    # NaN levels are missing data: the best of the defined levels counts.
+    best = jnp.max(jnp.where(jnp.isnan(curves), -jnp.inf, curves), axis=-1)
+    return jnp.where(jnp.isnan(curves[..., 0]), jnp.nan, best - curves[..., 0])
+
+
+def improvement_test(observed, null) -> ImprovementResult:
     """Best improvement over the unpruned fit, and its p-value under the null.
+
+    The statistic of a curve is ``max(fit) - fit[0]``, the maximum over its
+    defined (non-NaN) levels; it is undefined (NaN) when ``fit[0]`` is NaN.
+    Every null curve goes through the same procedure. Null draws whose
+    statistic is undefined are left out of the count and the total, so a NaN
+    at a level other than level 0 and the curve's maximum changes nothing.
 
     Args:
       observed: ``(..., n_levels)`` fits, level 0 the unpruned network.
       null: ``(..., n_null, n_levels)`` fits under random orders.
 
     Returns:
-      ``(improvement, p)``, each ``(...)``: ``max(observed) - observed[0]`` and
-      the share of null curves improving at least as much, ``(1 + count) / (1 + n)``.
+      :class:`ImprovementResult` ``(improvement, p, n_used)``, each ``(...)``:
+      ``p = (1 + #{null improvement >= observed}) / (1 + n_used)``.
     """
-    gain = jnp.nanmax(observed, -1) - observed[..., 0]
-    null_gain = jnp.nanmax(null, -1) - null[..., 0]
-    return gain, _p_value(gain, null_gain)
-
-
-def _slopes(fits, x, upto) -> jax.Array:
-    # Least-squares slope of fits against x over levels 0..upto (a mask, so
-    # the range may differ per set without leaving jit).
-    w = (jnp.arange(fits.shape[-1]) <= upto[..., None]).astype(fits.dtype)
-    n = jnp.sum(w, -1, keepdims=True)
-    xm = jnp.sum(w * x, -1, keepdims=True) / n
-    ym = jnp.sum(w * fits, -1, keepdims=True) / n
-    sxy = jnp.sum(w * (x - xm) * (fits - ym), -1)
-    sxx = jnp.sum(w * (x - xm) ** 2, -1)
-    return jnp.where(upto >= 1, sxy / sxx, jnp.nan)
+    obs, nul = _check_curves(observed, null)
+    return _improvement_test(obs, nul)
 
 
 @jax.jit
-def trend_test(observed, null, percent_kept) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Linear trend of the fit from the unpruned level to the observed peak, against the null.
+def _improvement_test(observed, null) -> ImprovementResult:
+    gain = _gain(observed)
+    p, n_used = _p_value(gain, _gain(null))
+    return ImprovementResult(gain, p, n_used)
 
-    Tests the paper's "improved linearly until X% remained": the slope of fit
-    against % of nodes pruned, over levels 0..peak, compared with the slopes
-    of the null curves over the same levels.
+
+def _trend(curves, pruned, upto) -> tuple[jax.Array, jax.Array]:
+    # (peak, slope) of each curve: least squares of fit on % pruned over the
+    # defined levels 0..peak, where peak is the curve's own maximum (upto < 0)
+    # or the fixed level upto. NaN levels are missing data (weight 0, and
+    # replaced before multiplying: 0 * NaN would be NaN).
+    defined = ~jnp.isnan(curves)
+    own = jnp.argmax(jnp.where(defined, curves, -jnp.inf), axis=-1)
+    peak = jnp.where(upto < 0, own, upto)
+    w = (defined & (jnp.arange(curves.shape[-1]) <= peak[..., None])).astype(curves.dtype)
+    y = jnp.where(defined, curves, 0.0)
+    n = jnp.sum(w, -1, keepdims=True)
+    safe_n = jnp.maximum(n, 1.0)
+    xm = jnp.sum(w * pruned, -1, keepdims=True) / safe_n
+    ym = jnp.sum(w * y, -1, keepdims=True) / safe_n
+    sxy = jnp.sum(w * (pruned - xm) * (y - ym), -1)
+    sxx = jnp.sum(w * (pruned - xm) ** 2, -1)
+    ok = defined[..., 0] & (peak >= 1) & (n[..., 0] >= 2) & (sxx > 0)
+    return peak, jnp.where(ok, sxy / jnp.where(ok, sxx, 1.0), jnp.nan)
+
+
+def trend_test(observed, null, percent_kept, upto: int | None = None) -> TrendResult:
+    """Steady rise of the fit as nodes are pruned, against random pruning.
+
+    Tests the paper's "the fit improved linearly until X% remained": the
+    statistic of a curve is the least-squares slope of fit against % of
+    nodes pruned (``100 - percent_kept``) over levels ``0..peak``.
+
+    - ``upto=None`` (default): ``peak`` is each curve's *own* maximum, for
+      the observed curve and for every null curve alike (each null curve goes
+      through exactly the procedure the observed one went through), so the
+      test asks "did the fit rise to its peak more steeply than random
+      pruning rises to its peak?". The slope is undefined when the peak is
+      level 0 (nothing to rise to).
+    - ``upto=j``: every curve's slope runs over the same levels ``0..j``,
+      fixed in advance (not chosen from the observed curve).
+
+    NaN fits are missing data: they are left out of the regression and can
+    never be a peak, so a NaN beyond a curve's peak changes nothing. A slope
+    is undefined (NaN) when ``fit[0]`` is NaN or fewer than two defined levels
+    remain; undefined null draws are left out of the count and the total.
 
     Args:
       observed: ``(..., n_levels)`` fits, level 0 unpruned.
       null: ``(..., n_null, n_levels)``.
       percent_kept: ``(n_levels,)`` % of nodes kept at each level.
+      upto: ``None``, or a fixed last level index in ``1..n_levels - 1``.
 
     Returns:
-      ``(peak, slope, p)``: the peak level index ``(...)``, the slope in fit
-      per % pruned (NaN when the peak is the unpruned level), and its p-value.
+      :class:`TrendResult` ``(peak, slope, p, n_used)``, each ``(...)``; the
+      slope is in fit per % pruned, ``p = (1 + #{null slope >= slope}) /
+      (1 + n_used)``, NaN when the observed slope is undefined.
     """
-    pruned = 100.0 - jnp.asarray(percent_kept, observed.dtype)
-    peak = jnp.argmax(jnp.where(jnp.isnan(observed), -jnp.inf, observed), -1)
-    slope = _slopes(observed, pruned, peak)
-    null_slope = _slopes(null, pruned, peak[..., None])
-    return peak, slope, _p_value(slope, null_slope)
+    obs, nul, kept = _check_curves(observed, null, percent_kept)
+    if upto is None:
+        last = -1
+    else:
+        if isinstance(upto, bool) or int(upto) != upto or not 1 <= upto < obs.shape[-1]:
+            raise ValueError(f"upto must be a level index in 1..{obs.shape[-1] - 1}, got {upto!r}")
+        last = int(upto)
+    return _trend_test(obs, nul, kept, last)
+
+
+@jax.jit
+def _trend_test(observed, null, percent_kept, upto) -> TrendResult:
+    pruned = 100.0 - percent_kept.astype(observed.dtype)
+    peak, slope = _trend(observed, pruned, upto)
+    _, null_slope = _trend(null, pruned, upto)
+    p, n_used = _p_value(slope, null_slope)
+    return TrendResult(peak, slope, p, n_used)

@@ -45,38 +45,169 @@ def test_null_fits_equal_the_sweep_of_each_random_order():
     np.testing.assert_allclose(got, again, rtol=1e-10, atol=1e-14)
 
 
-def test_improvement_test_against_numpy():
+def _ref_gain(curve):
+    return np.nan if np.isnan(curve[0]) else np.nanmax(curve) - curve[0]
+
+
+def _ref_slope(curve, pruned, upto=None):
+    # The trend procedure written as a plain loop: own peak (or a fixed one),
+    # NaN levels left out, scipy's linregress over the rest of 0..peak.
+    if np.isnan(curve[0]):
+        return np.nan
+    peak = int(np.nanargmax(curve)) if upto is None else upto
+    sel = np.arange(peak + 1)
+    sel = sel[~np.isnan(curve[sel])]
+    if peak < 1 or len(sel) < 2:
+        return np.nan
+    return stats.linregress(pruned[sel], curve[sel]).slope
+
+
+def _ref_p(obs, null_stats):
+    ok = null_stats[~np.isnan(null_stats)]
+    return np.nan if np.isnan(obs) else (1 + np.sum(ok >= obs)) / (1 + len(ok)), len(ok)
+
+
+def _curves_with_nans(rng, shape, n_levels):
+    c = rng.random((*shape, n_levels))
+    c[rng.random(c.shape) < 0.05] = np.nan  # NaN levels scattered everywhere
+    return c
+
+
+def test_improvement_test_against_a_numpy_loop():
     rng = np.random.default_rng(0)
-    obs = rng.random((3, 20))
-    null = rng.random((3, 500, 20))
+    obs = _curves_with_nans(rng, (4,), 20)
+    obs[:, 0] = rng.random(4)
+    null = _curves_with_nans(rng, (4, 300), 20)
     null[..., 0] = obs[:, :1]  # the unpruned level is the same under every order
-    null[1, 7, 4] = np.nan  # a NaN null level is skipped, as by the curve maximum
-    gain, p = nulls.improvement_test(obs, null)
-    for s in range(3):
-        g = obs[s].max() - obs[s, 0]
-        ng = np.nanmax(null[s], 1) - null[s, :, 0]
-        assert gain[s] == pytest.approx(g, abs=1e-15)
-        assert p[s] == pytest.approx((1 + np.sum(ng >= g)) / 501, abs=1e-15)
+    null[1, :40, 0] = np.nan  # undefined draws: left out of count and total
+    obs[3, 0] = np.nan  # undefined observed statistic: p is NaN
+    res = nulls.improvement_test(obs, null)
+    for s in range(4):
+        g = _ref_gain(obs[s])
+        p, n_used = _ref_p(g, np.array([_ref_gain(c) for c in null[s]]))
+        np.testing.assert_allclose(res.improvement[s], g, atol=1e-15)
+        np.testing.assert_allclose(res.p[s], p, atol=1e-15)
+        assert int(res.n_used[s]) == n_used
+    assert int(res.n_used[1]) == 260 and np.isnan(res.p[3])
 
 
-def test_trend_test_against_scipy_linregress():
+@pytest.mark.parametrize("upto", [None, 6])
+def test_trend_test_against_scipy_linregress(upto):
     rng = np.random.default_rng(1)
     kept = np.linspace(100, 5, 30)
-    obs = rng.random((4, 30))
-    obs[0, 0] = 2.0  # peak at the unpruned level: no trend to test
-    null = rng.random((4, 300, 30))
-    peak, slope, p = nulls.trend_test(obs, null, kept)
-    assert int(peak[0]) == 0 and np.isnan(slope[0]) and np.isnan(p[0])
-    for s in range(1, 4):
-        pk = int(np.argmax(obs[s]))
-        assert int(peak[s]) == pk
-        if pk == 0:
-            continue
-        ref = stats.linregress(100 - kept[: pk + 1], obs[s, : pk + 1]).slope
-        assert slope[s] == pytest.approx(ref, rel=1e-10)
-        if pk >= 1:
-            ns = [stats.linregress(100 - kept[: pk + 1], c[: pk + 1]).slope for c in null[s]]
-            assert p[s] == pytest.approx((1 + np.sum(np.array(ns) >= ref)) / 301, abs=1e-12)
+    obs = _curves_with_nans(rng, (5,), 30)
+    obs[:, 0] = rng.random(5)
+    obs[0, 0] = 2.0  # peak at the unpruned level: no own-peak trend to test
+    null = _curves_with_nans(rng, (5, 200), 30)
+    res = nulls.trend_test(obs, null, kept, upto=upto)
+    for s in range(5):
+        ref = _ref_slope(obs[s], 100 - kept, upto)
+        p, n_used = _ref_p(ref, np.array([_ref_slope(c, 100 - kept, upto) for c in null[s]]))
+        np.testing.assert_allclose(res.slope[s], ref, rtol=1e-10)
+        np.testing.assert_allclose(res.p[s], p, atol=1e-12)
+        assert int(res.n_used[s]) == n_used
+        assert int(res.peak[s]) == (np.nanargmax(obs[s]) if upto is None else upto)
+    if upto is None:
+        assert np.isnan(res.slope[0]) and np.isnan(res.p[0])
+        assert 0 < int(res.n_used[1]) < 200  # some null curves peak at level 0
+
+
+def _exchangeable(rng, n_rep, n_curves, n_levels):
+    # Every curve of a replicate is an independent random walk from one common
+    # unpruned fit: the observed curve (index 0) is one more draw of the null.
+    steps = rng.normal(size=(n_rep, n_curves, n_levels - 1))
+    start = np.zeros((n_rep, n_curves, 1))
+    return np.concatenate([start, np.cumsum(steps, axis=-1)], axis=-1) + 0.5
+
+
+def _rejection_rate(p, n_used):
+    # P(p <= 0.05) of a valid test is floor(0.05 (1 + n)) / (1 + n) <= 0.05 for
+    # n null draws (p takes the values k / (1 + n)); return the observed rate,
+    # its expected value, and the Monte-Carlo sd of the rate.
+    ok = ~np.isnan(p)
+    n = np.asarray(n_used)[ok]
+    expected = np.floor(0.05 * (1 + n) + 1e-9) / (1 + n)
+    return np.mean(p[ok] <= 0.05), expected.mean(), np.sqrt(0.05 * 0.95 / ok.sum())
+
+
+@pytest.mark.parametrize("test", ["improvement", "trend", "trend_fixed"])
+def test_p_values_are_calibrated_under_exchangeable_curves(test):
+    rng = np.random.default_rng(11)
+    curves = _exchangeable(rng, 4000, 200, 25)
+    obs, null = curves[:, 0], curves[:, 1:]
+    kept = np.linspace(100, 4, 25)
+    if test == "improvement":
+        res = nulls.improvement_test(obs, null)
+    else:
+        res = nulls.trend_test(obs, null, kept, upto=10 if test == "trend_fixed" else None)
+    p, n_used = np.asarray(res.p), np.asarray(res.n_used)
+    rate, expected, sd = _rejection_rate(p, n_used)
+    assert abs(rate - expected) < 4 * sd, (rate, expected, sd)
+    assert 0.04 < expected <= 0.05 + 1e-12
+    # Also uniform away from 0.05: P(p <= 0.5) about 0.5.
+    assert abs(np.mean(p[~np.isnan(p)] <= 0.5) - 0.5) < 4 * np.sqrt(0.25 / 4000)
+
+
+def test_nan_at_levels_outside_a_statistic_changes_no_p_value():
+    rng = np.random.default_rng(5)
+    kept = np.linspace(100, 4, 25)
+    curves = _exchangeable(rng, 300, 101, 25)
+    own_peak = np.argmax(curves, axis=-1)
+    before_imp = nulls.improvement_test(curves[:, 0], curves[:, 1:])
+    before_trend = nulls.trend_test(curves[:, 0], curves[:, 1:], kept)
+    # NaN at a random level beyond each curve's own peak: outside both statistics.
+    spoiled = curves.copy()
+    lvl = own_peak + 1 + rng.integers(0, 25, own_peak.shape) % np.maximum(24 - own_peak, 1)
+    rows = np.nonzero(own_peak < 24)
+    spoiled[(*rows, lvl[rows])] = np.nan
+    assert np.isnan(spoiled).sum() > 20000
+    after_imp = nulls.improvement_test(spoiled[:, 0], spoiled[:, 1:])
+    after_trend = nulls.trend_test(spoiled[:, 0], spoiled[:, 1:], kept)
+    for a, b in zip(before_imp, after_imp, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(before_trend, after_trend, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    # Between level 0 and the peak, NaN leaves the improvement alone (the trend
+    # then regresses on the remaining levels).
+    inside = curves.copy()
+    rows = np.nonzero(own_peak >= 2)
+    inside[(*rows, own_peak[rows] - 1)] = np.nan
+    for a, b in zip(before_imp, nulls.improvement_test(inside[:, 0], inside[:, 1:]), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tests_refuse_mismatched_curves():
+    obs, null = np.zeros((2, 10)), np.zeros((2, 50, 9))
+    with pytest.raises(ValueError, match="observed has 10 levels but null has 9"):
+        nulls.improvement_test(obs, null)
+    with pytest.raises(ValueError, match="observed has 10 levels but null has 9"):
+        nulls.trend_test(obs, null, np.linspace(100, 10, 10))
+    with pytest.raises(ValueError, match="percent_kept must have shape"):
+        nulls.trend_test(obs, np.zeros((2, 50, 10)), np.linspace(100, 10, 9))
+    with pytest.raises(ValueError, match="do not broadcast"):
+        nulls.improvement_test(obs, np.zeros((3, 50, 10)))
+    with pytest.raises(ValueError, match="upto must be a level index"):
+        nulls.trend_test(obs, np.zeros((2, 50, 10)), np.linspace(100, 10, 10), upto=10)
+
+
+def test_null_fits_refuses_bad_counts():
+    x = synthetic_activations(8, 12, seed=0, dtype=np.float64)
+    t = _human(8, 0)
+    k = np.array([12, 6])
+    for kwargs, msg in [
+        ({"n_orders": 0}, "n_orders must be at least 1"),
+        ({"n_orders": -3}, "n_orders must be at least 1"),
+        ({"n_orders": 4, "batch": 0}, "batch must be at least 1"),
+        ({"n_orders": 4, "batch": -1}, "batch must be at least 1"),
+        ({"n_orders": 4, "seed": -1}, "seed must be in 0..2147483647"),
+        ({"n_orders": 4, "seed": 2**40}, "seed must be in 0..2147483647"),
+        ({"n_orders": True}, "n_orders must be a whole number"),
+        ({"n_orders": 2.5}, "n_orders must be a whole number"),
+    ]:
+        with pytest.raises(ValueError, match=msg):
+            nulls.null_fits(x, t, k, **kwargs)
+    with pytest.raises(ValueError, match="one set's activations"):
+        nulls.null_fits(np.stack([x, x]), t, k, 4)
 
 
 def test_planted_structure_is_significant_and_a_random_target_is_not():
@@ -90,11 +221,11 @@ def test_planted_structure_is_significant_and_a_random_target_is_not():
     order = pj.keep_order(pj.poz(x))
     obs = np.asarray(sweep(x, human, k, order))
     null = nulls.null_fits(x, human, k, 200, seed=0)
-    gain, p = nulls.improvement_test(obs, null)
+    gain, p, _ = nulls.improvement_test(obs, null)
     assert gain > 0.05 and p < 0.01
-    _, slope, p_trend = nulls.trend_test(obs, null, 100 * k / 400)
+    _, slope, p_trend, _ = nulls.trend_test(obs, null, 100 * k / 400)
     assert slope > 0 and p_trend < 0.01
     unrelated = _human(60, 9)
     obs_u = np.asarray(sweep(x, unrelated, k, order))
-    _, p_u = nulls.improvement_test(obs_u, nulls.null_fits(x, unrelated, k, 200, seed=0))
+    _, p_u, _ = nulls.improvement_test(obs_u, nulls.null_fits(x, unrelated, k, 200, seed=0))
     assert p_u > 0.05
