@@ -3,7 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+
+# Config fields and the flags that set them, so an error names what the user typed.
+_EXP1_FLAGS = {
+    "seeds": "--seeds",
+    "epochs": "--epochs",
+    "learning_rate": "--lr",
+    "base_seed": "--seed",
+}
+
+
+@contextlib.contextmanager
+def _flag_names(flags: dict[str, str]):
+    """Re-raise a config's ValueError with the command-line flag beside the field's name."""
+    try:
+        yield
+    except ValueError as err:
+        msg = str(err)
+        for field, flag in flags.items():
+            if msg.startswith(f"{field} "):
+                raise ValueError(msg.replace(field, f"{field} ({flag})", 1)) from None
+        raise
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -18,7 +40,9 @@ def _exp1(args: argparse.Namespace) -> int:
 
     from poz_jax import exp1
 
-    preset = "quick" if args.quick else args.preset
+    if args.quick and args.preset not in (None, "quick"):
+        raise ValueError(f"--quick and --preset {args.preset} contradict each other; give one")
+    preset = "quick" if args.quick else args.preset or "paper"
     changes = {
         k: v
         for k, v in (
@@ -33,7 +57,8 @@ def _exp1(args: argparse.Namespace) -> int:
         changes["optimizer"] = args.optimizer
     if args.init is not None:
         changes["init_style"] = args.init
-    cfg = dataclasses.replace(exp1.PRESETS[preset], **changes)
+    with _flag_names(_EXP1_FLAGS):
+        cfg = dataclasses.replace(exp1.PRESETS[preset], **changes)
     out = args.out or f"results/exp1_{preset}"
     res = exp1.run(cfg, out, args.data_dir, progress=not args.no_progress)
     print(exp1.format_summary(res))
@@ -103,7 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp1.add_argument(
         "--preset",
         choices=["paper", "adam", "quick"],
-        default="paper",
         help="paper: SGD lr 0.001 momentum 0.9, 50 seeds, 10 epochs (default); "
         "adam: Adam lr 0.001; quick: Adam, 4 seeds, 1 epoch on 5000 images",
     )
@@ -190,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # DataError is a ValueError; OSError: disk, permissions
         print(f"poz-jax: error: {err}", file=sys.stderr)
         return 2
 

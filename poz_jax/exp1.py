@@ -24,10 +24,22 @@ from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.rsa import class_means, rsm
 from poz_jax.runtime import float64, progress_bar
 from poz_jax.sweeps import sweep
-from poz_jax.train import TrainConfig, Trainer, chunks, replicate, seed_keys, seed_mesh, shard_seeds
+from poz_jax.train import (
+    TrainConfig,
+    Trainer,
+    chunks,
+    pad_seeds,
+    padded_seeds,
+    replicate,
+    seed_keys,
+    seed_mesh,
+    shard_seeds,
+    unpad_seeds,
+)
 
 N_CLASSES = 10
 N_NODES = 84  # fc2
+_EMB_KEYS = ("fc2", "labels", "test_accuracy")
 
 PRESETS = {
     "paper": TrainConfig(),
@@ -71,19 +83,38 @@ def lenet_trainer(cfg: TrainConfig) -> Trainer:
     return Trainer(LeNet5(conv=cfg.conv, init_style=cfg.init_style), cfg)
 
 
-def _check_resumable(meta: dict, cfg: TrainConfig, path: Path, epochs_done: int) -> None:
-    """Refuse ``path`` unless ``cfg`` may continue it: same settings, no more epochs done."""
-    saved = dict(meta.get("train", {}))
+def data_key(data: dict) -> dict:
+    """Content digests of the training and test split: what a run's numbers come from."""
+    return {f"{split}_data": files.fingerprint(*data[split]) for split in ("train", "test")}
+
+
+def _saved_epochs(meta: dict, path: Path) -> int:
+    epochs = meta.get("epoch")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 0 <= epochs <= 10**6:
+        raise ValueError(f"{path} has malformed metadata (epoch {epochs!r}); delete it to restart")
+    if not isinstance(meta.get("history"), list) or not isinstance(meta.get("train"), dict):
+        raise ValueError(f"{path} has malformed metadata; delete it to start over")
+    return epochs
+
+
+def _check_resumable(meta: dict, cfg: TrainConfig, data: dict, path: Path) -> int:
+    """Refuse ``path`` unless ``cfg`` on ``data`` may continue it; returns its epochs done.
+
+    The same settings and the same data (by content digest), and no more
+    epochs done than ``cfg`` asks for.
+    """
+    epochs_done = _saved_epochs(meta, path)
+    saved = dict(meta["train"])
     want = dataclasses.asdict(cfg)
     # A longer run may continue a shorter one; nothing else may change.
-    saved.pop("epochs", None)
-    want.pop("epochs")
-    saved.pop("steps_per_call", None)
-    want.pop("steps_per_call")
-    if saved != want:
-        diff = sorted(k for k in want if saved.get(k) != want[k])
+    for name in ("epochs", "steps_per_call"):
+        saved.pop(name, None)
+        want.pop(name)
+    diff = files.changed(saved, want)
+    diff += [k.replace("_", " ") for k in files.changed(meta.get("data", {}), data)]
+    if diff:
         raise ValueError(
-            f"{path} was written with different settings ({', '.join(diff)}); "
+            f"{path} was written with different settings or data ({', '.join(diff)}); "
             "use another --out or delete it to start over"
         )
     if epochs_done > cfg.epochs:
@@ -93,35 +124,44 @@ def _check_resumable(meta: dict, cfg: TrainConfig, path: Path, epochs_done: int)
             f"{path} holds networks trained for {epochs_done} epochs, more than "
             f"the {cfg.epochs} asked for; use another --out, or --epochs {epochs_done}"
         )
+    return epochs_done
+
+
+def _train_subset(cfg: TrainConfig, x: np.ndarray, y: np.ndarray):
+    if not cfg.train_subset:
+        return x, y
+    # A random subset: local copies may be sorted by class (../shared's npz is).
+    pick = np.sort(np.random.default_rng(cfg.base_seed).permutation(len(x))[: cfg.train_subset])
+    return x[pick], y[pick]
 
 
 def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = True):
     """Train (or resume) ``cfg.seeds`` LeNet5s; returns ``(params, history)``.
 
-    A checkpoint is written to ``out/checkpoint.npz`` after every epoch.
+    A checkpoint is written to ``out/checkpoint.npz`` after every epoch; it
+    holds the real seeds only, so a run may resume on another device count.
     """
-    x_train, y_train = data["train"]
-    if cfg.train_subset:
-        # A random subset: local copies may be sorted by class (../shared's npz is).
-        pick = np.random.default_rng(cfg.base_seed).permutation(len(x_train))[: cfg.train_subset]
-        x_train, y_train = x_train[np.sort(pick)], y_train[np.sort(pick)]
+    x_train, y_train = _train_subset(cfg, *data["train"])
     n_steps = len(x_train) // cfg.batch_size
     if n_steps < 1:
         raise ValueError(f"{len(x_train)} training images is less than one batch")
     trainer = lenet_trainer(cfg)
     mesh = seed_mesh(cfg.seeds)
+    n_pad = padded_seeds(cfg.seeds, mesh)
     keys = seed_keys(cfg)
     state = trainer.init(keys)
     ckpt = out / "checkpoint.npz"
+    key = data_key(data)
     history: list[dict] = []
     start = 0
     if ckpt.exists():
         state, meta = files.load_tree(ckpt, state)
-        _check_resumable(meta, cfg, ckpt, meta["epoch"])
-        start, history = meta["epoch"], meta["history"]
+        start = _check_resumable(meta, cfg, key, ckpt)
+        history = meta["history"]
         if progress:
             print(f"resuming from {ckpt} after epoch {start}")
-    state = shard_seeds(state, mesh)
+    state = shard_seeds(pad_seeds(state, n_pad), mesh)
+    keys = pad_seeds(keys, n_pad)
     xs, ys = replicate((jnp.asarray(x_train), jnp.asarray(y_train, jnp.int32)), mesh)
     x_test, y_test = data["test"]
     steps, forward = trainer.steps(), trainer.forward()
@@ -132,13 +172,21 @@ def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = Tru
         with progress_bar(n_steps, f"epoch {epoch + 1}/{cfg.epochs}", progress) as bar:
             for first, n in chunks(n_steps, cfg.steps_per_call):
                 state, loss, acc = steps(state, xs, ys, order, first, n)
-                losses.append(np.asarray(loss) * n)
-                accs.append(np.asarray(acc) * n)
+                loss, acc = np.asarray(loss)[: cfg.seeds], np.asarray(acc)[: cfg.seeds]
+                if not np.all(np.isfinite(loss)):
+                    bad = np.flatnonzero(~np.isfinite(loss)).tolist()
+                    raise ValueError(
+                        f"training diverged: the loss of network(s) {bad[:5]} is not finite in "
+                        f"epoch {epoch + 1}, steps {first + 1}..{first + n}; lower --lr "
+                        f"(now {cfg.learning_rate})"
+                    )
+                losses.append(loss * n)
+                accs.append(acc * n)
                 bar.update(n)
                 bar.set_postfix(
                     loss=f"{np.mean(losses[-1]) / n:.3f}", acc=f"{np.mean(accs[-1]) / n:.3f}"
                 )
-            test_acc = accuracy(forward, state[0], x_test, y_test)
+            test_acc = accuracy(forward, state[0], x_test, y_test)[: cfg.seeds]
             bar.set_postfix(
                 loss=f"{np.sum(losses) / n_steps / cfg.seeds:.3f}",
                 test_acc=f"{test_acc.mean():.3f}",
@@ -161,9 +209,14 @@ def train_networks(cfg: TrainConfig, data: dict, out: Path, progress: bool = Tru
                 f"{h['seconds']:.1f} s",
                 flush=True,
             )
-        meta = {"epoch": epoch + 1, "history": history, "train": dataclasses.asdict(cfg)}
-        files.save_tree(ckpt, jax.device_get(state), meta)
-    return state[0], history
+        meta = {
+            "epoch": epoch + 1,
+            "history": history,
+            "train": dataclasses.asdict(cfg),
+            "data": key,
+        }
+        files.save_tree(ckpt, unpad_seeds(jax.device_get(state), cfg.seeds), meta)
+    return unpad_seeds(state[0], cfg.seeds), history
 
 
 def embed(forward, params, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -233,34 +286,38 @@ def run(
     ``data_dir`` is a local CIFAR-10 copy (``None`` downloads it); ``verify``
     checks the archive and the full split sizes (off only for generated data).
     """
-    out = Path(out)
+    out = files.check_out_dir(out)
+    data = {s: load_cifar10(s, data_dir, verify=verify) for s in ("train", "test")}
+    missing = np.setdiff1d(np.arange(N_CLASSES), data["test"][1])
+    if missing.size:
+        raise ValueError(f"class {missing[0]} has no test images: class means are undefined")
+    key = data_key(data)
+    # Check everything already in `out` before writing anything to it.
+    emb_path, ckpt = out / "embeddings.npz", out / "checkpoint.npz"
+    emb_meta = files.load_meta(emb_path) if emb_path.exists() else {}
+    emb_epochs = _check_resumable(emb_meta, cfg, key, emb_path) if emb_meta else 0
+    if ckpt.exists():
+        _check_resumable(files.load_meta(ckpt), cfg, key, ckpt)
     out.mkdir(parents=True, exist_ok=True)
+    files.clean_temporaries(out)
     files.write_json(
         out / "config.json",
         {"train": dataclasses.asdict(cfg), "data_dir": str(data_dir) if data_dir else None},
     )
-    emb_path = out / "embeddings.npz"
-    meta_now = {"train": dataclasses.asdict(cfg)}
-    arrays, meta = files.load_arrays(emb_path) if emb_path.exists() else ({}, {})
     # Embeddings are written once training has finished all its epochs.
-    emb_epochs = meta.get("train", {}).get("epochs", 0)
-    if meta:
-        _check_resumable(meta, cfg, emb_path, emb_epochs)
     if emb_epochs == cfg.epochs:
-        fc2, labels, acc = arrays["fc2"], arrays["labels"], arrays["test_accuracy"]
-        history = meta.get("history", [])
+        arrays = files.load_arrays(emb_path)[0]
+        fc2, labels, acc = (arrays[k] for k in _EMB_KEYS)
+        history = emb_meta["history"]
     else:  # no embeddings yet, or of a shorter run that this one continues
-        data = {s: load_cifar10(s, data_dir, verify=verify) for s in ("train", "test")}
-        missing = np.setdiff1d(np.arange(N_CLASSES), data["test"][1])
-        if missing.size:
-            raise ValueError(f"class {missing[0]} has no test images: class means are undefined")
         params, history = train_networks(cfg, data, out, progress)
         trainer = lenet_trainer(cfg)
         logits, fc2 = embed(trainer.forward(), params, data["test"][0])
         labels = data["test"][1]
         acc = (logits.argmax(-1) == labels[None]).mean(-1)
+        meta = {"epoch": cfg.epochs, "history": history, "train": dataclasses.asdict(cfg)}
         files.save_arrays(
-            emb_path, {**meta_now, "history": history}, fc2=fc2, labels=labels, test_accuracy=acc
+            emb_path, {**meta, "data": key}, fc2=fc2, labels=labels, test_accuracy=acc
         )
     if not np.isfinite(fc2).all():
         raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
@@ -276,7 +333,9 @@ def run(
     files.write_csv(out / "summary.csv", summary)
     files.write_csv(out / "per_seed.csv", per_seed)
     files.write_csv(out / "accuracy.csv", acc_rows)
-    files.save_arrays(out / "analysis.npz", meta_now, keep_counts=all_counts, **result)
+    files.save_arrays(
+        out / "analysis.npz", {"train": dataclasses.asdict(cfg)}, keep_counts=all_counts, **result
+    )
     files.write_json(out / "history.json", history)
     rows = [r for r in summary if r["paper_level"]]
     fig = figure1(

@@ -120,45 +120,76 @@ def _group_by_shape(embeddings: dict[str, np.ndarray]) -> list[list[str]]:
     return list(groups.values())
 
 
+def _say(progress: bool, message: str) -> None:
+    from tqdm.auto import tqdm
+
+    if progress:
+        tqdm.write(message)
+    else:
+        print(message, flush=True)
+
+
 def _nulls(cfg, out: Path, embeddings, sets, counts, dtype, progress) -> dict[str, np.ndarray]:
     nulls = {}
-    meta = {
-        "n_null": cfg.n_null,
-        "null_seed": cfg.null_seed,
-        "precision": cfg.precision,
-        "keep_counts": [int(k) for k in counts],
-    }
     with progress_bar(cfg.n_null * len(sets), "random-pruning null", progress) as bar:
         for name in sets:
+            x = np.asarray(jnp.asarray(embeddings[name], dtype))
+            t = np.asarray(jnp.asarray(sets[name].similarity, dtype))
+            # Keyed by the numbers it is computed from, not by settings alone:
+            # a set whose embeddings or matrix changed gets a new null.
+            key = {
+                "activations": files.fingerprint(x),
+                "similarity": files.fingerprint(t),
+                "keep_counts": [int(k) for k in counts],
+                "n_null": cfg.n_null,
+                "null_seed": cfg.null_seed,
+                "precision": cfg.precision,
+            }
             path = out / f"null_{name}.npz"
-            if path.exists():
-                arrays, saved = files.load_arrays(path)
-                if saved == meta:
-                    nulls[name] = arrays["fit"]
-                    bar.update(cfg.n_null)
-                    continue
-            fit = null_fits(
-                jnp.asarray(embeddings[name], dtype),
-                jnp.asarray(sets[name].similarity, dtype),
-                counts,
-                cfg.n_null,
-                seed=cfg.null_seed,
-                progress=bar.update,
-            )
-            files.save_arrays(path, meta, fit=fit)
+            arrays, why = files.load_current(path, key)
+            if arrays is not None:
+                nulls[name] = arrays["fit"]
+                bar.update(cfg.n_null)
+                continue
+            if why:
+                _say(progress, f"recomputing {path.name}: {why}")
+            fit = null_fits(x, t, counts, cfg.n_null, seed=cfg.null_seed, progress=bar.update)
+            files.save_arrays(path, {"key": key}, fit=fit)
             nulls[name] = fit
     return nulls
 
 
-def _embeddings(cfg, out: Path, sets, embeddings_path, progress) -> dict[str, np.ndarray]:
-    if embeddings_path is not None:
-        return load_embeddings(embeddings_path, sets)
+def _weights_digest(cfg: Exp2Config) -> str:
+    if cfg.weights == "random":
+        return "random:0"
+    return files.file_digest(cfg.weights)
+
+
+def _embeddings(cfg, out: Path, sets, params, progress) -> dict[str, np.ndarray]:
+    """Each set's embeddings, computed once and reused while their inputs stay the same."""
     path = out / "embeddings.npz"
-    meta = {"layer": cfg.layer, "weights": cfg.weights, "sets": sorted(sets)}
-    if path.exists():
-        arrays, saved = files.load_arrays(path)
-        if saved == meta:
-            return {n: arrays[n] for n in sets}
+    key = {"layer": cfg.layer, "weights": _weights_digest(cfg), "image_batch": cfg.image_batch}
+    for name, s in sets.items():
+        # The image files' bytes in the matrix's row order: editing order.txt,
+        # replacing or reordering an image changes the key.
+        key[f"images[{name}]"] = files.fingerprint(digests=[files.file_digest(p) for p in s.images])
+    arrays, why = files.load_current(path, key)
+    if arrays is not None and all(n in arrays for n in sets):
+        return {n: arrays[n] for n in sets}
+    if why:
+        _say(progress, f"recomputing {path.name}: {why}")
+    emb = embed_sets(sets, params, cfg.layer, cfg.image_batch, progress)
+    files.save_arrays(path, {"key": key}, **emb)
+    return emb
+
+
+def _network(cfg: Exp2Config, sets: dict[str, StimulusSet]):
+    """The VGG-16 parameters ``cfg`` asks for, after checking every set has images."""
+    no_images = [n for n, s in sets.items() if s.images is None]
+    if no_images:
+        raise ValueError(
+            f"set(s) {no_images} have no images (a similarity-only file): pass --embeddings"
+        )
     if cfg.weights is None:
         raise ValueError(
             "no network weights: pass --weights (a converted VGG-16 .npz, or 'random' for a "
@@ -167,19 +198,29 @@ def _embeddings(cfg, out: Path, sets, embeddings_path, progress) -> dict[str, np
     if cfg.weights == "random":
         from poz_jax.models.vgg import random_params
 
-        params = random_params(0)
-    else:
-        from poz_jax.convert import load_params
+        return random_params(0)
+    from poz_jax.convert import load_params
 
-        params = load_params(cfg.weights)
-    emb = embed_sets(sets, params, cfg.layer, cfg.image_batch, progress)
-    files.save_arrays(path, meta, **emb)
-    return emb
+    return load_params(cfg.weights)
 
 
 def _ticks(poz_values: np.ndarray) -> np.ndarray:
     # % of nodes kept when the highest kept PoZ first drops to each tick level.
     return np.array([100.0 * np.mean(poz_values <= q) for q in POZ_TICKS])
+
+
+def _null_summary(values: np.ndarray) -> dict:
+    """Mean, sd and 2.5/97.5% quantiles of one level's null fits, over their defined draws."""
+    ok = values[~np.isnan(values)]
+    if not ok.size:
+        return {"null_mean": np.nan, "null_sd": np.nan, "null_q025": np.nan, "null_q975": np.nan}
+    q025, q975 = np.quantile(ok, [0.025, 0.975])
+    return {
+        "null_mean": float(ok.mean()),
+        "null_sd": float(ok.std()),
+        "null_q025": float(q025),
+        "null_q975": float(q975),
+    }
 
 
 def tables(names, counts, res, all_fits, nulls, stats, n_items) -> tuple[list, list, list]:
@@ -196,16 +237,14 @@ def tables(names, counts, res, all_fits, nulls, stats, n_items) -> tuple[list, l
                     "percent_kept": round(100.0 * k / d, 4),
                     "fit": float(res["fit"][s, j]),
                     "max_poz_kept": float(res["max_poz"][s, j]),
-                    "null_mean": float(np.nanmean(null[:, j])),
-                    "null_sd": float(np.nanstd(null[:, j])),
-                    "null_q025": float(np.nanquantile(null[:, j], 0.025)),
-                    "null_q975": float(np.nanquantile(null[:, j], 0.975)),
+                    **_null_summary(null[:, j]),
                 }
             )
         for k, f in zip(range(d, 0, -1), all_fits[s], strict=True):
             levels.append({"set": name, "keep_count": k, "fit": float(f)})
         peak = int(stats["peak"][s])
-        best_all = int(np.nanargmax(all_fits[s]))
+        # Every level NaN (e.g. items identical over all nodes): no best level.
+        best_all = int(np.nanargmax(all_fits[s])) if np.any(~np.isnan(all_fits[s])) else None
         stat_rows.append(
             {
                 "set": name,
@@ -220,12 +259,28 @@ def tables(names, counts, res, all_fits, nulls, stats, n_items) -> tuple[list, l
                 "p_improvement": float(stats["p_gain"][s]),
                 "trend_slope_per_percent": float(stats["slope"][s]),
                 "p_trend": float(stats["p_trend"][s]),
-                "best_keep_count_any_level": d - best_all,
-                "best_fit_any_level": float(all_fits[s, best_all]),
+                "best_keep_count_any_level": None if best_all is None else d - best_all,
+                "best_fit_any_level": np.nan if best_all is None else float(all_fits[s, best_all]),
                 "n_null": int(null.shape[0]),
+                "n_null_used_improvement": int(stats["n_used_gain"][s]),
+                "n_null_used_trend": int(stats["n_used_trend"][s]),
             }
         )
     return summary, levels, stat_rows
+
+
+def _check_config(cfg: Exp2Config) -> None:
+    from poz_jax import _validate as v
+    from poz_jax.models.vgg import LAYERS
+
+    if cfg.precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {cfg.precision!r}")
+    if cfg.layer not in LAYERS:
+        raise ValueError(f"unknown layer {cfg.layer!r}; choose one of {LAYERS}")
+    v.check_int(cfg.n_null, "n_null (--n-null)", 1)
+    v.check_seed(cfg.null_seed, "null_seed (--seed)")
+    v.check_int(cfg.keep_step, "keep_step", 1)
+    v.check_int(cfg.image_batch, "image_batch", 1)
 
 
 def run(
@@ -235,13 +290,23 @@ def run(
     embeddings: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
-    """Run Experiment 2 into ``out``; returns ``{"stats": rows, "figures": paths}``."""
-    if cfg.precision not in ("float32", "float64"):
-        raise ValueError(f"precision must be 'float32' or 'float64', got {cfg.precision!r}")
-    if cfg.n_null < 1:
-        raise ValueError(f"n_null must be at least 1, got {cfg.n_null}")
-    out = Path(out)
+    """Run Experiment 2 into ``out``; returns ``{"stats": rows, "figures": paths}``.
+
+    Every input is checked before anything is written: a refused run leaves
+    ``out`` as it was. Embeddings and each set's null are reused from ``out``
+    only when the numbers they were computed from are the same (content
+    digests of images, weights, embeddings and matrices, and the settings);
+    otherwise they are recomputed and the run says why.
+    """
+    _check_config(cfg)
+    out = files.check_out_dir(out)
+    sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
+    if embeddings is not None:
+        emb, params = load_embeddings(embeddings, sets), None
+    else:
+        params = _network(cfg, sets)
     out.mkdir(parents=True, exist_ok=True)
+    files.clean_temporaries(out)
     files.write_json(
         out / "config.json",
         {
@@ -250,8 +315,8 @@ def run(
             "embeddings": str(embeddings) if embeddings else None,
         },
     )
-    sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
-    emb = _embeddings(cfg, out, sets, embeddings, progress)
+    if embeddings is None:
+        emb = _embeddings(cfg, out, sets, params, progress)
     x64 = cfg.precision == "float64"
     dtype = jnp.float64 if x64 else jnp.float32
     summary, levels, stat_rows, curves, poz_by_set, arrays = [], [], [], {}, {}, {}
@@ -265,10 +330,18 @@ def run(
             all_fits = _all_level_fits(acts, human, res["order"])
             nulls = _nulls(cfg, out, emb, {n: sets[n] for n in group}, counts, dtype, progress)
             null = np.stack([nulls[n] for n in group])
-            gain, p_gain = improvement_test(res["fit"], null)
-            peak, slope, p_trend = trend_test(res["fit"], null, 100.0 * counts / n_nodes)
+            imp = improvement_test(res["fit"], null)
+            trend = trend_test(res["fit"], null, 100.0 * counts / n_nodes)
             stats = jax.device_get(
-                {"gain": gain, "p_gain": p_gain, "peak": peak, "slope": slope, "p_trend": p_trend}
+                {
+                    "gain": imp.improvement,
+                    "p_gain": imp.p,
+                    "n_used_gain": imp.n_used,
+                    "peak": trend.peak,
+                    "slope": trend.slope,
+                    "p_trend": trend.p,
+                    "n_used_trend": trend.n_used,
+                }
             )
             rows = tables(
                 group, counts, res, all_fits, nulls, stats, {n: sets[n].n_items for n in group}

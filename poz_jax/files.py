@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +19,10 @@ from typing import IO, Any
 
 import jax
 import numpy as np
+
+# Marks the temporary files of atomic writes, so a later run can clean up
+# after a killed one without touching anything else.
+_TMP = ".poztmp"
 
 
 def _umask() -> int:
@@ -37,7 +42,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it to ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP)
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -58,7 +63,7 @@ def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=_TMP + path.suffix)
     os.close(fd)
     try:
         save(Path(tmp))
@@ -93,22 +98,150 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
+_LEAF = "leaf:"  # prefix of a checkpoint leaf's key path in its .npz
+
+
 def save_tree(path: str | Path, tree: Any, meta: dict) -> None:
-    """Save a pytree's leaves (gathered to host) and ``meta`` atomically."""
-    leaves = jax.tree_util.tree_leaves(jax.device_get(tree))
-    save_arrays(path, meta, **{f"leaf_{i:04d}": np.asarray(x) for i, x in enumerate(leaves)})
+    """Save a pytree's leaves (gathered to host) under their key paths, and ``meta``, atomically.
+
+    Each leaf is stored under its ``jax.tree_util.keystr`` path (e.g.
+    ``[1][0].mu['fc2']['kernel']``), so a reader can check names as well as
+    shapes: two leaves of the same shape (Adam's ``mu`` and ``nu``) can never
+    be loaded into each other's place.
+    """
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+    arrays = {f"{_LEAF}{jax.tree_util.keystr(k)}": np.asarray(x) for k, x in leaves}
+    save_arrays(path, meta, **arrays)
 
 
 def load_tree(path: str | Path, like: Any) -> tuple[Any, dict]:
-    """Read a :func:`save_tree` file into the structure of ``like``: ``(tree, meta)``."""
+    """Read a :func:`save_tree` file into the structure of ``like``: ``(tree, meta)``.
+
+    Raises ``ValueError`` naming the first leaf whose name, shape or dtype
+    differs from ``like``'s.
+    """
     arrays, meta = load_arrays(path)
-    template, treedef = jax.tree_util.tree_flatten(like)
-    leaves = [arrays.get(f"leaf_{i:04d}") for i in range(len(template))]
-    if len(arrays) != len(template) or any(
-        a is None or a.shape != np.shape(t) for a, t in zip(leaves, template, strict=True)
-    ):
-        raise ValueError(f"{path} does not hold a checkpoint of this model and optimiser")
-    return jax.tree_util.tree_unflatten(treedef, leaves), meta
+    template, treedef = jax.tree_util.tree_flatten_with_path(like)
+    want = {f"{_LEAF}{jax.tree_util.keystr(k)}": x for k, x in template}
+    if set(arrays) != set(want):
+        extra = sorted(k[len(_LEAF) :] for k in set(arrays) - set(want))[:3]
+        missing = sorted(k[len(_LEAF) :] for k in set(want) - set(arrays))[:3]
+        raise ValueError(
+            f"{path} does not hold a checkpoint of this model and optimiser "
+            f"(missing leaves {missing}, unexpected {extra}); use another --out or delete it"
+        )
+    for name, x in want.items():
+        a, dtype = arrays[name], np.dtype(getattr(x, "dtype", None) or np.result_type(x))
+        if a.shape != np.shape(x) or a.dtype != dtype:
+            raise ValueError(
+                f"{path}: leaf {name[len(_LEAF) :]} is {a.dtype} {a.shape}, this model and "
+                f"optimiser need {dtype} {np.shape(x)}; use another --out or delete it"
+            )
+    return jax.tree_util.tree_unflatten(treedef, [arrays[name] for name in want]), meta
+
+
+def load_meta(path: str | Path) -> dict:
+    """Only the ``meta`` of a :func:`save_arrays` file (its arrays are not read)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z.files:
+                return {}
+            meta = json.loads(str(z["__meta__"]))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"{path} is not a readable .npz file ({err}); delete it to start over"
+        ) from err
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} has malformed metadata; delete it to start over")
+    return meta
+
+
+def fingerprint(*arrays, **settings) -> str:
+    """sha256 (hex) of arrays' dtypes, shapes and bytes, and of ``settings`` as JSON.
+
+    The key of everything a re-run may reuse: two inputs get the same key
+    only when their numbers (and the settings) are identical.
+    """
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(memoryview(a).cast("B"))
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def changed(saved: dict, want: dict) -> list[str]:
+    """Names of the entries of ``want`` that ``saved`` lacks or holds with another value."""
+    keys = sorted(set(saved) | set(want))
+    return [k for k in keys if saved.get(k) != want.get(k)]
+
+
+def load_current(path: str | Path, key: dict) -> tuple[dict[str, np.ndarray] | None, str]:
+    """A cached product's arrays if ``path`` was computed from ``key``; else ``(None, why)``.
+
+    ``key`` holds the content digests and settings the product depends on
+    (see :func:`fingerprint`); the file's own key, saved under ``"key"`` in its
+    meta, must equal it entry for entry. ``why`` names what differs ("" when
+    there is no file).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None, ""
+    try:
+        arrays, meta = load_arrays(path)
+    except ValueError:
+        return None, "it is unreadable"
+    diff = changed(meta.get("key", {}), key)
+    if diff:
+        return None, f"its {', '.join(diff)} changed"
+    return arrays, ""
+
+
+def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as a folder poz-jax may write into, checked without creating anything.
+
+    Raises ``ValueError`` when it is a file, lies under a file, or its first
+    existing ancestor is not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{flag} {path} lies under {ancestor}, which is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: {ancestor} is not writable")
+    return path
+
+
+def clean_temporaries(folder: str | Path) -> int:
+    """Remove temporary files left in ``folder`` by an interrupted atomic write; returns the count.
+
+    Only the hidden names this module makes (``.<name>.<random>.poztmp[.suffix]``)
+    and those of earlier versions (``.<name>.<random>.tmp``) are touched.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    n = 0
+    for p in folder.iterdir():
+        name = p.name
+        if name.startswith(".") and (_TMP in name or name.endswith(".tmp")) and p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def write_csv(path: str | Path, rows: list[dict]) -> None:

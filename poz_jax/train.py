@@ -21,6 +21,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 PyTree = Any
+CONV_CHOICES = ("rows", "patches", "lax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,13 +48,29 @@ class TrainConfig:
     steps_per_call: int = 100
 
     def __post_init__(self) -> None:
+        from poz_jax import _validate as v
+
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.conv not in CONV_CHOICES:
+            raise ValueError(f"conv must be one of {CONV_CHOICES}, got {self.conv!r}")
+        if self.init_style not in ("torch", "flax"):
+            raise ValueError(f"init_style must be 'torch' or 'flax', got {self.init_style!r}")
         for name in ("seeds", "epochs", "batch_size", "steps_per_call"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+            v.check_int(getattr(self, name), name, 1)
+        v.check_int(self.train_subset, "train_subset", 0)
+        v.check_seed(self.base_seed, "base_seed")
+        # A NaN or infinite rate would train for hours on NaN: refuse it here.
+        for name in ("learning_rate", "momentum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -75,10 +92,36 @@ def seed_keys(cfg: TrainConfig) -> jax.Array:
 
 
 def seed_mesh(n_seeds: int, devices: list | None = None) -> Mesh:
-    """A 1-D mesh over as many devices as evenly divide ``n_seeds``."""
+    """A 1-D mesh ``"seed"`` over every device (at most one per seed).
+
+    The seed count need not divide evenly: :func:`pad_seeds` pads the seed
+    axis to a multiple of the mesh size, so 50 seeds on 8 devices use all 8.
+    """
     devices = list(jax.devices() if devices is None else devices)
-    n = math.gcd(n_seeds, len(devices))
-    return Mesh(np.array(devices[:n]), ("seed",))
+    return Mesh(np.array(devices[: max(1, min(n_seeds, len(devices)))]), ("seed",))
+
+
+def padded_seeds(n_seeds: int, mesh: Mesh) -> int:
+    """``n_seeds`` rounded up to a multiple of the mesh's device count."""
+    return -(-n_seeds // mesh.size) * mesh.size
+
+
+def pad_seeds(tree: PyTree, n: int) -> PyTree:
+    """Every leaf's seed axis padded to ``n`` with copies of the first seeds.
+
+    The copies are trained like the others and then dropped (:func:`unpad_seeds`):
+    networks are independent, so they change no real seed's numbers.
+    """
+
+    def pad(x):
+        return jnp.take(x, jnp.arange(n) % x.shape[0], axis=0)
+
+    return jax.tree_util.tree_map(pad, tree)
+
+
+def unpad_seeds(tree: PyTree, n_seeds: int) -> PyTree:
+    """The first ``n_seeds`` entries of every leaf's seed axis."""
+    return jax.tree_util.tree_map(lambda x: x[:n_seeds], tree)
 
 
 def shard_seeds(tree: PyTree, mesh: Mesh) -> PyTree:

@@ -86,7 +86,7 @@ def test_resumed_run_equals_uninterrupted_run(fake, tmp_path):
 def test_changed_settings_refuse_to_resume(fake, tmp_path):
     exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
     other = TrainConfig(**{**CFG.__dict__, "learning_rate": 0.01, "epochs": 2})
-    with pytest.raises(ValueError, match=r"different settings \(learning_rate\)"):
+    with pytest.raises(ValueError, match=r"different settings or data \(learning_rate\)"):
         exp1.run(other, tmp_path, fake, progress=False, verify=False)
 
 
@@ -133,3 +133,70 @@ def test_cli_help_and_clear_errors(capsys, tmp_path):
     )
     assert code == 2
     assert "poz-jax: error: --data-dir" in capsys.readouterr().err
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_other_data_refuses_to_resume_and_leaves_the_folder_as_it_was(fake, tmp_path):
+    exp1.run(CFG, tmp_path / "run", fake, progress=False, verify=False)
+    before = _snapshot(tmp_path / "run")
+    other, _ = write_fake_cifar10(tmp_path / "other", "npz", n_train=60, n_test=200, seed=6)
+    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    with pytest.raises(ValueError, match=r"different settings or data \(test data, train data\)"):
+        exp1.run(two, tmp_path / "run", other, progress=False, verify=False)
+    (tmp_path / "run" / "embeddings.npz").unlink()  # the checkpoint alone is checked too
+    before.pop(next(k for k in before if k.name == "embeddings.npz"))
+    with pytest.raises(ValueError, match=r"checkpoint\.npz was written with different"):
+        exp1.run(two, tmp_path / "run", other, progress=False, verify=False)
+    assert _snapshot(tmp_path / "run") == before  # config.json included
+    # A refused run creates no folder either.
+    with pytest.raises(ValueError, match="does not exist"):
+        exp1.run(CFG, tmp_path / "new", tmp_path / "nowhere", progress=False, verify=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_bad_out_folders_and_leftover_temporaries(fake, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for out, msg in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "o", "lies under")):
+        with pytest.raises(ValueError, match=msg):
+            exp1.run(CFG, out, fake, progress=False, verify=False)
+    out = tmp_path / "run"
+    exp1.run(CFG, out, fake, progress=False, verify=False)
+    # What a SIGKILL during an atomic write leaves behind is cleaned on the next run.
+    (out / ".summary.csv.k2j3h4g5.poztmp").write_text("partial")
+    (out / ".figure1.abcdefgh.poztmp.png").write_text("partial")
+    (out / ".checkpoint.npz.a1b2c3d4.tmp").write_text("partial")
+    (out / ".keep_me").write_text("user file")
+    exp1.run(CFG, out, fake, progress=False, verify=False)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".keep_me"]
+
+
+def test_bad_numbers_are_refused_before_training(fake, tmp_path, capsys):
+    for lr, msg in (("nan", "learning_rate (--lr) must be finite"), ("inf", "must be finite")):
+        args = ["exp1", "--quick", "--lr", lr, "--data-dir", str(fake), "--out", str(tmp_path)]
+        assert main(args) == 2
+        assert msg in capsys.readouterr().err
+    for flag, value, msg in (
+        ("--seed", "-1", "base_seed (--seed) must be in 0..2147483647"),
+        ("--seeds", "0", "seeds (--seeds) must be at least 1"),
+        ("--epochs", "-2", "epochs (--epochs) must be at least 1"),
+    ):
+        args = ["exp1", "--quick", flag, value, "--data-dir", str(fake), "--out", str(tmp_path)]
+        assert main(args) == 2
+        assert msg in capsys.readouterr().err
+    assert main(["exp1", "--quick", "--preset", "adam", "--out", str(tmp_path)]) == 2
+    assert "--quick and --preset" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="momentum must lie in"):
+        TrainConfig(momentum=1.5)
+    with pytest.raises(ValueError, match="seeds must be a whole number"):
+        TrainConfig(seeds=2.5)
+
+
+def test_divergence_stops_at_once(fake, tmp_path):
+    cfg = TrainConfig(**{**CFG.__dict__, "learning_rate": 1e30, "steps_per_call": 1})
+    with pytest.raises(ValueError, match="training diverged: the loss of network"):
+        exp1.run(cfg, tmp_path, fake, progress=False, verify=False)
+    assert not (tmp_path / "checkpoint.npz").exists()  # no epoch finished

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from poz_jax import cli, exp2
+from poz_jax import cli, exp2, files
 from poz_jax.synthetic import write_stimulus_sets
 
 
@@ -140,3 +140,105 @@ def test_float32_and_float64_agree(stimuli, tmp_path):
     a, b = runs["float32"]["stats"][0], runs["float64"]["stats"][0]
     assert a["unpruned_fit"] == pytest.approx(b["unpruned_fit"], abs=1e-4)
     assert a["peak_fit"] == pytest.approx(b["peak_fit"], abs=1e-4)
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_changed_embeddings_or_matrix_recompute_the_null(stimuli, tmp_path):
+    rng = np.random.default_rng(3)
+    emb = dict(np.load(stimuli / "embeddings.npz"))
+    # Other embeddings with the same shape and the same zeros (so the same PoZ order).
+    other = {**emb, "discs": emb["discs"] * rng.uniform(0.2, 2.0, emb["discs"].shape[1])}
+    np.savez(tmp_path / "other.npz", **other)
+    sims = dict(np.load(stimuli / "similarity.npz"))
+    noise = rng.normal(size=sims["hues"].shape)
+    np.savez(tmp_path / "sims.npz", **{**sims, "hues": sims["hues"] + noise + noise.T})
+    cfg = exp2.Exp2Config(n_null=20)
+    runs = [
+        (stimuli / "similarity.npz", stimuli / "embeddings.npz"),
+        (stimuli / "similarity.npz", tmp_path / "other.npz"),  # embeddings changed
+        (tmp_path / "sims.npz", tmp_path / "other.npz"),  # a matrix changed
+    ]
+    for i, (sim, e) in enumerate(runs):
+        exp2.run(cfg, tmp_path / "reused", sim, e, progress=False)
+        if i:
+            exp2.run(cfg, tmp_path / f"fresh{i}", sim, e, progress=False)
+            for f in ("stats.csv", "summary.csv"):
+                fresh = (tmp_path / f"fresh{i}" / f).read_text()
+                assert (tmp_path / "reused" / f).read_text() == fresh
+            for name in ("discs", "hues"):
+                a = np.load(tmp_path / "reused" / f"null_{name}.npz")["fit"]
+                b = np.load(tmp_path / f"fresh{i}" / f"null_{name}.npz")["fit"]
+                np.testing.assert_array_equal(a, b)
+
+
+def _fake_embed(calls):
+    def embed(sets, params, layer, batch, progress):
+        calls.append(sorted(sets))
+        out = {}
+        for name, s in sets.items():
+            rows = []
+            for path in s.images:
+                seed = int(files.file_digest(path)[:8], 16)
+                rows.append(np.maximum(np.random.default_rng(seed).normal(size=80), 0))
+            out[name] = np.array(rows, np.float32)
+        return out
+
+    return embed
+
+
+def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_path, monkeypatch):
+    import shutil
+
+    calls = []
+    monkeypatch.setattr(exp2, "embed_sets", _fake_embed(calls))
+    monkeypatch.setattr(exp2, "_network", lambda cfg, sets: None)
+    shutil.copytree(stimuli / "hues", tmp_path / "hues")
+    weights = tmp_path / "w.npz"
+    weights.write_bytes(b"weights one")
+    cfg = exp2.Exp2Config(n_null=4, weights=str(weights))
+
+    def run():
+        exp2.run(cfg, tmp_path / "out", tmp_path / "hues", progress=False)
+        return np.load(tmp_path / "out" / "embeddings.npz")["hues"]
+
+    first = run()
+    run()
+    assert len(calls) == 1  # the same inputs: reused
+    order = (tmp_path / "hues" / "order.txt").read_text().split()
+    order[0], order[1] = order[1], order[0]
+    (tmp_path / "hues" / "order.txt").write_text("\n".join(order) + "\n")
+    swapped = run()
+    assert len(calls) == 2
+    np.testing.assert_array_equal(swapped[[1, 0, *range(2, len(order))]], first)
+    weights.write_bytes(b"weights two")
+    run()
+    assert len(calls) == 3
+    run()
+    assert len(calls) == 3
+
+
+def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
+    out = tmp_path / "out"
+    cfg = exp2.Exp2Config(n_null=5)
+    exp2.run(cfg, out, stimuli / "similarity.npz", stimuli / "embeddings.npz", progress=False)
+    before = _snapshot(out)
+    emb = dict(np.load(stimuli / "embeddings.npz"))
+    np.savez(tmp_path / "short.npz", discs=emb["discs"][:5], hues=emb["hues"])
+    bad_runs = [
+        (["--embeddings", str(tmp_path / "short.npz")], "embeddings must be (12, n_nodes)"),
+        (["--embeddings", str(stimuli / "embeddings.npz"), "--sets", "birds"], "no stimulus set"),
+        (["--embeddings", str(stimuli / "embeddings.npz"), "--n-null", "0"], "--n-null"),
+        (["--embeddings", str(stimuli / "embeddings.npz"), "--seed", "-1"], "(--seed) must be"),
+        (["--weights", "random"], "have no images (a similarity-only file)"),
+    ]
+    for extra, msg in bad_runs:
+        args = ["exp2", "--stimuli", str(stimuli / "similarity.npz"), "--out", str(out), *extra]
+        assert cli.main(args) == 2, extra
+        assert msg in capsys.readouterr().err
+        assert _snapshot(out) == before
+    args = ["exp2", "--stimuli", str(stimuli / "similarity.npz"), "--weights", "random"]
+    assert cli.main([*args, "--out", str(tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -91,41 +92,66 @@ SHARDED = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np
     from poz_jax.models import LeNet5
     from poz_jax.train import (TrainConfig, Trainer, seed_keys, seed_mesh, shard_seeds,
-                               replicate)
-    assert len(jax.devices()) == 4, jax.devices()
-    cfg = TrainConfig(seeds=4, batch_size=5)
+                               replicate, pad_seeds, padded_seeds, unpad_seeds)
+    assert len(jax.devices()) == 8, jax.devices()
+    cfg = TrainConfig(seeds=50, batch_size=5)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8))
-    y = jnp.asarray(rng.integers(0, 10, 20), jnp.int32)
+    x = jnp.asarray(rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8))
+    y = jnp.asarray(rng.integers(0, 10, 10), jnp.int32)
     out = {}
-    for n_dev in (1, 4):
-        mesh = seed_mesh(4, jax.devices()[:n_dev])
+    for n_dev in (1, 8):
+        mesh = seed_mesh(50, jax.devices()[:n_dev])
+        n = padded_seeds(50, mesh)
         trainer = Trainer(LeNet5(), cfg)
-        keys = seed_keys(cfg)
-        state = shard_seeds(trainer.init(keys), mesh)
-        order = shard_seeds(trainer.epoch_order(keys, 0, 20), mesh)
+        keys = pad_seeds(seed_keys(cfg), n)
+        state = shard_seeds(pad_seeds(trainer.init(seed_keys(cfg)), n), mesh)
+        order = shard_seeds(trainer.epoch_order(keys, 0, 10), mesh)
         xs, ys = replicate((x, y), mesh)
-        state, loss, _ = trainer.steps()(state, xs, ys, order, 0, 4)
-        out[n_dev] = jax.device_get(state[0])
+        state, loss, _ = trainer.steps()(state, xs, ys, order, 0, 2)
+        out[n_dev] = jax.device_get(unpad_seeds(state[0], 50))
         n_shards = len(state[0]["fc2"]["kernel"].sharding.device_set)
-        print("devices", n_dev, "shards", n_shards)
+        print("devices", n_dev, "padded", n, "shards", n_shards)
         assert n_shards == n_dev
-    for a, b in zip(jax.tree_util.tree_leaves(out[1]), jax.tree_util.tree_leaves(out[4])):
+    for a, b in zip(jax.tree_util.tree_leaves(out[1]), jax.tree_util.tree_leaves(out[8])):
+        assert a.shape[0] == 50
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     print("sharded equals single-device")
     """
 )
 
 
-def test_sharded_over_four_devices_equals_one_device():
+def test_fifty_seeds_on_eight_devices_use_all_eight_and_equal_one_device():
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
         "JAX_PLATFORMS": "cpu",
     }
     proc = subprocess.run(
         [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "devices 4 shards 4" in proc.stdout
+    assert "devices 8 padded 56 shards 8" in proc.stdout
     assert "sharded equals single-device" in proc.stdout
+
+
+class _State(NamedTuple):
+    mu: np.ndarray
+    nu: np.ndarray
+
+
+class _Swapped(NamedTuple):  # the same leaves, declared in the other order
+    nu: np.ndarray
+    mu: np.ndarray
+
+
+def test_checkpoint_leaves_load_by_name_shape_and_dtype(tmp_path, rng):
+    mu, nu = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+    files.save_tree(tmp_path / "c.npz", {"opt": _State(mu, nu)}, {})
+    like = {"opt": _Swapped(np.zeros((2, 3)), np.zeros((2, 3)))}
+    got, _ = files.load_tree(tmp_path / "c.npz", like)
+    np.testing.assert_array_equal(got["opt"].mu, mu)  # by index it would be nu
+    np.testing.assert_array_equal(got["opt"].nu, nu)
+    with pytest.raises(ValueError, match=r"leaf \['opt'\]\.mu is float64 \(2, 3\).*float32"):
+        files.load_tree(tmp_path / "c.npz", {"opt": _State(np.zeros((2, 3), np.float32), nu)})
+    with pytest.raises(ValueError, match=r"missing leaves \[\"\['opt'\]\['m'\]\""):
+        files.load_tree(tmp_path / "c.npz", {"opt": {"m": mu, "nu": nu}})
