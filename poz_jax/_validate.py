@@ -19,15 +19,56 @@ def is_concrete(*arrays) -> bool:
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
+def as_array(x, name: str) -> jax.Array:
+    """``x`` as a JAX array of real numbers (bool, int or float), or a ``ValueError`` naming it.
+
+    Refuses ``None``, strings, ragged lists, objects and complex numbers
+    (whose imaginary part a cast would silently drop).
+    """
+    if isinstance(x, jax.Array):
+        arr = x
+    else:
+        try:
+            host = np.asarray(x)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{name} must be a numeric array, got {_kind(x)}") from err
+        if host.dtype.kind not in "biuf":
+            what = "complex numbers" if host.dtype.kind == "c" else _kind(x)
+            raise ValueError(f"{name} must be a real numeric array, got {what}")
+        arr = jnp.asarray(host)
+        # Without x64, JAX narrows int64 to int32: refuse rather than wrap.
+        if host.dtype.kind in "iu" and arr.dtype != host.dtype and host.size:
+            info = np.iinfo(arr.dtype)
+            if host.max() > info.max or host.min() < info.min:
+                raise ValueError(f"{name} holds integers beyond the {arr.dtype} range")
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating):
+        raise ValueError(f"{name} must be a real numeric array, got complex numbers")
+    return arr
+
+
+def _kind(x) -> str:
+    if isinstance(x, np.ndarray):
+        return f"an array of dtype {x.dtype}"
+    if isinstance(x, (list, tuple)):
+        return f"a {type(x).__name__} that is not a rectangular array of numbers"
+    return type(x).__name__
+
+
 def as_float(x, name: str) -> jax.Array:
     """``x`` as a JAX array with a floating dtype (integers become the default float)."""
-    try:
-        arr = jnp.asarray(x)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array, got {type(x).__name__}") from err
+    arr = as_array(x, name)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     return arr
+
+
+def check_broadcast(**shapes: tuple) -> None:
+    """Raise unless the named leading-axis shapes broadcast together."""
+    try:
+        np.broadcast_shapes(*shapes.values())
+    except ValueError as err:
+        listed = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+        raise ValueError(f"leading axes do not broadcast: {listed}") from err
 
 
 def check_min_rank(x, rank: int, name: str, layout: str) -> None:
@@ -74,12 +115,20 @@ def check_same_items(n_x: int, n_target: int, x_name: str, target_name: str) -> 
 
 def as_keep_counts(keep_counts, n_nodes: int) -> jax.Array:
     """Keep counts as a 1-D int array, range-checked against ``n_nodes`` when concrete."""
-    k = jnp.asarray(keep_counts)
+    if keep_counts is None or isinstance(keep_counts, (str, bytes)):
+        raise ValueError(f"keep_counts must be a 1-D array of node counts, got {keep_counts!r}")
+    k = as_array(keep_counts, "keep_counts")
+    if k.dtype == jnp.bool_:
+        raise ValueError(
+            "keep_counts must be node counts, got booleans (use sweep_masks for masks)"
+        )
     if k.ndim != 1 or k.shape[0] == 0:
         raise ValueError(f"keep_counts must be a non-empty 1-D array, got shape {tuple(k.shape)}")
     if not jnp.issubdtype(k.dtype, jnp.integer):
         if is_concrete(k) and not bool(jnp.all(k == jnp.round(k))):
             raise ValueError("keep_counts must be whole numbers of nodes")
+        if is_concrete(k) and not bool(jnp.all(jnp.abs(k) < 2**31)):
+            raise ValueError(f"keep_counts must lie in 1..{n_nodes} (the number of nodes)")
         k = k.astype(jnp.int32)
     if is_concrete(k):
         lo, hi = int(jnp.min(k)), int(jnp.max(k))
@@ -92,7 +141,7 @@ def as_keep_counts(keep_counts, n_nodes: int) -> jax.Array:
 
 def check_order(order, n_nodes: int) -> jax.Array:
     """The keep order as an int array whose last axis has ``n_nodes`` entries."""
-    o = jnp.asarray(order)
+    o = as_array(order, "order")
     if o.ndim < 1 or o.shape[-1] != n_nodes:
         raise ValueError(
             f"order must have shape (..., {n_nodes}) to match the {n_nodes} nodes, "

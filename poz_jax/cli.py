@@ -28,9 +28,24 @@ def _flag_names(flags: dict[str, str]):
         raise
 
 
+def _check_args(args: argparse.Namespace, rules: dict[str, tuple[int, int | None]]) -> None:
+    """Each ``--flag`` value in its ``(lo, hi)`` range, or one line naming the flag."""
+    from poz_jax._validate import check_int
+
+    for name, (lo, hi) in rules.items():
+        value = getattr(args, name)
+        if value is not None:
+            check_int(value, f"--{name.replace('_', '-')}", lo, hi)
+
+
+_SEED = (0, 2**31 - 1)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from poz_jax.demo import run_demo
 
+    # A fit needs 3 items (2 pairs); keep_grid's ten levels need 10 nodes.
+    _check_args(args, {"items": (3, None), "nodes": (10, None), "seed": _SEED})
     print(run_demo(args.items, args.nodes, args.seed))
     return 0
 
@@ -69,6 +84,7 @@ def _exp1(args: argparse.Namespace) -> int:
 def _exp2(args: argparse.Namespace) -> int:
     from poz_jax import exp2
 
+    _check_args(args, {"n_null": (1, None), "seed": _SEED})
     cfg = exp2.Exp2Config(
         layer=args.layer,
         n_null=args.n_null,
@@ -92,8 +108,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _make_stimuli(args: argparse.Namespace) -> int:
+    from poz_jax.files import check_out_dir
     from poz_jax.synthetic import write_stimulus_sets
 
+    # Experiment 2's fits need at least 3 items (2 pairs).
+    _check_args(args, {"items": (3, None), "seed": _SEED})
+    check_out_dir(args.folder, "folder")
     write_stimulus_sets(args.folder, n_items=args.items, seed=args.seed)
     print(f"wrote generated stimulus sets, similarity.npz and embeddings.npz to {args.folder}")
     return 0

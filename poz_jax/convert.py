@@ -20,11 +20,12 @@ import json
 import struct
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax.files import load_arrays, save_arrays
-from poz_jax.models.vgg import CONV_NAMES
+from poz_jax.files import check_out_dir, load_arrays, save_arrays
+from poz_jax.models.vgg import CONV_NAMES, check_params
 
 # Indices of the conv layers in torchvision's ``features`` Sequential.
 FEATURE_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -43,23 +44,37 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
         header = json.loads(raw[8 : 8 + n])
     except (struct.error, ValueError) as err:
         raise ValueError(f"{path} is not a safetensors file ({err})") from err
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a safetensors file (its header is not a JSON object)")
     data = memoryview(raw)[8 + n :]
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        start, stop = info["data_offsets"]
+        try:
+            start, stop = (int(o) for o in info["data_offsets"])
+            shape = [int(d) for d in info["shape"]]
+            dtype = info["dtype"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{path}: tensor {name} has a malformed header entry ({err!r}); not a "
+                "safetensors file"
+            ) from err
+        if not 0 <= start <= stop:
+            raise ValueError(f"{path}: tensor {name} has offsets {start}..{stop}")
         if stop > len(data):
             raise ValueError(f"{path} is truncated: tensor {name} ends past the end of the file")
         buf = data[start:stop]
-        if info["dtype"] == "BF16":
+        if dtype == "BF16":
             # bfloat16 is the top half of a float32.
             arr = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
-        elif info["dtype"] in _SAFETENSORS_DTYPES:
-            arr = np.frombuffer(buf, np.dtype(_SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<"))
+        elif dtype in _SAFETENSORS_DTYPES:
+            arr = np.frombuffer(buf, np.dtype(_SAFETENSORS_DTYPES[dtype]).newbyteorder("<"))
         else:
-            raise ValueError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
-        out[name] = arr.reshape(info["shape"]).astype(np.float32)
+            raise ValueError(f"{path}: tensor {name} has unsupported dtype {dtype}")
+        if arr.size != int(np.prod(shape)):
+            raise ValueError(f"{path}: tensor {name} holds {arr.size} values, not shape {shape}")
+        out[name] = arr.reshape(shape).astype(np.float32)
     return out
 
 
@@ -78,6 +93,11 @@ def read_torch(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} is not a readable PyTorch state dict ({err})") from err
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{path} holds a {type(state).__name__}, not a state dict (a mapping of parameter "
+            "names to tensors)"
+        )
     return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
 
 
@@ -129,6 +149,7 @@ def to_flax(state: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         else:
             w = w.reshape(w.shape[0], -1).T
         params[layer] = {"kernel": np.ascontiguousarray(w), "bias": _get(state, f"{key}.bias")}
+    check_params(params, "the converted weights")
     return params
 
 
@@ -157,13 +178,18 @@ def load_params(path: str | Path) -> dict:
         )
     params: dict = {}
     for key, arr in arrays.items():
-        layer, kind = key.split("/")
-        params.setdefault(layer, {})[kind] = jnp.asarray(arr)
-    return params
+        layer, _, kind = key.partition("/")
+        params.setdefault(layer, {})[kind] = arr
+    check_params(params, str(path))
+    return jax.tree_util.tree_map(jnp.asarray, params)
 
 
 def convert(src: str | Path, dst: str | Path) -> dict:
     """Convert torchvision/timm VGG-16 weights at ``src`` to a poz-jax ``.npz`` at ``dst``."""
+    dst = Path(dst)
+    if dst.is_dir():
+        raise ValueError(f"{dst} is a folder; give the .npz file to write")
+    check_out_dir(dst.parent, "the output folder")
     params = to_flax(read_state_dict(src))
     save_params(dst, params, source=Path(src).name)
     return params

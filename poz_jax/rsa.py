@@ -57,9 +57,17 @@ def _nearly_constant(t) -> jax.Array:
 
 
 def _centered(x) -> jax.Array:
-    # Pearson's r is unchanged by a per-row shift; removing each row's mean
-    # first keeps float32 moment sums away from catastrophic cancellation.
-    return x - jnp.mean(x, axis=-1, keepdims=True)
+    # Pearson's r is unchanged by a per-row shift and scale: removing each
+    # row's mean keeps float32 moment sums away from catastrophic cancellation,
+    # and dividing by its largest magnitude keeps squares and products of
+    # values near 1e19 or 1e-19 from overflowing or underflowing.
+    x = _unit_scale(x)  # first too, so the mean of values near 1e38 cannot overflow
+    return _unit_scale(x - jnp.mean(x, axis=-1, keepdims=True))
+
+
+def _unit_scale(x) -> jax.Array:
+    scale = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
+    return x / jnp.where(scale > 0, scale, 1.0)
 
 
 def rsm(x) -> jax.Array:
@@ -74,6 +82,8 @@ def rsm(x) -> jax.Array:
     """
     x = v.as_float(x, "x")
     v.check_min_rank(x, 2, "x", "(..., n_items, n_features)")
+    if x.shape[-1] == 0:
+        raise ValueError(f"x has no features (shape {tuple(x.shape)}); an RSM needs at least one")
     v.check_finite(x, "x")
     return _rsm(x)
 
@@ -117,6 +127,7 @@ def fit(rsm_a, rsm_b) -> jax.Array:
     v.check_square(a, "rsm_a")
     v.check_square(b, "rsm_b")
     v.check_same_items(a.shape[-1], b.shape[-1], "rsm_a", "rsm_b")
+    v.check_broadcast(rsm_a=a.shape[:-2], rsm_b=b.shape[:-2])
     if a.shape[-1] < 3:
         raise ValueError(f"fit needs at least 3 items (2 pairs), got {a.shape[-1]}")
     v.check_symmetric(a, "rsm_a")
@@ -151,7 +162,7 @@ def class_means(acts, labels, n_classes: int) -> jax.Array:
     """
     x = v.as_float(acts, "acts")
     v.check_min_rank(x, 2, "acts", "(..., n_items, n_nodes)")
-    lab = jnp.asarray(labels)
+    lab = v.as_array(labels, "labels")
     if lab.ndim < 1 or lab.shape[-1] != x.shape[-2]:
         raise ValueError(
             f"labels must have shape (..., {x.shape[-2]}) to match acts {tuple(x.shape)}, "
@@ -159,8 +170,8 @@ def class_means(acts, labels, n_classes: int) -> jax.Array:
         )
     if not jnp.issubdtype(lab.dtype, jnp.integer):
         raise ValueError(f"labels must be integers, got dtype {lab.dtype}")
-    if int(n_classes) != n_classes or n_classes < 1:
-        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    n_classes = v.check_int(n_classes, "n_classes", 1)
+    v.check_broadcast(acts=x.shape[:-2], labels=lab.shape[:-1])
     if v.is_concrete(lab) and lab.size and (int(lab.min()) < 0 or int(lab.max()) >= n_classes):
         raise ValueError(
             f"labels must lie in 0..{n_classes - 1}, got {int(lab.min())}..{int(lab.max())}"

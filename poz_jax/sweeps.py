@@ -6,6 +6,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from poz_jax import _validate as v
 from poz_jax.rsa import _centered, _fit, rsm_from_moments
@@ -14,6 +15,9 @@ from poz_jax.rsa import _centered, _fit, rsm_from_moments
 def _nested_rsms(x, keep_counts, order):
     """RSMs at nested levels, for one ``(n, d)`` matrix; see :func:`sweep_rsms`."""
     n, d = x.shape
+    # Validated callers never pass a count outside 1..d; under jit (values
+    # unknown) a plain clamp is the documented rule.
+    keep_counts = jnp.clip(keep_counts, 1, d)
     n_levels = keep_counts.shape[0]
     xo = jnp.take(x, order, axis=-1)
     # A row of ones makes the Gram carry every other moment too: its entries
@@ -75,13 +79,15 @@ def _prepare(x, keep_counts, order):
     x = _prepare_x(x)
     k = v.as_keep_counts(keep_counts, x.shape[-1])
     o = v.check_order(order, x.shape[-1])
+    v.check_broadcast(x=x.shape[:-2], order=o.shape[:-1])
     return x, k, o
 
 
-def _prepare_target(target, n_items: int):
+def _prepare_target(target, n_items: int, lead: tuple = ()):
     t = v.as_float(target, "target")
     v.check_square(t, "target")
     v.check_same_items(n_items, t.shape[-1], "x", "target")
+    v.check_broadcast(x=lead, target=t.shape[:-2])
     if n_items < 3:
         raise ValueError(f"a fit needs at least 3 items (2 pairs), got {n_items}")
     v.check_symmetric(t, "target")
@@ -130,7 +136,7 @@ def sweep(x, target, keep_counts, order) -> jax.Array:
       has an undefined entry or a constant upper triangle.
     """
     x, k, o = _prepare(x, keep_counts, order)
-    t = _prepare_target(target, x.shape[-2])
+    t = _prepare_target(target, x.shape[-2], np.broadcast_shapes(x.shape[:-2], o.shape[:-1]))
     return _sweep(x, t, k, o)
 
 
@@ -158,8 +164,8 @@ def sweep_masks(x, target, masks) -> jax.Array:
       ``(..., n_levels)``, as :func:`sweep`.
     """
     x = _prepare_x(x)
-    t = _prepare_target(target, x.shape[-2])
-    m = jnp.asarray(masks)
+    t = _prepare_target(target, x.shape[-2], x.shape[:-2])
+    m = v.as_array(masks, "masks")
     if m.ndim != 2 or m.shape[-1] != x.shape[-1]:
         raise ValueError(f"masks must have shape (n_levels, {x.shape[-1]}), got {tuple(m.shape)}")
     if m.dtype != jnp.bool_:

@@ -67,8 +67,12 @@ def test_keep_grid_step_and_fractions():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_nodes": 0}, "n_nodes must be a positive integer"),
-        ({"n_nodes": 10, "step": 0}, "step must be a positive integer"),
+        ({"n_nodes": 0}, "n_nodes must be at least 1"),
+        ({"n_nodes": None}, "n_nodes must be a whole number, got None"),
+        ({"n_nodes": True}, "n_nodes must be a whole number, got True"),
+        ({"n_nodes": 10, "step": 0}, "step must be at least 1"),
+        ({"n_nodes": 10, "fractions": ["a"]}, "fractions must be a 1-D sequence of numbers"),
+        ({"n_nodes": 10, "fractions": [np.nan]}, r"fractions must be .* in \(0, 1\]"),
         ({"n_nodes": 10, "fractions": [1.5]}, r"fractions must be .* in \(0, 1\]"),
         ({"n_nodes": 10, "fractions": [0.05]}, "keep no node"),
         ({"n_nodes": 10, "fractions": [0.5], "step": 2}, "either fractions or step"),

@@ -72,15 +72,26 @@ def _check_archive(path: Path, name: str | None = None) -> None:
 def _from_pickle(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     try:
         batch = pickle.loads(raw, encoding="bytes")  # noqa: S301 - the official CIFAR format
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
     except Exception as err:
         raise DataError(
             f"{name} is not a readable CIFAR-10 batch ({err}). {_how_to_get()}"
         ) from err
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{name} holds data of shape {data.shape}, expected (N, 3072)")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    return _pixels(data, name).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _pixels(data: np.ndarray, where: str) -> np.ndarray:
+    # A cast would wrap 300 to 44 and truncate 2.7 to 2: check, then cast.
+    if data.dtype == np.uint8:
+        return data
+    if data.dtype.kind not in "iuf" or (
+        data.size and (not np.all(data == np.round(data)) or data.min() < 0 or data.max() > 255)
+    ):
+        raise DataError(f"{where}: pixels must be whole numbers in 0..255 (dtype {data.dtype})")
+    return data.astype(np.uint8)
 
 
 def _from_binary(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -142,8 +153,11 @@ def _load_npz(path: Path):
             x, y = z["x"], z["y"]
     except KeyError as err:
         raise DataError(f"{path} must hold arrays 'x' and 'y'; it lacks {err}") from err
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path} is not a readable .npz file ({err}). {_how_to_get()}") from err
+    except Exception as err:  # truncated or bit-flipped: BadZipFile, zlib.error, CRC errors...
+        raise DataError(
+            f"{path} is not a readable .npz file ({type(err).__name__}: {err}); it may be "
+            f"truncated or corrupt. {_how_to_get()}"
+        ) from err
     return x, y
 
 
@@ -170,7 +184,14 @@ def _find_local(data_dir: Path, split: str) -> tuple[str, Path]:
 def _validate(x: np.ndarray, y: np.ndarray, split: str, where: str, full: bool):
     if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
         raise DataError(f"{where}: images must be uint8 (N, 32, 32, 3), got {x.dtype} {x.shape}")
-    y = np.asarray(y).astype(np.int64).reshape(-1)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]  # a column of labels, as some exports write them
+    if y.ndim != 1:
+        raise DataError(f"{where}: labels must be one per image, shape (N,), got {y.shape}")
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(y == np.round(y))):
+        raise DataError(f"{where}: labels must be whole numbers 0..9, got dtype {y.dtype}")
+    y = y.astype(np.int64)
     if len(y) != len(x):
         raise DataError(f"{where}: {len(x)} images but {len(y)} labels")
     if y.size and (y.min() < 0 or y.max() > 9):

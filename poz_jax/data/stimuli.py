@@ -41,8 +41,12 @@ class StimulusSet:
 
 def check_similarity(m: np.ndarray, where: str, rtol: float = 1e-6) -> np.ndarray:
     """``m`` as float64 after checking it is a finite, square, symmetric 2-D matrix."""
+    if hasattr(m, "toarray"):  # a scipy.sparse matrix (sparse MATLAB variables load so)
+        m = m.toarray()
     m = np.asarray(m)
-    if m.dtype == object or not np.issubdtype(m.dtype, np.number):
+    if m.dtype.kind == "c":
+        raise DataError(f"{where}: the similarity matrix is complex; it must hold real numbers")
+    if m.dtype.kind not in "biuf":
         raise DataError(f"{where}: the similarity matrix is not numeric (dtype {m.dtype})")
     m = m.astype(np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
@@ -85,6 +89,19 @@ def _read_csv(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a numeric CSV matrix ({err})") from err
 
 
+def _read_mat(path: Path) -> dict:
+    import scipy.io
+
+    with open(path, "rb") as fh:
+        head = fh.read(128)
+    if b"MATLAB 7.3" in head or head.startswith(b"\x89HDF"):
+        raise DataError(
+            f"{path} is a MATLAB v7.3 (HDF5) file, which scipy cannot read; re-save it in MATLAB "
+            "with save(..., '-v7'), or as .npy/.csv"
+        )
+    return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+
+
 def _pick(arrays: dict, path: Path, key: str | None, known: tuple[str, ...] = ()) -> np.ndarray:
     if key is not None:
         if key not in arrays:
@@ -117,19 +134,17 @@ def load_similarity(path: str | Path, key: str | None = None) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"similarity matrix {path} does not exist")
+    suffix = path.suffix.lower()
     try:
-        if path.suffix == ".npy":
+        if suffix == ".npy":
             m = np.load(path, allow_pickle=False)
-        elif path.suffix == ".npz":
+        elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 m = _pick({k: z[k] for k in z.files}, path, key)
-        elif path.suffix == ".csv":
+        elif suffix == ".csv":
             m = _read_csv(path)
-        elif path.suffix == ".mat":
-            import scipy.io
-
-            arrays = {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
-            m = _pick(arrays, path, key, MAT_KEYS)
+        elif suffix == ".mat":
+            m = _pick(_read_mat(path), path, key, MAT_KEYS)
         else:
             raise DataError(f"{path}: unknown similarity format; use one of {MATRIX_SUFFIXES}")
     except DataError:
@@ -144,7 +159,9 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _matrix_file(folder: Path) -> Path:
-    found = sorted(p for p in folder.iterdir() if p.suffix in MATRIX_SUFFIXES and p.is_file())
+    found = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in MATRIX_SUFFIXES and p.is_file()
+    )
     preferred = [p for p in found if p.stem == "similarity"]
     if preferred:
         return preferred[0]
@@ -169,6 +186,15 @@ def load_stimulus_folder(folder: str | Path, name: str | None = None) -> Stimulu
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:
             raise DataError(f"{order} names image(s) not in {folder}: {missing[:5]}")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise DataError(f"{order} names image(s) more than once: {twice[:5]}")
+        unlisted = sorted({p.name for p in images} - set(names))
+        if unlisted:
+            raise DataError(
+                f"{order} does not name image(s) {unlisted[:5]} of {folder}; it must list every "
+                "image once, in the matrix's row order (move unused images out of the folder)"
+            )
         images = [folder / n for n in names]
     if len(images) != sim.shape[0]:
         raise DataError(
@@ -234,6 +260,8 @@ def load_embeddings(path: str | Path, sets: dict[str, StimulusSet]) -> dict[str,
         if name not in arrays:
             raise DataError(f"{path} has no embeddings for set {name!r}; it has {sorted(arrays)}")
         e = arrays[name]
+        if e.dtype.kind not in "biuf":
+            raise DataError(f"{path}[{name}]: embeddings must be real numbers, got dtype {e.dtype}")
         if e.ndim != 2 or e.shape[0] != s.n_items:
             raise DataError(
                 f"{path}[{name}]: embeddings must be ({s.n_items}, n_nodes) to match the "

@@ -85,3 +85,24 @@ def random_params(seed: int = 0, n_classes: int = 1000) -> dict:
     """Randomly initialised VGG-16 parameters (for tests, timing and dry runs)."""
     x = jnp.zeros((1, 32, 32, 3), jnp.float32)
     return VGG16(n_classes).init(jax.random.PRNGKey(seed), x)["params"]
+
+
+def param_shapes(n_classes: int = 1000) -> dict[str, dict[str, tuple[int, ...]]]:
+    """``{layer: {"kernel": shape, "bias": shape}}`` of VGG-16, without computing any weight."""
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    tree = jax.eval_shape(lambda: VGG16(n_classes).init(jax.random.PRNGKey(0), jnp.zeros(x.shape)))
+    return {layer: {k: tuple(v.shape) for k, v in w.items()} for layer, w in tree["params"].items()}
+
+
+def check_params(params: dict, where: str) -> None:
+    """Raise ``ValueError`` naming the first layer of ``params`` not in VGG-16's shape."""
+    want = param_shapes()
+    if set(params) != set(want):
+        raise ValueError(
+            f"{where} is not VGG-16: layers {sorted(set(want) ^ set(params))[:4]} differ"
+        )
+    for layer, shapes in want.items():
+        for kind, shape in shapes.items():
+            got = np.shape(params[layer].get(kind)) if kind in params[layer] else None
+            if got != shape:
+                raise ValueError(f"{where}: {layer}/{kind} has shape {got}, VGG-16 needs {shape}")
