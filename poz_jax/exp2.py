@@ -385,5 +385,9 @@ def format_stats(stats: list[dict]) -> str:
             f"{r['peak_fit']:>8.4f}{r['peak_percent_kept']:>9.1f}%{r['improvement']:>8.4f}"
             f"{r['p_improvement']:>8.4f}{r['trend_slope_per_percent']:>10.2e}{r['p_trend']:>8.4f}"
         )
-    lines.append(f"p-values from {stats[0]['n_null']} random keep orders per set")
+    used = sorted({r[k] for r in stats for k in ("n_null_used_improvement", "n_null_used_trend")})
+    lines.append(
+        f"p-values from {stats[0]['n_null']} random keep orders per set "
+        f"({used[0]}..{used[-1]} with a defined statistic; stats.csv has each)"
+    )
     return "\n".join(lines)

@@ -3,6 +3,13 @@
 The null of a fit curve is the same sweep with the nodes kept in a random
 order instead of PoZ order. Order ``i`` is a pure function of ``(seed, i)``,
 so a null draws the same orders whatever the batch size or device count.
+
+Both tests compute one statistic per curve by one procedure, applied alike
+to the observed curve and to every null curve, so under the null the
+observed statistic is one more exchangeable draw and
+``p = (1 + #{null >= observed}) / (1 + n_used)`` is valid. NaN fits are
+missing data; null draws whose statistic is undefined leave both the count
+and the total (``n_used`` says how many remained).
 """
 
 from __future__ import annotations

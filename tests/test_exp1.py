@@ -200,3 +200,20 @@ def test_divergence_stops_at_once(fake, tmp_path):
     with pytest.raises(ValueError, match="training diverged: the loss of network"):
         exp1.run(cfg, tmp_path, fake, progress=False, verify=False)
     assert not (tmp_path / "checkpoint.npz").exists()  # no epoch finished
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"history": [], "train": {}},  # no epoch
+        {"epoch": "3", "history": [], "train": {}},
+        {"epoch": float("inf"), "history": [], "train": {}},
+        {"epoch": 10**30, "history": [], "train": {}},
+        {"epoch": 1, "history": "x", "train": {}},
+        [1, 2],
+    ],
+)
+def test_hand_edited_checkpoint_meta_is_refused_clearly(fake, tmp_path, meta):
+    files.save_arrays(tmp_path / "checkpoint.npz", meta, leaf=np.zeros(2))
+    with pytest.raises(ValueError, match="malformed metadata"):
+        exp1.run(CFG, tmp_path, fake, progress=False, verify=False)

@@ -231,7 +231,7 @@ def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
         (["--embeddings", str(tmp_path / "short.npz")], "embeddings must be (12, n_nodes)"),
         (["--embeddings", str(stimuli / "embeddings.npz"), "--sets", "birds"], "no stimulus set"),
         (["--embeddings", str(stimuli / "embeddings.npz"), "--n-null", "0"], "--n-null"),
-        (["--embeddings", str(stimuli / "embeddings.npz"), "--seed", "-1"], "(--seed) must be"),
+        (["--embeddings", str(stimuli / "embeddings.npz"), "--seed", "-1"], "--seed must be in"),
         (["--weights", "random"], "have no images (a similarity-only file)"),
     ]
     for extra, msg in bad_runs:
