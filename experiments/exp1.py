@@ -13,7 +13,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from poz_jax import exp1
+from poz_jax.pipelines import exp1
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL = (

@@ -17,7 +17,8 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from poz_jax import exp1, files
+from poz_jax import files
+from poz_jax.pipelines import exp1
 from poz_jax.train import TrainConfig
 
 

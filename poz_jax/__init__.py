@@ -7,9 +7,9 @@ The core is a set of pure, jit- and vmap-able functions on arrays:
 - :func:`sweep`, :func:`sweep_masks`, :func:`sweep_rsms`
 """
 
-from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
-from poz_jax.rsa import class_means, fit, rsm
-from poz_jax.sweeps import sweep, sweep_masks, sweep_rsms
+from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.core.rsa import class_means, fit, rsm
+from poz_jax.core.sweeps import sweep, sweep_masks, sweep_rsms
 
 __version__ = "0.1.0"
 

@@ -30,7 +30,7 @@ def _flag_names(flags: dict[str, str]):
 
 def _check_args(args: argparse.Namespace, rules: dict[str, tuple[int, int | None]]) -> None:
     """Each ``--flag`` value in its ``(lo, hi)`` range, or one line naming the flag."""
-    from poz_jax._validate import check_int
+    from poz_jax.core._validate import check_int
 
     for name, (lo, hi) in rules.items():
         value = getattr(args, name)
@@ -42,7 +42,7 @@ _SEED = (0, 2**31 - 1)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from poz_jax.demo import run_demo
+    from poz_jax.pipelines.demo import run_demo
 
     # A fit needs 3 items (2 pairs); keep_grid's ten levels need 10 nodes.
     _check_args(args, {"items": (3, None), "nodes": (10, None), "seed": _SEED})
@@ -53,7 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _exp1(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from poz_jax import exp1
+    from poz_jax.pipelines import exp1
 
     if args.quick and args.preset not in (None, "quick"):
         raise ValueError(f"--quick and --preset {args.preset} contradict each other; give one")
@@ -82,7 +82,7 @@ def _exp1(args: argparse.Namespace) -> int:
 
 
 def _exp2(args: argparse.Namespace) -> int:
-    from poz_jax import exp2
+    from poz_jax.pipelines import exp2
 
     _check_args(args, {"n_null": (1, None), "seed": _SEED})
     cfg = exp2.Exp2Config(
@@ -100,7 +100,7 @@ def _exp2(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from poz_jax.convert import convert
+    from poz_jax.models.convert import convert
 
     convert(args.src, args.dst)
     print(f"wrote {args.dst}")

@@ -48,7 +48,7 @@ class TrainConfig:
     steps_per_call: int = 100
 
     def __post_init__(self) -> None:
-        from poz_jax import _validate as v
+        from poz_jax.core import _validate as v
 
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")

@@ -31,7 +31,7 @@ from scipy import stats
 jax.config.update("jax_enable_x64", True)
 
 import poz_jax as pj  # noqa: E402
-from poz_jax.nulls import null_fits, random_orders  # noqa: E402
+from poz_jax.core.nulls import null_fits, random_orders  # noqa: E402
 from poz_jax.synthetic import synthetic_activations  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,7 +312,7 @@ def vgg_forward(args, check_only: bool) -> Table | None:
     import torch
     from torch_baselines import vgg16, vgg16_fc7
 
-    from poz_jax import convert
+    from poz_jax.models import convert
     from poz_jax.models.vgg import VGG16
 
     n = args.vgg_images

@@ -14,9 +14,10 @@ import scipy.sparse
 from conftest import ref_fit, ref_rsm_fast
 
 import poz_jax as pj
-from poz_jax import cli, convert
+from poz_jax import cli
 from poz_jax.data import DataError, load_cifar10, load_similarity, load_stimulus_folder
 from poz_jax.data import write_fake_cifar10 as fake_cifar
+from poz_jax.models import convert
 
 X = np.maximum(np.random.default_rng(0).normal(size=(6, 10)), 0) + 0.01
 T = ref_rsm_fast(np.random.default_rng(1).normal(size=(6, 4)))
@@ -188,7 +189,7 @@ def test_bad_weights_files(tmp_path):
 
 
 def _vgg_state(small: bool) -> dict:
-    from poz_jax.convert import FEATURE_INDICES
+    from poz_jax.models.convert import FEATURE_INDICES
     from poz_jax.models.vgg import BLOCKS
 
     state, cin = {}, 3

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from conftest import ref_fit, ref_rsm_fast
 
-from poz_jax import exp1, files
+from poz_jax import files
 from poz_jax.cli import main
 from poz_jax.data import write_fake_cifar10
+from poz_jax.pipelines import exp1
 from poz_jax.train import TrainConfig
 
 CFG = TrainConfig(seeds=2, epochs=1, batch_size=10, steps_per_call=4)

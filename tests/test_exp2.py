@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from poz_jax import cli, exp2, files
+from poz_jax import cli, files
+from poz_jax.pipelines import exp2
 from poz_jax.synthetic import write_stimulus_sets
 
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from poz_jax import nulls, sweep
+from poz_jax import sweep
+from poz_jax.core import nulls
 from poz_jax.synthetic import synthetic_activations
 
 

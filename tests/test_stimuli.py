@@ -16,7 +16,7 @@ from poz_jax.data import (
     load_stimulus_folder,
     load_stimulus_sets,
 )
-from poz_jax.images import MEAN, STD, load_image, load_images, normalise
+from poz_jax.data.images import MEAN, STD, load_image, load_images, normalise
 from poz_jax.synthetic import feature_similarity, write_stimulus_sets
 
 ANIMALS = (

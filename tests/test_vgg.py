@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poz_jax import convert
+from poz_jax.models import convert
 from poz_jax.models.vgg import VGG16, _pool_windows, adaptive_avg_pool, random_params
 
 torch = pytest.importorskip("torch")

@@ -1,9 +1,9 @@
 """VGG-16 as torchvision's ``vgg16``, eval mode (no dropout), in Flax linen.
 
 Parameter names follow the VGG paper (``conv1_1`` .. ``conv5_3``, ``fc6``,
-``fc7``, ``fc8``); :mod:`poz_jax.convert` maps torchvision's and timm's
+``fc7``, ``fc8``); :mod:`poz_jax.models.convert` maps torchvision's and timm's
 weights onto them. Inputs are NHWC images already normalised with the
-ImageNet mean and std (:mod:`poz_jax.images`).
+ImageNet mean and std (:mod:`poz_jax.data.images`).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import _validate as v
-from poz_jax.sweeps import _prepare_target, _prepare_x, _sweep
+from poz_jax.core import _validate as v
+from poz_jax.core import kernels
 
 
 def random_orders(seed: int, n_nodes: int, start: int, stop: int) -> jax.Array:
@@ -43,7 +43,7 @@ def _null_batch(x, t, k, orders, vmap_size: int):
     # lax.map runs the orders one after another inside one compiled call
     # (vmap_size at a time): on a CPU, vmapping many orders only adds memory
     # traffic, while an accelerator wants several in flight.
-    return jax.lax.map(lambda o: _sweep(x, t, k, o), orders, batch_size=vmap_size)
+    return jax.lax.map(lambda o: kernels.sweep(x, t, k, o), orders, batch_size=vmap_size)
 
 
 def null_fits(
@@ -69,14 +69,14 @@ def null_fits(
         CPU; on GPU/TPU as many as fit in about 0.5 GiB).
       progress: optional callable ``progress(n_done)`` after each batch.
     """
-    x = _prepare_x(x)
+    x = v.prepare_acts(x)
     if x.ndim != 2:
         raise ValueError(
             f"x must be one set's activations (n_items, n_nodes), got shape {tuple(x.shape)}; "
             "call null_fits once per set"
         )
     k = v.as_keep_counts(keep_counts, x.shape[-1])
-    t = _prepare_target(target, x.shape[-2])
+    t = v.prepare_target(target, x.shape[-2])
     n_orders = v.check_int(n_orders, "n_orders", 1)
     seed = v.check_seed(seed)
     batch = v.check_int(batch, "batch", 1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
-from poz_jax.rsa import rsm
-from poz_jax.sweeps import sweep
+from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.core.rsa import rsm
+from poz_jax.core.sweeps import sweep
 from poz_jax.synthetic import synthetic_activations
 
 

@@ -17,13 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax import files
+from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.core.rsa import class_means, rsm
+from poz_jax.core.sweeps import sweep
 from poz_jax.data import load_cifar10
 from poz_jax.models import LeNet5
 from poz_jax.plots import figure1, save_figure
-from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
-from poz_jax.rsa import class_means, rsm
 from poz_jax.runtime import float64, progress_bar
-from poz_jax.sweeps import sweep
 from poz_jax.train import (
     TrainConfig,
     Trainer,

@@ -19,12 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax import files
+from poz_jax.core.nulls import improvement_test, null_fits, trend_test
+from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
-from poz_jax.nulls import improvement_test, null_fits, trend_test
 from poz_jax.plots import figure2, figure3, save_figure
-from poz_jax.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.runtime import float64, progress_bar
-from poz_jax.sweeps import sweep
 
 POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
 
@@ -53,7 +53,7 @@ def embed_sets(
     sets: dict[str, StimulusSet], params, layer: str, batch: int = 20, progress: bool = True
 ) -> dict[str, np.ndarray]:
     """Post-ReLU ``layer`` activations ``(n_images, n_nodes)`` for each set's images."""
-    from poz_jax.images import load_images, normalise
+    from poz_jax.data.images import load_images, normalise
     from poz_jax.models.vgg import LAYERS, VGG16
 
     if layer not in LAYERS:
@@ -199,7 +199,7 @@ def _network(cfg: Exp2Config, sets: dict[str, StimulusSet]):
         from poz_jax.models.vgg import random_params
 
         return random_params(0)
-    from poz_jax.convert import load_params
+    from poz_jax.models.convert import load_params
 
     return load_params(cfg.weights)
 
@@ -270,7 +270,7 @@ def tables(names, counts, res, all_fits, nulls, stats, n_items) -> tuple[list, l
 
 
 def _check_config(cfg: Exp2Config) -> None:
-    from poz_jax import _validate as v
+    from poz_jax.core import _validate as v
     from poz_jax.models.vgg import LAYERS
 
     if cfg.precision not in ("float32", "float64"):

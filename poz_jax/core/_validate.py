@@ -180,3 +180,32 @@ def check_int(value, name: str, lo: int, hi: int | None = None) -> int:
 def check_seed(value, name: str = "seed") -> int:
     """A random seed: a whole number in ``0..2**31 - 1``."""
     return check_int(value, name, 0, MAX_SEED)
+
+
+def prepare_acts(x):
+    """Activations ``(..., n_items, n_nodes)`` as a finite float array."""
+    x = as_float(x, "x")
+    check_min_rank(x, 2, "x", "(..., n_items, n_nodes)")
+    check_finite(x, "x")
+    return x
+
+
+def prepare_sweep(x, keep_counts, order):
+    """Checked ``(x, keep_counts, order)`` of a nested sweep."""
+    x = prepare_acts(x)
+    k = as_keep_counts(keep_counts, x.shape[-1])
+    o = check_order(order, x.shape[-1])
+    check_broadcast(x=x.shape[:-2], order=o.shape[:-1])
+    return x, k, o
+
+
+def prepare_target(target, n_items: int, lead: tuple = ()):
+    """A symmetric ``(..., n_items, n_items)`` target whose leading axes broadcast with ``lead``."""
+    t = as_float(target, "target")
+    check_square(t, "target")
+    check_same_items(n_items, t.shape[-1], "x", "target")
+    check_broadcast(x=lead, target=t.shape[:-2])
+    if n_items < 3:
+        raise ValueError(f"a fit needs at least 3 items (2 pairs), got {n_items}")
+    check_symmetric(t, "target")
+    return t

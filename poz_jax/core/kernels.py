@@ -1,0 +1,201 @@
+"""Unvalidated, jit-compiled kernels of the array core.
+
+The public functions (:func:`poz_jax.rsm`, :func:`poz_jax.sweep`, ...) check
+their inputs, then call these. Call a kernel directly only with inputs you
+have validated: a kernel never checks shapes, values or dtypes, and a wrong
+input gives a wrong number or a deep JAX error, not a clear message.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def rsm_from_moments(gram, sums, sumsq, count, constant) -> jax.Array:
+    """Squared-Pearson RSM from per-row moments over a feature subset.
+
+    Every RSM in poz-jax goes through here, so full RSMs and swept ones share
+    one definition.
+
+    Args:
+      gram: ``(..., n, n)`` sums over kept features of ``x_i * x_j``.
+      sums: ``(..., n)`` sums over kept features of ``x_i``.
+      sumsq: ``(..., n)`` sums over kept features of ``x_i ** 2``.
+      count: ``(...)`` number of kept features.
+      constant: ``(..., n)`` bool, True where a row is constant over the kept
+        features (decided exactly by the caller, not from ``sumsq``).
+
+    Returns:
+      ``(..., n, n)``: ``r ** 2``, diagonal 1, NaN in every entry whose row
+      or column is constant (Pearson's r is undefined there).
+    """
+    k = jnp.asarray(count, gram.dtype)[..., None]
+    var = sumsq - sums * sums / k
+    bad = constant | ~(var > 0)
+    sd = jnp.sqrt(jnp.where(bad, 1.0, var))
+    cov = gram - sums[..., :, None] * sums[..., None, :] / k[..., None]
+    r = jnp.clip(cov / (sd[..., :, None] * sd[..., None, :]), -1.0, 1.0)
+    n = gram.shape[-1]
+    # Two points always correlate perfectly; say so exactly, or rounding would
+    # turn a constant RSM (whose fit is undefined) into a near-constant one.
+    exact_one = jnp.eye(n, dtype=bool) | (k[..., None] == 2)
+    r2 = jnp.where(exact_one, jnp.ones((), gram.dtype), r * r)
+    return jnp.where(bad[..., :, None] | bad[..., None, :], jnp.nan, r2)
+
+
+def row_constant(x) -> jax.Array:
+    """``(..., n)`` bool: rows of ``(..., n, f)`` whose features are all equal."""
+    return jnp.max(x, axis=-1) == jnp.min(x, axis=-1)
+
+
+def nearly_constant(t) -> jax.Array:
+    """``(...)`` bool: triangles ``(..., p)`` constant up to rounding."""
+    # An RSM triangle whose spread is below sqrt(eps) of its scale is constant
+    # up to rounding (e.g. r = 1 for every pair, computed as 1 - 1e-7), and a
+    # correlation with it is noise; treat it as the constant it is.
+    tol = jnp.sqrt(jnp.finfo(t.dtype).eps)
+    spread = jnp.max(t, axis=-1) - jnp.min(t, axis=-1)
+    return spread <= tol * jnp.max(jnp.abs(t), axis=-1)
+
+
+def centered(x) -> jax.Array:
+    """Each row minus its mean, divided by its largest magnitude (``r`` is unchanged)."""
+    # Pearson's r is unchanged by a per-row shift and scale: removing each
+    # row's mean keeps float32 moment sums away from catastrophic cancellation,
+    # and dividing by its largest magnitude keeps squares and products of
+    # values near 1e19 or 1e-19 from overflowing or underflowing.
+    x = unit_scale(x)  # first too, so the mean of values near 1e38 cannot overflow
+    return unit_scale(x - jnp.mean(x, axis=-1, keepdims=True))
+
+
+def unit_scale(x) -> jax.Array:
+    """Each row divided by its largest magnitude (zero rows stay zero)."""
+    scale = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
+    return x / jnp.where(scale > 0, scale, 1.0)
+
+
+def upper_triangle(m) -> jax.Array:
+    """Strict upper triangle of ``(..., n, n)`` as ``(..., n * (n - 1) // 2)``, row-major."""
+    iu, ju = np.triu_indices(m.shape[-1], 1)
+    return m[..., iu, ju]
+
+
+@jax.jit
+def rsm(x) -> jax.Array:
+    """Kernel of :func:`poz_jax.rsm`: ``(..., n, f) -> (..., n, n)``."""
+    xc = centered(x)
+    gram = jnp.einsum("...if,...jf->...ij", xc, xc)
+    return rsm_from_moments(
+        gram,
+        jnp.sum(xc, -1),
+        jnp.sum(xc * xc, -1),
+        jnp.full(x.shape[:-2], x.shape[-1]),
+        row_constant(x),
+    )
+
+
+@jax.jit
+def fit(a, b) -> jax.Array:
+    """Kernel of :func:`poz_jax.fit`: ``(..., n, n), (..., n, n) -> (...)``."""
+    ta, tb = upper_triangle(a), upper_triangle(b)
+    ta, tb = jnp.broadcast_arrays(ta, tb)
+    ca, cb = centered(ta), centered(tb)
+    num = jnp.sum(ca * cb, -1)
+    den = jnp.sqrt(jnp.sum(ca * ca, -1) * jnp.sum(cb * cb, -1))
+    # NaN entries already make num NaN; constant triangles need it said.
+    bad = nearly_constant(ta) | nearly_constant(tb) | ~(den > 0)
+    r = jnp.clip(num / jnp.where(bad, 1.0, den), -1.0, 1.0)
+    return jnp.where(bad, jnp.nan, r * r)
+
+
+@partial(jax.jit, static_argnums=2)
+def class_means(x, lab, n_classes: int) -> jax.Array:
+    """Kernel of :func:`poz_jax.class_means`: ``(..., n, f), (..., n) -> (..., c, f)``."""
+    onehot = jax.nn.one_hot(lab, n_classes, dtype=x.dtype)  # (..., n_items, n_classes)
+    totals = jnp.einsum("...ic,...if->...cf", onehot, x)
+    counts = jnp.sum(onehot, axis=-2)[..., None]
+    return totals / counts
+
+
+def nested_rsms(x, keep_counts, order):
+    """RSMs at nested levels, for one ``(n, d)`` matrix; see :func:`sweep_rsms`."""
+    n, d = x.shape
+    # Validated callers never pass a count outside 1..d; under jit (values
+    # unknown) a plain clamp is the documented rule.
+    keep_counts = jnp.clip(keep_counts, 1, d)
+    n_levels = keep_counts.shape[0]
+    xo = jnp.take(x, order, axis=-1)
+    # A row of ones makes the Gram carry every other moment too: its entries
+    # against row i are row i's sums, its own entry the count, and the
+    # diagonal holds the sums of squares.
+    xa = jnp.concatenate([centered(xo), jnp.ones((1, d), x.dtype)])
+
+    # Gram matrices of nested prefixes: cut the columns into equal blocks,
+    # accumulate one block Gram per step (together one n x n x d product),
+    # and add each level's partial block. A block of about d / L columns
+    # makes the partial blocks cost about as much as the full pass.
+    width = max(1, math.ceil(d / n_levels))
+    n_blocks = math.ceil(d / width)
+    blocks = jnp.pad(xa, ((0, 0), (0, n_blocks * width - d)))
+    blocks = blocks.reshape(n + 1, n_blocks, width).transpose(1, 0, 2)  # (B, n+1, w)
+
+    def accumulate(gram, block):
+        gram = gram + block @ block.T
+        return gram, gram
+
+    zero = jnp.zeros((n + 1, n + 1), x.dtype)
+    _, prefix = jax.lax.scan(accumulate, zero, blocks)
+    prefix = jnp.concatenate([zero[None], prefix])  # prefix[c]: first c blocks
+    full = keep_counts // width
+    part = blocks[jnp.minimum(full, n_blocks - 1)]  # (L, n+1, w)
+    part = part * (jnp.arange(width) < (keep_counts - full * width)[:, None])[:, None, :]
+    gram = prefix[full] + jnp.einsum("liw,ljw->lij", part, part)
+
+    # Exact constancy: a row is constant over the first k kept columns iff
+    # its first column that differs from its first kept value lies beyond k.
+    differs = xo != xo[:, :1]
+    first_diff = jnp.where(jnp.any(differs, 1), jnp.argmax(differs, 1), d)
+    constant = keep_counts[:, None] <= first_diff[None, :]
+    moments = gram[:, :n, :n], gram[:, n, :n], jnp.diagonal(gram[:, :n, :n], 0, 1, 2)
+    return rsm_from_moments(*moments, keep_counts, constant)
+
+
+def masked_rsms(x, masks):
+    """RSMs over arbitrary feature masks ``(L, d)``, for one ``(n, d)`` matrix."""
+    m = masks.astype(x.dtype)
+    xc = centered(x)
+    gram = jnp.einsum("id,ld,jd->lij", xc, m, xc)
+    sums = jnp.einsum("id,ld->li", xc, m)
+    sumsq = jnp.einsum("id,ld->li", xc * xc, m)
+    keep = masks[:, None, :]
+    hi = jnp.max(jnp.where(keep, x[None], -jnp.inf), -1)
+    lo = jnp.min(jnp.where(keep, x[None], jnp.inf), -1)
+    return rsm_from_moments(gram, sums, sumsq, jnp.sum(m, -1), hi == lo)
+
+
+@jax.jit
+def sweep_rsms(x, k, o):
+    """Kernel of :func:`poz_jax.sweep_rsms`: ``-> (..., L, n, n)``."""
+    f = jnp.vectorize(lambda xx, oo: nested_rsms(xx, k, oo), signature="(n,d),(d)->(l,n,n)")
+    return f(x, o)
+
+
+@jax.jit
+def sweep(x, t, k, o):
+    """Kernel of :func:`poz_jax.sweep`: ``(..., n, d), (..., n, n), (L,), (..., d) -> (..., L)``."""
+    f = jnp.vectorize(
+        lambda xx, tt, oo: fit(nested_rsms(xx, k, oo), tt), signature="(n,d),(n,n),(d)->(l)"
+    )
+    return f(x, t, o)
+
+
+@jax.jit
+def sweep_masks(x, t, m):
+    """Kernel of :func:`poz_jax.sweep_masks`: ``-> (..., L)``."""
+    f = jnp.vectorize(lambda xx, tt: fit(masked_rsms(xx, m), tt), signature="(n,d),(n,n)->(l)")
+    return f(x, t)
