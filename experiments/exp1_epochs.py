@@ -32,7 +32,7 @@ def main() -> None:
     rows = []
     for path in args.checkpoints:
         _, meta = files.load_arrays(path)
-        cfg = dataclasses.replace(TrainConfig(**meta["train"]), epochs=meta["epoch"])
+        cfg = dataclasses.replace(TrainConfig.from_dict(meta["train"]), epochs=meta["epoch"])
         work = Path(args.work) / f"epoch{cfg.epochs}"
         work.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, work / "checkpoint.npz")  # run() resumes from it: no training left

@@ -54,6 +54,7 @@ def _exp1(args: argparse.Namespace) -> int:
     import dataclasses
 
     from poz_jax.pipelines import exp1
+    from poz_jax.train import Compute
 
     if args.quick and args.preset not in (None, "quick"):
         raise ValueError(f"--quick and --preset {args.preset} contradict each other; give one")
@@ -75,7 +76,8 @@ def _exp1(args: argparse.Namespace) -> int:
     with _flag_names(_EXP1_FLAGS):
         cfg = dataclasses.replace(exp1.PRESETS[preset], **changes)
     out = args.out or f"results/exp1_{preset}"
-    res = exp1.run(cfg, out, args.data_dir, progress=not args.no_progress)
+    compute = Compute(conv=args.conv)
+    res = exp1.run(cfg, out, args.data_dir, progress=not args.no_progress, compute=compute)
     print(exp1.format_summary(res))
     print(f"wrote {out}/summary.csv, per_seed.csv, accuracy.csv, figure1.png/.pdf")
     return 0
@@ -163,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp1.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     exp1.add_argument("--seed", type=int, help="base random seed (default 0)")
+    exp1.add_argument(
+        "--conv",
+        choices=["rows", "patches", "lax"],
+        help="how convolutions are computed (the same numbers): default rows on CPU, "
+        "lax (XLA's) on GPU/TPU; a run may resume with another",
+    )
     exp1.add_argument("--out", help="output folder (default results/exp1_<preset>)")
     exp1.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp1.set_defaults(func=_exp1)

@@ -9,8 +9,11 @@ runs on one CPU, one GPU or a TPU slice.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -19,6 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from poz_jax import files
+from poz_jax.data.cifar10 import cifar_scale
+from poz_jax.models.lenet import accuracy
+from poz_jax.runtime import progress_bar
 
 PyTree = Any
 CONV_CHOICES = ("rows", "patches", "lax")
@@ -43,20 +51,16 @@ class TrainConfig:
     momentum: float = 0.9
     base_seed: int = 0
     train_subset: int = 0
-    conv: str = "rows"
     init_style: str = "torch"
-    steps_per_call: int = 100
 
     def __post_init__(self) -> None:
         from poz_jax.core import _validate as v
 
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.conv not in CONV_CHOICES:
-            raise ValueError(f"conv must be one of {CONV_CHOICES}, got {self.conv!r}")
         if self.init_style not in ("torch", "flax"):
             raise ValueError(f"init_style must be 'torch' or 'flax', got {self.init_style!r}")
-        for name in ("seeds", "epochs", "batch_size", "steps_per_call"):
+        for name in ("seeds", "epochs", "batch_size"):
             v.check_int(getattr(self, name), name, 1)
         v.check_int(self.train_subset, "train_subset", 0)
         v.check_seed(self.base_seed, "base_seed")
@@ -72,17 +76,60 @@ class TrainConfig:
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
 
+    @classmethod
+    def from_dict(cls, saved: dict) -> TrainConfig:
+        """The config a checkpoint's or ``config.json``'s ``"train"`` entry describes.
+
+        Entries that only ever said *how* to compute (``conv``,
+        ``steps_per_call``, stored by earlier versions) are dropped.
+        """
+        return cls(**{k: v for k, v in saved.items() if k not in _COMPUTE_ONLY})
+
+
+# TrainConfig fields of earlier versions that moved to Compute.
+_COMPUTE_ONLY = ("conv", "steps_per_call")
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute:
+    """How the networks are computed: never changes the numbers beyond float rounding.
+
+    ``conv``: the convolution formulation (:class:`poz_jax.models.lenet.Conv`),
+    ``None`` to choose by backend (:func:`default_conv`). ``steps_per_call``:
+    training steps per compiled call (between progress updates). A run may
+    resume with other values (on another backend).
+    """
+
+    conv: str | None = None
+    steps_per_call: int = 100
+
+    def __post_init__(self) -> None:
+        from poz_jax.core import _validate as v
+
+        if self.conv is not None and self.conv not in CONV_CHOICES:
+            raise ValueError(f"conv must be one of {CONV_CHOICES}, got {self.conv!r}")
+        v.check_int(self.steps_per_call, "steps_per_call", 1)
+
+    def resolved_conv(self) -> str:
+        """``conv``, or the backend's default."""
+        return self.conv or default_conv()
+
+
+def default_conv(backend: str | None = None) -> str:
+    """The convolution formulation for ``backend`` (default: JAX's).
+
+    ``"rows"`` (banded matmuls) on CPU, measured fastest there under ``vmap``
+    (scripts/bench_lenet.py); XLA's own ``"lax"`` convolution elsewhere,
+    where the backend's convolution library does the work.
+    """
+    return "rows" if (backend or jax.default_backend()) == "cpu" else "lax"
+
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     """The optax optimiser the config names."""
     if cfg.optimizer == "adam":
         return optax.adam(cfg.learning_rate)
     return optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None)
-
-
-def normalise(images: jax.Array) -> jax.Array:
-    """uint8 ``(..., 32, 32, 3)`` -> float32 in [-1, 1]: ``(x / 255 - 0.5) / 0.5``."""
-    return (images.astype(jnp.float32) / 255.0 - 0.5) / 0.5
 
 
 def seed_keys(cfg: TrainConfig) -> jax.Array:
@@ -150,16 +197,22 @@ class Trainer:
 
     def init(self, keys: jax.Array) -> tuple[PyTree, PyTree]:
         """``(seeds, 2)`` keys -> per-seed ``(params, opt_state)``."""
+        return self._init(keys)
+
+    # Each compiled function is built once per Trainer (and lenet_trainer keeps
+    # one Trainer per model and optimiser), so runs in one process share them.
+    @functools.cached_property
+    def _init(self) -> Callable:
         dummy = jnp.zeros((1, 32, 32, 3), jnp.float32)
 
         def one(key):
             params = self.model.init(jax.random.fold_in(key, 0), dummy)["params"]
             return params, self.tx.init(params)
 
-        return jax.jit(jax.vmap(one))(keys)
+        return jax.jit(jax.vmap(one))
 
     def _loss(self, params, x, y):
-        logits, _ = self.model.apply({"params": params}, normalise(x))
+        logits, _ = self.model.apply({"params": params}, cifar_scale(x))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return loss, (logits.argmax(-1) == y).mean()
 
@@ -182,6 +235,10 @@ class Trainer:
         Runs ``n`` (static) consecutive steps from step ``start`` of the epoch;
         ``loss`` and ``acc`` are ``(seeds,)`` means over those steps.
         """
+        return self._steps
+
+    @functools.cached_property
+    def _steps(self) -> Callable:
         b = self.cfg.batch_size
         step = jax.vmap(self._one_step)
 
@@ -203,9 +260,12 @@ class Trainer:
         ``images`` is uint8 ``(n, 32, 32, 3)``, shared by every seed; returns
         ``(seeds, n, 10)`` and ``(seeds, n, 84)``.
         """
+        return self._forward
 
+    @functools.cached_property
+    def _forward(self) -> Callable:
         def apply(params, x):
-            return self.model.apply({"params": params}, normalise(x))
+            return self.model.apply({"params": params}, cifar_scale(x))
 
         @jax.jit
         def run(params, images):
@@ -220,3 +280,159 @@ def chunks(n_steps: int, per_call: int, start: int = 0) -> Iterator[tuple[int, i
         n = min(per_call, n_steps - start)
         yield start, n
         start += n
+
+
+def lenet_trainer(cfg: TrainConfig, compute: Compute | None = None) -> Trainer:
+    """The LeNet5 and optimiser ``cfg`` describes, compiled the way ``compute`` says.
+
+    One Trainer (so one compilation) per model and optimiser per process:
+    settings that do not enter a step (seed count, epochs, seeds' base) share it.
+    """
+    step_cfg = dataclasses.replace(cfg, seeds=1, epochs=1, base_seed=0, train_subset=0)
+    return _trainer((compute or Compute()).resolved_conv(), step_cfg)
+
+
+@functools.lru_cache(maxsize=16)
+def _trainer(conv: str, cfg: TrainConfig) -> Trainer:
+    from poz_jax.models import LeNet5
+
+    return Trainer(LeNet5(conv=conv, init_style=cfg.init_style), cfg)
+
+
+def data_key(data: dict) -> dict:
+    """Content digests of the training and test split: what a run's numbers come from."""
+    return {f"{split}_data": files.fingerprint(*data[split]) for split in ("train", "test")}
+
+
+def _saved_epochs(meta: dict, path: Path) -> int:
+    epochs = meta.get("epoch")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 0 <= epochs <= 10**6:
+        raise ValueError(f"{path} has malformed metadata (epoch {epochs!r}); delete it to restart")
+    if not isinstance(meta.get("history"), list) or not isinstance(meta.get("train"), dict):
+        raise ValueError(f"{path} has malformed metadata; delete it to start over")
+    return epochs
+
+
+def check_resumable(meta: dict, cfg: TrainConfig, data: dict, path: Path) -> int:
+    """Refuse ``path`` unless ``cfg`` on ``data`` may continue it; returns its epochs done.
+
+    The same settings and the same data (by content digest), and no more
+    epochs done than ``cfg`` asks for.
+    """
+    epochs_done = _saved_epochs(meta, path)
+    saved = dict(meta["train"])
+    want = dataclasses.asdict(cfg)
+    # A longer run may continue a shorter one; nothing else may change.
+    saved = {k: v for k, v in saved.items() if k not in _COMPUTE_ONLY}
+    saved.pop("epochs", None)
+    want.pop("epochs")
+    diff = files.changed(saved, want)
+    diff += [k.replace("_", " ") for k in files.changed(meta.get("data", {}), data)]
+    if diff:
+        raise ValueError(
+            f"{path} was written with different settings or data ({', '.join(diff)}); "
+            "use another --out or delete it to start over"
+        )
+    if epochs_done > cfg.epochs:
+        # Its parameters are those of the later epoch: labelling them with
+        # fewer epochs would report a run that was never made.
+        raise ValueError(
+            f"{path} holds networks trained for {epochs_done} epochs, more than "
+            f"the {cfg.epochs} asked for; use another --out, or --epochs {epochs_done}"
+        )
+    return epochs_done
+
+
+def _train_subset(cfg: TrainConfig, x: np.ndarray, y: np.ndarray):
+    if not cfg.train_subset:
+        return x, y
+    # A random subset: local copies may be sorted by class (../shared's npz is).
+    pick = np.sort(np.random.default_rng(cfg.base_seed).permutation(len(x))[: cfg.train_subset])
+    return x[pick], y[pick]
+
+
+def train_networks(
+    cfg: TrainConfig, data: dict, out: Path, compute: Compute | None = None, progress: bool = True
+):
+    """Train (or resume) ``cfg.seeds`` LeNet5s; returns ``(params, history)``.
+
+    A checkpoint is written to ``out/checkpoint.npz`` after every epoch; it
+    holds the real seeds only, so a run may resume on another device count.
+    """
+    x_train, y_train = _train_subset(cfg, *data["train"])
+    n_steps = len(x_train) // cfg.batch_size
+    if n_steps < 1:
+        raise ValueError(f"{len(x_train)} training images is less than one batch")
+    compute = compute or Compute()
+    trainer = lenet_trainer(cfg, compute)
+    mesh = seed_mesh(cfg.seeds)
+    n_pad = padded_seeds(cfg.seeds, mesh)
+    keys = seed_keys(cfg)
+    state = trainer.init(keys)
+    ckpt = out / "checkpoint.npz"
+    key = data_key(data)
+    history: list[dict] = []
+    start = 0
+    if ckpt.exists():
+        state, meta = files.load_tree(ckpt, state)
+        start = check_resumable(meta, cfg, key, ckpt)
+        history = meta["history"]
+        if progress:
+            print(f"resuming from {ckpt} after epoch {start}")
+    state = shard_seeds(pad_seeds(state, n_pad), mesh)
+    keys = pad_seeds(keys, n_pad)
+    xs, ys = replicate((jnp.asarray(x_train), jnp.asarray(y_train, jnp.int32)), mesh)
+    x_test, y_test = data["test"]
+    steps, forward = trainer.steps(), trainer.forward()
+    for epoch in range(start, cfg.epochs):
+        order = shard_seeds(trainer.epoch_order(keys, epoch, len(x_train)), mesh)
+        t0 = time.perf_counter()
+        losses, accs = [], []
+        with progress_bar(n_steps, f"epoch {epoch + 1}/{cfg.epochs}", progress) as bar:
+            for first, n in chunks(n_steps, compute.steps_per_call):
+                state, loss, acc = steps(state, xs, ys, order, first, n)
+                loss, acc = np.asarray(loss)[: cfg.seeds], np.asarray(acc)[: cfg.seeds]
+                if not np.all(np.isfinite(loss)):
+                    bad = np.flatnonzero(~np.isfinite(loss)).tolist()
+                    raise ValueError(
+                        f"training diverged: the loss of network(s) {bad[:5]} is not finite in "
+                        f"epoch {epoch + 1}, steps {first + 1}..{first + n}; lower --lr "
+                        f"(now {cfg.learning_rate})"
+                    )
+                losses.append(loss * n)
+                accs.append(acc * n)
+                bar.update(n)
+                bar.set_postfix(
+                    loss=f"{np.mean(losses[-1]) / n:.3f}", acc=f"{np.mean(accs[-1]) / n:.3f}"
+                )
+            test_acc = accuracy(forward, state[0], x_test, y_test)[: cfg.seeds]
+            bar.set_postfix(
+                loss=f"{np.sum(losses) / n_steps / cfg.seeds:.3f}",
+                test_acc=f"{test_acc.mean():.3f}",
+            )
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "seconds": time.perf_counter() - t0,
+                "train_loss": float(np.sum(losses) / n_steps / cfg.seeds),
+                "train_acc": float(np.sum(accs) / n_steps / cfg.seeds),
+                "test_acc_mean": float(test_acc.mean()),
+                "test_acc_sd": float(test_acc.std()),
+            }
+        )
+        if not progress:
+            h = history[-1]
+            print(
+                f"epoch {h['epoch']}/{cfg.epochs}: train loss {h['train_loss']:.4f}, "
+                f"test acc {h['test_acc_mean']:.4f} +- {h['test_acc_sd']:.4f}, "
+                f"{h['seconds']:.1f} s",
+                flush=True,
+            )
+        meta = {
+            "epoch": epoch + 1,
+            "history": history,
+            "train": dataclasses.asdict(cfg),
+            "data": key,
+        }
+        files.save_tree(ckpt, unpad_seeds(jax.device_get(state), cfg.seeds), meta)
+    return unpad_seeds(state[0], cfg.seeds), history

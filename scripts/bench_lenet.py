@@ -42,7 +42,7 @@ def check_against_nn_conv() -> float:
 
 
 def time_steps(n_seeds: int, impl: str, n_steps: int, repeats: int) -> float:
-    cfg = TrainConfig(seeds=n_seeds, conv=impl, steps_per_call=n_steps)
+    cfg = TrainConfig(seeds=n_seeds)
     trainer = Trainer(LeNet5(conv=impl), cfg)
     keys = seed_keys(cfg)
     state = trainer.init(keys)
@@ -75,7 +75,7 @@ def _median_time(fn, args, repeats: int) -> float:
 
 def breakdown(n_seeds: int, impl: str, repeats: int) -> None:
     """Times each stage of one vmapped training step, forward and backward, apart."""
-    cfg = TrainConfig(seeds=n_seeds, conv=impl, steps_per_call=1)
+    cfg = TrainConfig(seeds=n_seeds)
     trainer = Trainer(LeNet5(conv=impl), cfg)
     params, opt_state = trainer.init(seed_keys(cfg))
     rng = np.random.default_rng(0)

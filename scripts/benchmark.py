@@ -240,7 +240,7 @@ def training(args, check_only: bool) -> Table | None:
     y = rng.integers(0, 10, 50 * n_steps)
 
     # Agreement: two steps from the same weights on the same batches.
-    cfg = TrainConfig(seeds=1, steps_per_call=2)
+    cfg = TrainConfig(seeds=1)
     trainer = Trainer(LeNet5(), cfg)
     keys = seed_keys(cfg)
     state = trainer.init(keys)
@@ -279,7 +279,7 @@ def training(args, check_only: bool) -> Table | None:
         f"timed on {n_steps} steps, scaled to 1000",
     )
     for s_count in args.seeds:
-        cfg = TrainConfig(seeds=s_count, steps_per_call=n_steps)
+        cfg = TrainConfig(seeds=s_count)
         trainer = Trainer(LeNet5(), cfg)
         keys = seed_keys(cfg)
         st = trainer.init(keys)

@@ -13,9 +13,9 @@ from poz_jax import files
 from poz_jax.cli import main
 from poz_jax.data import write_fake_cifar10
 from poz_jax.pipelines import exp1
-from poz_jax.train import TrainConfig
+from poz_jax.train import Compute, TrainConfig
 
-CFG = TrainConfig(seeds=2, epochs=1, batch_size=10, steps_per_call=4)
+CFG = TrainConfig(seeds=2, epochs=1, batch_size=10)
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +197,11 @@ def test_bad_numbers_are_refused_before_training(fake, tmp_path, capsys):
 
 
 def test_divergence_stops_at_once(fake, tmp_path):
-    cfg = TrainConfig(**{**CFG.__dict__, "learning_rate": 1e30, "steps_per_call": 1})
+    cfg = TrainConfig(**{**CFG.__dict__, "learning_rate": 1e30})
     with pytest.raises(ValueError, match="training diverged: the loss of network"):
-        exp1.run(cfg, tmp_path, fake, progress=False, verify=False)
+        exp1.run(
+            cfg, tmp_path, fake, progress=False, verify=False, compute=Compute(steps_per_call=1)
+        )
     assert not (tmp_path / "checkpoint.npz").exists()  # no epoch finished
 
 

@@ -67,7 +67,8 @@ def test_tables_against_a_scipy_reference(stimuli, result):
         for r in rows[::40]:
             k = int(r["keep_count"])
             assert float(r["fit"]) == pytest.approx(fit_at(k), abs=1e-10)
-            assert float(r["max_poz_kept"]) == pytest.approx(poz[order[:k]].max(), abs=1e-12)
+            assert float(r["max_poz"]) == pytest.approx(poz[order[:k]].max(), abs=1e-12)
+            assert float(r["keep_fraction"]) == round(k / 4096, 6)
         lv = {int(r["keep_count"]): float(r["fit"]) for r in levels if r["set"] == name}
         for k in (4096, 3001, 777, 50, 3):
             assert lv[k] == pytest.approx(fit_at(k), abs=1e-10)

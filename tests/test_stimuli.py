@@ -16,7 +16,7 @@ from poz_jax.data import (
     load_stimulus_folder,
     load_stimulus_sets,
 )
-from poz_jax.data.images import MEAN, STD, load_image, load_images, normalise
+from poz_jax.data.images import MEAN, STD, imagenet_standardise, load_image, load_images
 from poz_jax.synthetic import feature_similarity, write_stimulus_sets
 
 ANIMALS = (
@@ -131,7 +131,7 @@ def test_preprocessing_shapes_and_values(tmp_path, size):
     img = load_image(tmp_path / "im.png")
     assert img.shape == (224, 224, 3) and img.dtype == np.uint8
     assert np.all(img == (200, 100, 50))
-    x = np.asarray(normalise(img[None]))
+    x = np.asarray(imagenet_standardise(img[None]))
     ref = (np.array([200, 100, 50]) / 255.0 - np.array(MEAN)) / np.array(STD)
     np.testing.assert_allclose(x[0, 0, 0], ref, rtol=1e-6)
 

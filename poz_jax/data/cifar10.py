@@ -42,6 +42,15 @@ _SPLIT_SIZE = {"train": 50000, "test": 10000}
 _RECORD = 1 + 32 * 32 * 3  # label byte + CHW pixels in the binary version
 
 
+def cifar_scale(images):
+    """uint8 ``(..., 32, 32, 3)`` -> float32 in [-1, 1]: ``(x / 255 - 0.5) / 0.5``.
+
+    The LeNet5 input scaling of the authors' code (torchvision's
+    ``Normalize((0.5,) * 3, (0.5,) * 3)``); works on NumPy and JAX arrays.
+    """
+    return (images.astype("float32") / 255.0 - 0.5) / 0.5
+
+
 def _how_to_get() -> str:
     return (
         "Get CIFAR-10 from "

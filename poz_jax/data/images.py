@@ -43,7 +43,7 @@ def load_images(paths, resize: int = 256, crop: int = 224) -> np.ndarray:
 
 
 @jax.jit
-def normalise(images: jax.Array) -> jax.Array:
+def imagenet_standardise(images: jax.Array) -> jax.Array:
     """uint8 ``(..., H, W, 3)`` -> float32 scaled to [0, 1] and standardised per channel."""
     x = images.astype(jnp.float32) / 255.0
     return (x - jnp.asarray(MEAN)) / jnp.asarray(STD)

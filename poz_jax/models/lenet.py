@@ -135,3 +135,19 @@ class LeNet5(nn.Module):
         x = nn.relu(self._dense(120, "fc1", x))
         fc2 = nn.relu(self._dense(84, "fc2", x))
         return self._dense(10, "fc3", fc2), fc2
+
+
+def embed(forward, params, images: np.ndarray, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """``(seeds, n, 10)`` logits and ``(seeds, n, 84)`` fc2 embeddings, in image batches."""
+    logits, fc2 = [], []
+    for i in range(0, len(images), batch):
+        lg, f = forward(params, jnp.asarray(images[i : i + batch]))
+        logits.append(np.asarray(lg))
+        fc2.append(np.asarray(f))
+    return np.concatenate(logits, axis=1), np.concatenate(fc2, axis=1)
+
+
+def accuracy(forward, params, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(seeds,)`` top-1 accuracy."""
+    logits, _ = embed(forward, params, images)
+    return (logits.argmax(-1) == np.asarray(labels)[None]).mean(-1)

@@ -106,3 +106,30 @@ def check_params(params: dict, where: str) -> None:
             got = np.shape(params[layer].get(kind)) if kind in params[layer] else None
             if got != shape:
                 raise ValueError(f"{where}: {layer}/{kind} has shape {got}, VGG-16 needs {shape}")
+
+
+def embed_sets(
+    sets: dict, params, layer: str, batch: int = 20, progress: bool = True
+) -> dict[str, np.ndarray]:
+    """Post-ReLU ``layer`` activations ``(n_images, n_nodes)`` for each set's images."""
+    from poz_jax.data.images import imagenet_standardise, load_images
+    from poz_jax.runtime import progress_bar
+
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
+    forward = jax.jit(lambda p, x: VGG16().apply({"params": p}, imagenet_standardise(x))[layer])
+    out = {}
+    total = sum(len(s.images) for s in sets.values())
+    with progress_bar(total, f"VGG-16 {layer}", progress) as bar:
+        for name, s in sets.items():
+            if s.images is None:
+                raise ValueError(
+                    f"set {name!r} has no images (a similarity-only file): pass --embeddings"
+                )
+            parts = []
+            for i in range(0, len(s.images), batch):
+                acts = forward(params, load_images(s.images[i : i + batch]))
+                parts.append(np.asarray(acts).reshape(acts.shape[0], -1))
+                bar.update(len(parts[-1]))
+            out[name] = np.concatenate(parts)
+    return out

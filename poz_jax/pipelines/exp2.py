@@ -19,10 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax import files
+from poz_jax.analysis import Analysis, analyse
 from poz_jax.core.nulls import improvement_test, null_fits, trend_test
-from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
+from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
+from poz_jax.models.vgg import embed_sets
 from poz_jax.plots import figure2, figure3, save_figure
 from poz_jax.runtime import float64, progress_bar
 
@@ -47,56 +49,6 @@ class Exp2Config:
     image_batch: int = 20
     weights: str | None = None
     sets: tuple[str, ...] | None = None
-
-
-def embed_sets(
-    sets: dict[str, StimulusSet], params, layer: str, batch: int = 20, progress: bool = True
-) -> dict[str, np.ndarray]:
-    """Post-ReLU ``layer`` activations ``(n_images, n_nodes)`` for each set's images."""
-    from poz_jax.data.images import load_images, normalise
-    from poz_jax.models.vgg import LAYERS, VGG16
-
-    if layer not in LAYERS:
-        raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
-    forward = jax.jit(lambda p, x: VGG16().apply({"params": p}, normalise(x))[layer])
-    out = {}
-    total = sum(len(s.images) for s in sets.values())
-    with progress_bar(total, f"VGG-16 {layer}", progress) as bar:
-        for name, s in sets.items():
-            if s.images is None:
-                raise ValueError(
-                    f"set {name!r} has no images (a similarity-only file): pass --embeddings"
-                )
-            parts = []
-            for i in range(0, len(s.images), batch):
-                acts = forward(params, load_images(s.images[i : i + batch]))
-                parts.append(np.asarray(acts).reshape(acts.shape[0], -1))
-                bar.update(len(parts[-1]))
-            out[name] = np.concatenate(parts)
-    return out
-
-
-@jax.jit
-def analyse(acts: jax.Array, human: jax.Array, keep_counts: jax.Array) -> dict:
-    """PoZ, keep order, fits and max kept PoZ for a stack of sets.
-
-    Args:
-      acts: ``(n_sets, n_items, n_nodes)`` post-ReLU embeddings.
-      human: ``(n_sets, n_items, n_items)`` human similarity matrices.
-      keep_counts: ``(n_levels,)``.
-
-    Returns:
-      dict of ``poz``, ``order`` ``(n_sets, n_nodes)``, ``fit``, ``max_poz``
-      ``(n_sets, n_levels)``.
-    """
-    p = poz(acts)
-    order = keep_order(p)
-    return {
-        "poz": p,
-        "order": order,
-        "fit": sweep(acts, human, keep_counts, order),
-        "max_poz": max_kept_poz(p, keep_counts, order),
-    }
 
 
 def _all_level_fits(acts, human, order, chunk: int = 512) -> np.ndarray:
@@ -223,23 +175,16 @@ def _null_summary(values: np.ndarray) -> dict:
     }
 
 
-def tables(names, counts, res, all_fits, nulls, stats, n_items) -> tuple[list, list, list]:
-    """``(summary_rows, level_rows, stats_rows)`` for summary.csv, levels.csv and stats.csv."""
-    summary, levels, stat_rows = [], [], []
+def tables(names, res: Analysis, all_fits, nulls, stats, n_items) -> tuple[list, list, list]:
+    """``(summary_rows, level_rows, stat_rows)`` for summary.csv, levels.csv and stats.csv."""
+    summary = res.rows("set", names)
+    counts, d = res.keep_counts, res.n_nodes
+    for i, row in enumerate(summary):
+        null = nulls[row["set"]]
+        row.update(_null_summary(null[:, i % len(counts)]))
+    levels, stat_rows = [], []
     for s, name in enumerate(names):
-        d = res["poz"].shape[-1]
         null = nulls[name]
-        for j, k in enumerate(counts):
-            summary.append(
-                {
-                    "set": name,
-                    "keep_count": int(k),
-                    "percent_kept": round(100.0 * k / d, 4),
-                    "fit": float(res["fit"][s, j]),
-                    "max_poz_kept": float(res["max_poz"][s, j]),
-                    **_null_summary(null[:, j]),
-                }
-            )
         for k, f in zip(range(d, 0, -1), all_fits[s], strict=True):
             levels.append({"set": name, "keep_count": k, "fit": float(f)})
         peak = int(stats["peak"][s])
@@ -250,11 +195,11 @@ def tables(names, counts, res, all_fits, nulls, stats, n_items) -> tuple[list, l
                 "set": name,
                 "n_items": n_items[name],
                 "n_nodes": d,
-                "share_poz_above_80": float(np.mean(res["poz"][s] > 0.8)),
-                "unpruned_fit": float(res["fit"][s, 0]),
+                "share_poz_above_80": float(np.mean(res.poz[s] > 0.8)),
+                "unpruned_fit": float(res.fit[s, 0]),
                 "peak_keep_count": int(counts[peak]),
                 "peak_percent_kept": round(100.0 * counts[peak] / d, 4),
-                "peak_fit": float(res["fit"][s, peak]),
+                "peak_fit": float(res.fit[s, peak]),
                 "improvement": float(stats["gain"][s]),
                 "p_improvement": float(stats["p_gain"][s]),
                 "trend_slope_per_percent": float(stats["slope"][s]),
@@ -326,12 +271,12 @@ def run(
             counts = keep_grid(n_nodes, step=cfg.keep_step)
             acts = jnp.asarray(np.stack([emb[n] for n in group]), dtype)
             human = jnp.asarray(np.stack([sets[n].similarity for n in group]), dtype)
-            res = jax.device_get(analyse(acts, human, jnp.asarray(counts)))
-            all_fits = _all_level_fits(acts, human, res["order"])
+            res = analyse(acts, human, counts)
+            all_fits = _all_level_fits(acts, human, res.order)
             nulls = _nulls(cfg, out, emb, {n: sets[n] for n in group}, counts, dtype, progress)
             null = np.stack([nulls[n] for n in group])
-            imp = improvement_test(res["fit"], null)
-            trend = trend_test(res["fit"], null, 100.0 * counts / n_nodes)
+            imp = improvement_test(res.fit, null)
+            trend = trend_test(res.fit, null, 100.0 * counts / n_nodes)
             stats = jax.device_get(
                 {
                     "gain": imp.improvement,
@@ -343,17 +288,15 @@ def run(
                     "n_used_trend": trend.n_used,
                 }
             )
-            rows = tables(
-                group, counts, res, all_fits, nulls, stats, {n: sets[n].n_items for n in group}
-            )
+            rows = tables(group, res, all_fits, nulls, stats, {n: sets[n].n_items for n in group})
             summary, levels, stat_rows = summary + rows[0], levels + rows[1], stat_rows + rows[2]
             for i, n in enumerate(group):
-                poz_by_set[n] = res["poz"][i]
-                curves[n] = (100.0 * counts / n_nodes, res["fit"][i])
+                poz_by_set[n] = res.poz[i]
+                curves[n] = (100.0 * counts / n_nodes, res.fit[i])
                 arrays.update(
                     {
-                        f"poz_{n}": res["poz"][i],
-                        f"fit_{n}": res["fit"][i],
+                        f"poz_{n}": res.poz[i],
+                        f"fit_{n}": res.fit[i],
                         f"all_fits_{n}": all_fits[i],
                     }
                 )

@@ -1,0 +1,139 @@
+"""The one analysis every experiment runs: PoZ order, pruning sweep, max kept PoZ.
+
+``analyse(x, target, keep_counts)`` takes a representation, the similarity
+matrix it should fit and the keep counts, and returns an :class:`Analysis`:
+the PoZ and keep order of every unit (network or stimulus set), the fit at
+every level, the largest PoZ kept, and NaN counts, with the table rows they
+become. Experiment 1 passes class means with the PoZ of the images they
+average; Experiment 2 passes each set's images. The experiments' pipelines
+only load, embed, call this and write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from poz_jax.core import _validate as v
+from poz_jax.core import kernels
+from poz_jax.core.ranking import keep_order, max_kept_poz, poz
+
+
+@dataclasses.dataclass(frozen=True)
+class Analysis:
+    """What :func:`analyse` found, as host NumPy arrays; ``U`` is the leading (unit) shape.
+
+    Attributes:
+      keep_counts: ``(L,)`` nodes kept at each level.
+      poz: ``(*U, nodes)`` PoZ of each node (a fraction).
+      order: ``(*U, nodes)`` keep order (lowest PoZ first).
+      fit: ``(*U, L)`` squared Pearson r of the pruned RSM to the target.
+      max_poz: ``(*U, L)`` largest PoZ among the kept nodes.
+    """
+
+    keep_counts: np.ndarray
+    poz: np.ndarray
+    order: np.ndarray
+    fit: np.ndarray
+    max_poz: np.ndarray
+
+    @property
+    def n_nodes(self) -> int:
+        return self.poz.shape[-1]
+
+    @property
+    def keep_fraction(self) -> np.ndarray:
+        """``(L,)`` share of nodes kept, rounded to 6 decimals (as the tables print it)."""
+        # Python's round (correctly rounded decimals), not np.round's scaling.
+        return np.array([round(int(k) / self.n_nodes, 6) for k in self.keep_counts])
+
+    @property
+    def n_nan(self) -> np.ndarray:
+        """``(L,)`` units whose fit is NaN at each level (an undefined RSM)."""
+        return np.isnan(self.fit.reshape(-1, self.fit.shape[-1])).sum(0)
+
+    def rows(self, unit: str = "unit", names: Sequence | None = None) -> list[dict]:
+        """One row per unit and level: ``{unit, keep_count, keep_fraction, fit, max_poz}``.
+
+        Units in order (``names`` label them; default ``0, 1, ...``), levels in
+        ``keep_counts`` order within each unit.
+        """
+        fit = self.fit.reshape(-1, self.fit.shape[-1])
+        top = self.max_poz.reshape(fit.shape)
+        names = range(len(fit)) if names is None else names
+        return [
+            {
+                unit: name,
+                "keep_count": int(k),
+                "keep_fraction": float(frac),
+                "fit": float(fit[u, j]),
+                "max_poz": float(top[u, j]),
+            }
+            for u, name in enumerate(names)
+            for j, (k, frac) in enumerate(zip(self.keep_counts, self.keep_fraction, strict=True))
+        ]
+
+    def summary_rows(self, unit: str = "unit") -> list[dict]:
+        """One row per level: fit and max-PoZ mean and sd over units (NaN fits left out).
+
+        ``{keep_count, keep_fraction, fit_mean, fit_sd, max_poz_mean, max_poz_sd,
+        n_nan, n_<unit>s}``; sd is NumPy's default (ddof = 0).
+        """
+        fit = self.fit.reshape(-1, self.fit.shape[-1]).astype(np.float64)
+        top = self.max_poz.reshape(fit.shape).astype(np.float64)
+        rows = []
+        for j, (k, frac) in enumerate(zip(self.keep_counts, self.keep_fraction, strict=True)):
+            f = fit[:, j][~np.isnan(fit[:, j])]
+            rows.append(
+                {
+                    "keep_count": int(k),
+                    "keep_fraction": float(frac),
+                    "fit_mean": float(f.mean()) if f.size else float("nan"),
+                    "fit_sd": float(f.std()) if f.size else float("nan"),
+                    "max_poz_mean": float(top[:, j].mean()),
+                    "max_poz_sd": float(top[:, j].std()),
+                    "n_nan": int(len(fit) - f.size),
+                    f"n_{unit}s": len(fit),
+                }
+            )
+        return rows
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fields as a dict of arrays (for ``files.save_arrays``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def analyse(x, target, keep_counts, poz_values=None, order=None) -> Analysis:
+    """PoZ-ordered pruning of ``x`` against ``target`` at every keep count.
+
+    Args:
+      x: ``(*U, n_items, n_nodes)`` representation whose RSM is pruned (a
+        set's images; or class means).
+      target: ``(*U, n_items, n_items)`` symmetric similarity to fit (human
+        judgements; or the unpruned RSM); broadcasts over ``U``.
+      keep_counts: ``(L,)`` node counts in ``1..n_nodes``.
+      poz_values: ``(*U, n_nodes)`` PoZ that orders the nodes; default
+        ``poz(x)`` (give it when ``x`` is not the items PoZ is measured on,
+        as with class means).
+      order: ``(*U, n_nodes)`` keep order; default ``keep_order(poz_values)``.
+
+    Returns:
+      :class:`Analysis` on the host.
+    """
+    x, k, _ = v.prepare_sweep(x, keep_counts, np.arange(np.shape(x)[-1]))
+    t = v.prepare_target(target, x.shape[-2], x.shape[:-2])
+    p = poz(x) if poz_values is None else v.as_float(poz_values, "poz_values")
+    if p.shape[-1] != x.shape[-1]:
+        raise ValueError(f"poz_values has {p.shape[-1]} nodes but x has {x.shape[-1]}")
+    o = keep_order(p) if order is None else v.check_order(order, x.shape[-1])
+    v.check_broadcast(x=x.shape[:-2], poz_values=p.shape[:-1], order=o.shape[:-1])
+    fit, top = jax.device_get(_analyse(x, t, k, p, o))
+    return Analysis(np.asarray(keep_counts), np.asarray(p), np.asarray(o), fit, top)
+
+
+@jax.jit
+def _analyse(x, t, k, p, o):
+    return kernels.sweep(x, t, k, o), max_kept_poz(p, k, o)
