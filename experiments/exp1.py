@@ -9,7 +9,6 @@ small outputs (tables, figure, config, history) into ``experiments/results/``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -41,14 +40,7 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     for preset in args.preset:
-        cfg = exp1.PRESETS[preset]
-        for field, value in (
-            ("epochs", args.epochs),
-            ("seeds", args.seeds),
-            ("init_style", args.init),
-        ):
-            if value is not None:
-                cfg = dataclasses.replace(cfg, **{field: value})
+        cfg = exp1.config(preset, epochs=args.epochs, seeds=args.seeds, init_style=args.init)
         name = args.name or NAMES[preset]
         work = Path(args.work) / name
         res = exp1.run(cfg, work, args.data_dir, progress=not args.no_progress)

@@ -11,7 +11,17 @@ from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.core.rsa import class_means, fit, rsm
 from poz_jax.core.sweeps import sweep, sweep_masks, sweep_rsms
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("poz-jax")  # one source: pyproject.toml
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "class_means",

@@ -41,6 +41,12 @@ def _check_args(args: argparse.Namespace, rules: dict[str, tuple[int, int | None
 _SEED = (0, 2**31 - 1)
 
 
+def _version() -> str:
+    from poz_jax import __version__
+
+    return __version__
+
+
 def _demo(args: argparse.Namespace) -> int:
     from poz_jax.pipelines.demo import run_demo
 
@@ -51,35 +57,30 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _exp1(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from poz_jax.pipelines import exp1
     from poz_jax.train import Compute
 
     if args.quick and args.preset not in (None, "quick"):
         raise ValueError(f"--quick and --preset {args.preset} contradict each other; give one")
     preset = "quick" if args.quick else args.preset or "paper"
-    changes = {
-        k: v
-        for k, v in (
-            ("seeds", args.seeds),
-            ("epochs", args.epochs),
-            ("learning_rate", args.lr),
-            ("base_seed", args.seed),
-        )
-        if v is not None
-    }
-    if args.optimizer is not None:
-        changes["optimizer"] = args.optimizer
-    if args.init is not None:
-        changes["init_style"] = args.init
-    with _flag_names(_EXP1_FLAGS):
-        cfg = dataclasses.replace(exp1.PRESETS[preset], **changes)
-    out = args.out or f"results/exp1_{preset}"
     compute = Compute(conv=args.conv)
+    with _flag_names(_EXP1_FLAGS):
+        cfg = exp1.config(
+            preset,
+            seeds=args.seeds,
+            epochs=args.epochs,
+            learning_rate=args.lr,
+            base_seed=args.seed,
+            optimizer=args.optimizer,
+            init_style=args.init,
+        )
+    out = args.out or f"results/exp1_{preset}"
     res = exp1.run(cfg, out, args.data_dir, progress=not args.no_progress, compute=compute)
     print(exp1.format_summary(res))
-    print(f"wrote {out}/summary.csv, per_seed.csv, accuracy.csv, figure1.png/.pdf")
+    print(
+        f"wrote {out}/: summary.csv, per_seed.csv, accuracy.csv, analysis.npz, history.json, "
+        "config.json, figure1.png/.pdf, embeddings.npz, checkpoint.npz"
+    )
     return 0
 
 
@@ -97,7 +98,10 @@ def _exp2(args: argparse.Namespace) -> int:
     )
     res = exp2.run(cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress)
     print(exp2.format_stats(res["stats"]))
-    print(f"wrote {args.out}/summary.csv, levels.csv, stats.csv, figure2/3.png/.pdf")
+    print(
+        f"wrote {args.out}/: summary.csv, levels.csv, stats.csv, analysis.npz, config.json, "
+        "figure2/3.png/.pdf, embeddings.npz (network path), null_<set>.npz"
+    )
     return 0
 
 
@@ -126,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="poz-jax",
         description="Rarely-firing nodes (PoZ) and representational similarity, in JAX.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="sweep a generated layer and print a table")
     demo.add_argument("--items", type=int, default=120, help="number of items (default 120)")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
 import numpy as np
+
+from poz_jax.data.cifar10 import SPLIT_FILES
 
 
 def synthetic_activations(
@@ -114,3 +121,49 @@ def write_stimulus_sets(
     np.savez(folder / "similarity.npz", **sims)
     np.savez(folder / "embeddings.npz", **embs)
     return feats_by_set
+
+
+def write_fake_cifar10(folder: Path, layout: str, n_train: int, n_test: int, seed: int = 0):
+    """Write small random CIFAR-10 look-alikes in a layout that ``load_cifar10`` reads.
+
+    ``layout`` is ``"npz"``, ``"python"`` (tar.gz), ``"python-folder"``,
+    ``"binary"`` (tar.gz) or ``"binary-folder"``. Returns the path to pass as
+    ``data_dir`` and the ``{split: (x, y)}`` written.
+    """
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        splits[split] = (
+            rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 10, size=n).astype(np.int64),
+        )
+    if layout == "npz":
+        for split, (x, y) in splits.items():
+            np.savez(folder / f"cifar10_{split}.npz", x=x, y=y.astype(np.uint8))
+        return folder, splits
+    binary = layout.startswith("binary")
+    members = {}
+    for split, (x, y) in splits.items():
+        parts = np.array_split(np.arange(len(x)), len(SPLIT_FILES[split]))
+        for name, idx in zip(SPLIT_FILES[split], parts, strict=True):
+            chw = x[idx].transpose(0, 3, 1, 2).reshape(len(idx), -1)
+            if binary:
+                raw = np.concatenate([y[idx, None].astype(np.uint8), chw], axis=1).tobytes()
+                members[f"{name}.bin"] = raw
+            else:
+                members[name] = pickle.dumps({b"data": chw, b"labels": y[idx].tolist()})
+    sub = "cifar-10-batches-bin" if binary else "cifar-10-batches-py"
+    if layout.endswith("folder"):
+        (folder / sub).mkdir(exist_ok=True)
+        for name, raw in members.items():
+            (folder / sub / name).write_bytes(raw)
+        return folder / sub, splits
+    archive = folder / ("cifar-10-binary.tar.gz" if binary else "cifar-10-python.tar.gz")
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, raw in members.items():
+            info = tarfile.TarInfo(f"{sub}/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return folder, splits

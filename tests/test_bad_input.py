@@ -16,8 +16,8 @@ from conftest import ref_fit, ref_rsm_fast
 import poz_jax as pj
 from poz_jax import cli
 from poz_jax.data import DataError, load_cifar10, load_similarity, load_stimulus_folder
-from poz_jax.data import write_fake_cifar10 as fake_cifar
 from poz_jax.models import convert
+from poz_jax.synthetic import write_fake_cifar10 as fake_cifar
 
 X = np.maximum(np.random.default_rng(0).normal(size=(6, 10)), 0) + 0.01
 T = ref_rsm_fast(np.random.default_rng(1).normal(size=(6, 4)))
@@ -174,13 +174,13 @@ def test_bad_weights_files(tmp_path):
         raw = json.dumps(header).encode()
         return struct.pack("<Q", len(raw)) + raw + bytes(16)
 
-    for header, message in (
-        ([1, 2], "header is not a JSON object"),
-        ({"w": {"dtype": "F32", "shape": [2]}}, "malformed header entry"),
-        ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, "not shape"),
+    for header in (
+        [1, 2],
+        {"w": {"dtype": "F32", "shape": [2]}},
+        {"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
     ):
         (tmp_path / "w.safetensors").write_bytes(safetensors(header))
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ValueError, match="is not a readable safetensors file"):
             convert.read_safetensors(tmp_path / "w.safetensors")
     # The right names with the wrong shapes: refused at conversion, not deep in Flax.
     state = _vgg_state(small=True)

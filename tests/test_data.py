@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poz_jax.data import DataError, load_cifar10, write_fake_cifar10
+from poz_jax.data import DataError, load_cifar10
+from poz_jax.synthetic import write_fake_cifar10
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 

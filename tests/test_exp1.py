@@ -11,8 +11,8 @@ from conftest import ref_fit, ref_rsm_fast
 
 from poz_jax import files
 from poz_jax.cli import main
-from poz_jax.data import write_fake_cifar10
 from poz_jax.pipelines import exp1
+from poz_jax.synthetic import write_fake_cifar10
 from poz_jax.train import Compute, TrainConfig
 
 CFG = TrainConfig(seeds=2, epochs=1, batch_size=10)

@@ -118,7 +118,7 @@ def test_converter_errors_are_clear(tmp_path):
         convert.read_state_dict(tmp_path / "missing.pth")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x05")
-    with pytest.raises(ValueError, match="not a safetensors file"):
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
         convert.read_state_dict(bad)
     with pytest.raises(ValueError, match="features.0.weight"):
         convert.to_flax({"something.else": np.zeros(3)})

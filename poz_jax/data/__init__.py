@@ -1,6 +1,6 @@
 """Data loading with clear errors: CIFAR-10 (Experiment 1) and stimulus sets (Experiment 2)."""
 
-from poz_jax.data.cifar10 import cache_dir, download_cifar10, load_cifar10, write_fake_cifar10
+from poz_jax.data.cifar10 import cache_dir, download_cifar10, load_cifar10
 from poz_jax.data.errors import DataError
 from poz_jax.data.stimuli import (
     StimulusSet,
@@ -22,5 +22,4 @@ __all__ = [
     "load_similarity",
     "load_stimulus_folder",
     "load_stimulus_sets",
-    "write_fake_cifar10",
 ]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import os
 import pickle
 import shutil
@@ -34,7 +33,7 @@ _ARCHIVES = {
     "cifar-10-python.tar.gz": ("c58f30108f718f92721af3b95e74349a", 170498071),
     "cifar-10-binary.tar.gz": ("c32a1d4ab5d03f1284b67883e8d87530", 170052171),
 }
-_SPLIT_FILES = {
+SPLIT_FILES = {
     "train": [f"data_batch_{i}" for i in range(1, 6)],
     "test": ["test_batch"],
 }
@@ -128,7 +127,7 @@ def _load_tar(path: Path, split: str, verify: bool):
         _check_archive(path)
     binary = "binary" in path.name
     folder = "cifar-10-batches-bin" if binary else "cifar-10-batches-py"
-    names = [f"{n}.bin" if binary else n for n in _SPLIT_FILES[split]]
+    names = [f"{n}.bin" if binary else n for n in SPLIT_FILES[split]]
     try:
         with tarfile.open(path) as tar:
 
@@ -147,7 +146,7 @@ def _load_tar(path: Path, split: str, verify: bool):
 
 def _load_folder(path: Path, split: str):
     binary = path.name == "cifar-10-batches-bin"
-    names = [f"{n}.bin" if binary else n for n in _SPLIT_FILES[split]]
+    names = [f"{n}.bin" if binary else n for n in SPLIT_FILES[split]]
     return _read_members(
         lambda n: (path / n).read_bytes(),
         names,
@@ -274,7 +273,7 @@ def load_cifar10(
     Returns:
       ``(images, labels)``: uint8 ``(N, 32, 32, 3)`` RGB and int64 ``(N,)``.
     """
-    if split not in _SPLIT_FILES:
+    if split not in SPLIT_FILES:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if data_dir is None:
         if importlib.util.find_spec("tensorflow_datasets") is not None:
@@ -292,49 +291,3 @@ def load_cifar10(
     else:
         x, y = _load_tar(found, split, verify)
     return _validate(x, y, split, str(found), verify)
-
-
-def write_fake_cifar10(folder: Path, layout: str, n_train: int, n_test: int, seed: int = 0):
-    """Write small random CIFAR-10 look-alikes in one of the local layouts (for tests/demos).
-
-    ``layout`` is ``"npz"``, ``"python"`` (tar.gz), ``"python-folder"``,
-    ``"binary"`` (tar.gz) or ``"binary-folder"``. Returns the path to pass as
-    ``data_dir`` and the ``{split: (x, y)}`` written.
-    """
-    rng = np.random.default_rng(seed)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    splits = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        splits[split] = (
-            rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8),
-            rng.integers(0, 10, size=n).astype(np.int64),
-        )
-    if layout == "npz":
-        for split, (x, y) in splits.items():
-            np.savez(folder / f"cifar10_{split}.npz", x=x, y=y.astype(np.uint8))
-        return folder, splits
-    binary = layout.startswith("binary")
-    members = {}
-    for split, (x, y) in splits.items():
-        parts = np.array_split(np.arange(len(x)), len(_SPLIT_FILES[split]))
-        for name, idx in zip(_SPLIT_FILES[split], parts, strict=True):
-            chw = x[idx].transpose(0, 3, 1, 2).reshape(len(idx), -1)
-            if binary:
-                raw = np.concatenate([y[idx, None].astype(np.uint8), chw], axis=1).tobytes()
-                members[f"{name}.bin"] = raw
-            else:
-                members[name] = pickle.dumps({b"data": chw, b"labels": y[idx].tolist()})
-    sub = "cifar-10-batches-bin" if binary else "cifar-10-batches-py"
-    if layout.endswith("folder"):
-        (folder / sub).mkdir(exist_ok=True)
-        for name, raw in members.items():
-            (folder / sub / name).write_bytes(raw)
-        return folder / sub, splits
-    archive = folder / ("cifar-10-binary.tar.gz" if binary else "cifar-10-python.tar.gz")
-    with tarfile.open(archive, "w:gz") as tar:
-        for name, raw in members.items():
-            info = tarfile.TarInfo(f"{sub}/{name}")
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    return folder, splits

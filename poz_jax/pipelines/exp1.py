@@ -43,6 +43,19 @@ PRESETS = {
 }
 
 
+def config(preset: str = "paper", **overrides) -> TrainConfig:
+    """A preset's :class:`TrainConfig` with the given fields replaced (``None`` keeps the preset's).
+
+    The one place presets and overrides meet: the command line and
+    ``experiments/exp1.py`` both call it.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return dataclasses.replace(
+        PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}
+    )
+
+
 def analyse_embeddings(fc2, labels, keep_counts) -> tuple[Analysis, np.ndarray]:
     """Experiment 1's analysis of ``(seeds, n_images, 84)`` fc2 embeddings, in float64.
 

@@ -1,0 +1,7 @@
+"""``python -m poz_jax``: the ``poz-jax`` command."""
+
+import sys
+
+from poz_jax.cli import main
+
+sys.exit(main())
