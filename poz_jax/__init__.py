@@ -1,12 +1,20 @@
 """poz-jax: rarely-firing nodes (PoZ) and representational similarity, in JAX.
 
-The core is a set of pure, jit- and vmap-able functions on arrays:
+Data flows one way: data (:mod:`poz_jax.data`) -> model
+(:mod:`poz_jax.models`, :mod:`poz_jax.train`) -> activations -> analysis
+(:mod:`poz_jax.analysis` over the array core :mod:`poz_jax.core`) -> tables and
+figures (:mod:`poz_jax.files`, :mod:`poz_jax.plots`); :mod:`poz_jax.pipelines`
+runs the experiments and :mod:`poz_jax.cli` is the command line.
+
+The core, re-exported here, is a set of pure, jit- and vmap-able functions:
 
 - :func:`poz`, :func:`keep_order`, :func:`max_kept_poz`, :func:`keep_grid`
 - :func:`rsm`, :func:`fit`, :func:`class_means`
 - :func:`sweep`, :func:`sweep_masks`, :func:`sweep_rsms`
+- :func:`analyse`: all of them as one experiment's analysis
 """
 
+from poz_jax.analysis import Analysis, analyse
 from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.core.rsa import class_means, fit, rsm
 from poz_jax.core.sweeps import sweep, sweep_masks, sweep_rsms
@@ -24,6 +32,8 @@ def _version() -> str:
 __version__ = _version()
 
 __all__ = [
+    "Analysis",
+    "analyse",
     "class_means",
     "fit",
     "keep_grid",

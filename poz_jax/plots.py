@@ -104,16 +104,19 @@ def figure3(
         (line,) = ax.plot(kept, fit, lw=2, label=name)
         best = int(np.nanargmax(fit))
         ax.plot(kept[best], fit[best], "o", color="red", ms=6, zorder=3)
-        for t in (ticks or {}).get(name, []):
-            y = np.interp(t, kept[::-1], fit[::-1])
-            ax.plot([t, t], [y - 0.012, y + 0.012], color="black", lw=1)
-    ax.plot([], [], "o", color="red", label="max value")
-    ax.plot([], [], "|", color="black", ms=10, label="PoZ 90% - 50%")
+        marks = np.asarray((ticks or {}).get(name, []), float)
+        if marks.size:
+            # Markers are sized in points, so the ticks look the same on any y scale.
+            ys = np.interp(marks, kept[::-1], fit[::-1])
+            ax.plot(marks, ys, "|", color=line.get_color(), mec="black", ms=9, mew=1.2, zorder=4)
+    ax.plot([], [], "o", color="red", label="maximum")
+    ax.plot([], [], "|", color="black", ms=9, mew=1.2, label="kept PoZ falls to 90 ... 50%")
     ax.set_xlim(102, 0)
     ax.set_xlabel("% of nodes kept")
     ax.set_ylabel("fit to human similarity (R$^2$)")
     ax.set_ylim(0, None)
-    ax.legend(frameon=False, loc="lower left")
+    # Outside the axes: inside, the legend hid parts of the curves.
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
         ax.set_title(title)
     fig.tight_layout()

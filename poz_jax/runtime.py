@@ -19,3 +19,11 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+def status(message: str, enabled: bool = True) -> None:
+    """One line of progress news, printed between progress bars (never inside one)."""
+    from tqdm.auto import tqdm
+
+    if enabled:
+        tqdm.write(message)

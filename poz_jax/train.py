@@ -405,6 +405,7 @@ def train_networks(
                 bar.set_postfix(
                     loss=f"{np.mean(losses[-1]) / n:.3f}", acc=f"{np.mean(accs[-1]) / n:.3f}"
                 )
+            bar.set_postfix_str("scoring the test set")
             test_acc = accuracy(forward, state[0], x_test, y_test)[: cfg.seeds]
             bar.set_postfix(
                 loss=f"{np.sum(losses) / n_steps / cfg.seeds:.3f}",

@@ -20,7 +20,7 @@ from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import load_cifar10
 from poz_jax.models.lenet import embed
 from poz_jax.plots import figure1, save_figure
-from poz_jax.runtime import float64
+from poz_jax.runtime import float64, status
 from poz_jax.train import (
     Compute,
     TrainConfig,
@@ -136,6 +136,7 @@ def run(
     else:  # no embeddings yet, or of a shorter run that this one continues
         params, history = train_networks(cfg, data, out, compute, progress)
         trainer = lenet_trainer(cfg, compute)
+        status(f"embedding {len(data['test'][0])} test images", progress)
         logits, fc2 = embed(trainer.forward(), params, data["test"][0])
         labels = data["test"][1]
         acc = (logits.argmax(-1) == labels[None]).mean(-1)
@@ -147,6 +148,7 @@ def run(
         raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
     paper_counts = keep_grid(N_NODES)
     all_counts = np.arange(N_NODES, 0, -1)
+    status(f"analysing {len(fc2)} networks at {len(all_counts)} keep levels", progress)
     result, baseline = analyse_embeddings(fc2, labels, all_counts)
     summary, per_seed, acc_rows = tables(result, paper_counts, acc)
     files.write_csv(out / "summary.csv", summary)
@@ -163,12 +165,17 @@ def run(
             np.array([r[c] for r in rows])
             for c in ("fit_mean", "fit_sd", "max_poz_mean", "max_poz_sd")
         ),
-        title=f"LeNet5 fc2, CIFAR-10: {cfg.seeds} seeds, {cfg.optimizer}, {cfg.epochs} epochs",
+        title=f"LeNet5 fc2, CIFAR-10: {_count(cfg.seeds, 'network')}, {cfg.optimizer}, "
+        f"{_count(cfg.epochs, 'epoch')}",
     )
     figs = save_figure(fig, out / "figure1")
     # k = 1 (every class mean constant) and k = 2 (every r^2 exactly 1) are NaN by definition.
     n_nan = sum(r["n_nan"] for r in summary if r["keep_count"] > 2)
     return {"summary": rows, "test_accuracy": acc, "figures": figs, "n_nan": n_nan}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def format_summary(res: dict) -> str:

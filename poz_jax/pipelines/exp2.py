@@ -26,7 +26,7 @@ from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
 from poz_jax.models.vgg import embed_sets
 from poz_jax.plots import figure2, figure3, save_figure
-from poz_jax.runtime import float64, progress_bar
+from poz_jax.runtime import float64, progress_bar, status
 
 POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
 
@@ -72,15 +72,6 @@ def _group_by_shape(embeddings: dict[str, np.ndarray]) -> list[list[str]]:
     return list(groups.values())
 
 
-def _say(progress: bool, message: str) -> None:
-    from tqdm.auto import tqdm
-
-    if progress:
-        tqdm.write(message)
-    else:
-        print(message, flush=True)
-
-
 def _nulls(cfg, out: Path, embeddings, sets, counts, dtype, progress) -> dict[str, np.ndarray]:
     nulls = {}
     with progress_bar(cfg.n_null * len(sets), "random-pruning null", progress) as bar:
@@ -104,7 +95,7 @@ def _nulls(cfg, out: Path, embeddings, sets, counts, dtype, progress) -> dict[st
                 bar.update(cfg.n_null)
                 continue
             if why:
-                _say(progress, f"recomputing {path.name}: {why}")
+                status(f"recomputing {path.name}: {why}")
             fit = null_fits(x, t, counts, cfg.n_null, seed=cfg.null_seed, progress=bar.update)
             files.save_arrays(path, {"key": key}, fit=fit)
             nulls[name] = fit
@@ -129,7 +120,7 @@ def _embeddings(cfg, out: Path, sets, params, progress) -> dict[str, np.ndarray]
     if arrays is not None and all(n in arrays for n in sets):
         return {n: arrays[n] for n in sets}
     if why:
-        _say(progress, f"recomputing {path.name}: {why}")
+        status(f"recomputing {path.name}: {why}")
     emb = embed_sets(sets, params, cfg.layer, cfg.image_batch, progress)
     files.save_arrays(path, {"key": key}, **emb)
     return emb
@@ -310,7 +301,8 @@ def run(
     files.write_csv(out / "stats.csv", stat_rows)
     files.save_arrays(out / "analysis.npz", {"sets": list(sets)}, **arrays)
     ticks = {n: _ticks(p) for n, p in poz_by_set.items()}
-    title = f"VGG-16 {cfg.layer}" if embeddings is None else Path(embeddings).name
+    source = f"VGG-16 {cfg.layer}" if embeddings is None else "precomputed embeddings"
+    title = f"PoZ-ordered pruning against human similarity ({source})"
     figs = save_figure(figure2({n: poz_by_set[n] for n in sets}), out / "figure2")
     figs += save_figure(figure3({n: curves[n] for n in sets}, ticks, title=title), out / "figure3")
     return {"stats": stat_rows, "figures": figs}
