@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
     args.null_timed = 200 if quick else 2000
     args.train_steps = 10 if quick else 40
     args.seeds = (1, 10) if quick else (1, 10, 50)
-    args.vgg_images = 4 if quick else 120
+    args.vgg_images = 1 if args.check_only else 4 if quick else 120
     if HAS_TORCH:
         import torch
 

@@ -12,6 +12,12 @@ import scipy.stats
 
 jax.config.update("jax_enable_x64", True)
 
+from poz_jax.train import TrainConfig  # noqa: E402
+
+# The training settings every test that trains uses, on 60 training images:
+# one compiled step serves them all (lenet_trainer keeps it for the process).
+SMALL_TRAIN = TrainConfig(seeds=2, epochs=1, batch_size=10)
+
 
 def sparse_acts(rng: np.random.Generator, n_items: int, n_nodes: int) -> np.ndarray:
     """Post-ReLU-like float64 activations with many exact zeros and heavy PoZ ties.

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import ref_fit, ref_rsm_fast
+from conftest import SMALL_TRAIN, ref_fit, ref_rsm_fast
 
 from poz_jax import files
 from poz_jax.cli import main
@@ -15,7 +15,7 @@ from poz_jax.pipelines import exp1
 from poz_jax.synthetic import write_fake_cifar10
 from poz_jax.train import Compute, TrainConfig
 
-CFG = TrainConfig(seeds=2, epochs=1, batch_size=10)
+CFG = SMALL_TRAIN
 
 
 @pytest.fixture(scope="module")

@@ -93,11 +93,13 @@ def test_resume_reuses_finished_nulls(stimuli, result, monkeypatch):
     assert again["stats"] == res["stats"]
 
 
-def test_network_path_with_random_weights(stimuli, tmp_path):
+def test_network_path_with_random_weights(tmp_path):
+    # Three images: every VGG-16 forward at 224 x 224 costs seconds on a CPU.
+    write_stimulus_sets(tmp_path / "stim", names=("discs", "hues"), n_items=3)
     cfg = exp2.Exp2Config(n_null=5, weights="random", sets=("hues",), precision="float32")
-    res = exp2.run(cfg, tmp_path, stimuli, progress=False)
-    emb = np.load(tmp_path / "embeddings.npz")["hues"]
-    assert emb.shape == (12, 4096) and emb.min() >= 0
+    res = exp2.run(cfg, tmp_path / "out", tmp_path / "stim", progress=False)
+    emb = np.load(tmp_path / "out" / "embeddings.npz")["hues"]
+    assert emb.shape == (3, 4096) and emb.min() >= 0
     assert res["stats"][0]["set"] == "hues" and res["stats"][0]["n_null"] == 5
 
 

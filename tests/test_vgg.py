@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from poz_jax.models import convert
-from poz_jax.models.vgg import VGG16, _pool_windows, adaptive_avg_pool, random_params
+from poz_jax.models.vgg import VGG16, _pool_windows, adaptive_avg_pool, param_shapes
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -66,18 +66,22 @@ def _rel_err(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
 
 
+@pytest.fixture(scope="module")
+def converted(torch_model, tmp_path_factory):
+    """The torch model's weights through .pth -> convert-vgg16 -> .npz -> load_params, once."""
+    folder = tmp_path_factory.mktemp("vgg")
+    torch.save(torch_model.state_dict(), folder / "vgg16.pth")
+    convert.convert(folder / "vgg16.pth", folder / "vgg16.npz")
+    return convert.load_params(folder / "vgg16.npz")
+
+
 @pytest.mark.parametrize("size", [32, 224])
-def test_converted_torchvision_weights_match_pytorch(torch_model, tmp_path, size):
+def test_converted_torchvision_weights_match_pytorch(torch_model, converted, size):
     rng = np.random.default_rng(size)
     images = rng.normal(size=(2, 3, size, size)).astype(np.float32)
     fc7_ref, logits_ref = _torch_forward(torch_model, torch.from_numpy(images))
     assert (fc7_ref > 0).mean() > 0.05  # a meaningful comparison, not all zeros
-
-    path = tmp_path / "vgg16.pth"
-    torch.save(torch_model.state_dict(), path)
-    convert.convert(path, tmp_path / "vgg16.npz")
-    params = convert.load_params(tmp_path / "vgg16.npz")
-    out = VGG16().apply({"params": params}, images.transpose(0, 2, 3, 1))
+    out = VGG16().apply({"params": converted}, images.transpose(0, 2, 3, 1))
     assert out["fc7"].shape == (2, 4096) and out["logits"].shape == (2, 1000)
     assert _rel_err(out["fc7"], fc7_ref) < 1e-4
     assert _rel_err(out["logits"], logits_ref) < 1e-4
@@ -139,8 +143,9 @@ def test_adaptive_avg_pool_matches_pytorch():
     np.testing.assert_allclose(_pool_windows(10, 7).sum(1), 1.0)
 
 
-def test_random_params_have_torchvision_shapes():
-    params = random_params(0)
-    assert params["conv1_1"]["kernel"].shape == (3, 3, 3, 64)
-    assert params["fc6"]["kernel"].shape == (25088, 4096)
-    assert params["fc8"]["kernel"].shape == (4096, 1000)
+def test_vgg16_has_torchvision_shapes():
+    shapes = param_shapes()  # what random_params draws, without drawing 138 M numbers
+    assert shapes["conv1_1"]["kernel"] == (3, 3, 3, 64)
+    assert shapes["fc6"]["kernel"] == (25088, 4096)
+    assert shapes["fc8"]["kernel"] == (4096, 1000)
+    assert sum(int(np.prod(s)) for w in shapes.values() for s in w.values()) == 138_357_544
