@@ -4,6 +4,12 @@ Every seed has its own initialisation and its own data order; the seed axis
 is the leading axis of every parameter and optimiser leaf, and it is sharded
 over the available devices (a 1-D mesh named ``"seed"``), so the same code
 runs on one CPU, one GPU or a TPU slice.
+
+:class:`TrainConfig` holds what defines the numbers (it is saved with every
+checkpoint and must match to resume); :class:`Compute` holds how they are
+computed (the convolution formulation, steps per compiled call), which may
+change between runs. :func:`train_networks` trains with a checkpoint after
+every epoch and resumes from it.
 """
 
 from __future__ import annotations

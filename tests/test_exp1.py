@@ -220,3 +220,16 @@ def test_hand_edited_checkpoint_meta_is_refused_clearly(fake, tmp_path, meta):
     files.save_arrays(tmp_path / "checkpoint.npz", meta, leaf=np.zeros(2))
     with pytest.raises(ValueError, match="malformed metadata"):
         exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
+
+
+def test_a_run_resumes_with_another_convolution(fake, tmp_path):
+    # How the numbers are computed is not part of a run's settings: a run
+    # started with one convolution (a CPU's) continues with another (a GPU's).
+    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    run = {"progress": False, "verify": False}
+    exp1.run(CFG, tmp_path / "mixed", fake, compute=Compute(conv="rows"), **run)
+    exp1.run(two, tmp_path / "mixed", fake, compute=Compute(conv="patches"), **run)
+    exp1.run(two, tmp_path / "rows", fake, compute=Compute(conv="rows"), **run)
+    a = files.load_arrays(tmp_path / "mixed" / "embeddings.npz")[0]["fc2"]
+    b = files.load_arrays(tmp_path / "rows" / "embeddings.npz")[0]["fc2"]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
