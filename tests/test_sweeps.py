@@ -228,3 +228,17 @@ class TestErrors:
         empty[1] = False
         with pytest.raises(ValueError, match=r"masks rows \[1\] keep no node"):
             pj.sweep_masks(self.x, self.target, empty)
+
+
+def test_sweep_against_a_ratings_target_with_any_diagonal(rng):
+    # Human matrices are not RSMs: ratings on any scale, any diagonal. A fit
+    # must use the upper triangle only and one scale for all of it.
+    x = sparse_acts(rng, 12, 40)
+    order = np.argsort(np.mean(x == 0, axis=0), kind="stable")
+    ratings = rng.uniform(0, 10, (12, 12))
+    ratings = ratings + ratings.T
+    np.fill_diagonal(ratings, rng.uniform(-50, 50, 12))
+    counts = np.arange(40, 0, -3)
+    want = ref_sweep(x, ratings, counts, order)
+    _assert_close_nan(pj.sweep(x, ratings, counts, order), want, 1e-10)
+    _assert_close_nan(pj.sweep(x, 1e19 * ratings, counts, order), want, 1e-10)

@@ -189,9 +189,111 @@ def sweep_rsms(x, k, o):
 def sweep(x, t, k, o):
     """Kernel of :func:`poz_jax.sweep`: ``(..., n, d), (..., n, n), (L,), (..., d) -> (..., L)``."""
     f = jnp.vectorize(
-        lambda xx, tt, oo: fit(nested_rsms(xx, k, oo), tt), signature="(n,d),(n,n),(d)->(l)"
+        lambda xx, tt, oo: nested_fits(xx, tt, k, oo), signature="(n,d),(n,n),(d)->(l)"
     )
     return f(x, t, o)
+
+
+def nested_fits(x, t, keep_counts, order):
+    """Fits of the nested RSMs of one ``(n, d)`` matrix to ``t`` ``(n, n)``, streamed: ``(L,)``.
+
+    The same numbers as ``fit(nested_rsms(x, keep_counts, order), t)`` (up to
+    rounding), without ever holding more than one Gram matrix: the columns in
+    keep order are cut into pieces that end exactly at the level boundaries
+    (no partial blocks), one scan step adds a piece's Gram to a running one,
+    and a step that completes a level emits that level's fit, computed on the
+    upper triangle from the moments. Memory is O(n^2 + n d) whatever the
+    number of levels; work is one n x n x d product plus one O(n^2) fit per
+    level.
+    """
+    n, d = x.shape
+    n_levels = keep_counts.shape[0]
+    k = jnp.clip(keep_counts, 1, d)  # the documented rule under jit
+    # Levels in ascending order; pieces of at most `width` columns, each inside
+    # one level's segment. The bound on their number is static.
+    width = max(1, math.ceil(2 * d / n_levels))
+    n_pieces = math.ceil(d / width + n_levels * (width - 1) / width)
+    perm = jnp.argsort(k)
+    ks = k[perm]
+    prev = jnp.concatenate([jnp.zeros(1, ks.dtype), ks[:-1]])
+    per_level = -(-(ks - prev) // width)
+    ends = jnp.cumsum(per_level)
+    piece = jnp.arange(n_pieces)
+    level = jnp.clip(jnp.searchsorted(ends, piece, side="right"), 0, n_levels - 1)
+    start = prev[level] + (piece - (ends - per_level)[level]) * width
+    size = jnp.where(piece < ends[-1], jnp.clip(ks[level] - start, 0, width), 0)
+    emits = piece == (ends - 1)[level]
+
+    xo = jnp.take(x, order, axis=-1)
+    # A row of ones carries the row sums and the count in the same Gram.
+    xa = jnp.concatenate([centered(xo), jnp.ones((1, d), x.dtype)])
+    xa = jnp.pad(xa, ((0, 0), (0, width)))
+    differs = xo != xo[:, :1]
+    first_diff = jnp.where(jnp.any(differs, 1), jnp.argmax(differs, 1), d)
+    target = _TriangleTarget.of(t)
+
+    def step(carry, piece_in):
+        gram, done = carry
+        s, w, emit = piece_in
+        block = jax.lax.dynamic_slice_in_dim(xa, s, width, axis=1)
+        block = jnp.where(jnp.arange(width) < w, block, 0.0)
+        gram = gram + block @ block.T
+        done = done + w
+        fit_now = jax.lax.cond(
+            emit,
+            lambda: target.fit_moments(gram, done, done <= first_diff),
+            lambda: jnp.full((), jnp.nan, x.dtype),
+        )
+        return (gram, done), fit_now
+
+    zero = jnp.zeros((n + 1, n + 1), x.dtype)
+    _, fits = jax.lax.scan(step, (zero, jnp.zeros((), ks.dtype)), (start, size, emits))
+    # A level equal to the one before it adds no piece: it takes that one's fit.
+    return jnp.zeros(n_levels, x.dtype).at[perm].set(fits[jnp.clip(ends - 1, 0, n_pieces - 1)])
+
+
+class _TriangleTarget:
+    """A target's upper triangle, centred once, and the fit of a moment-Gram against it."""
+
+    def __init__(self, upper, centred, norm2, bad):
+        self.upper, self.centred, self.norm2, self.bad = upper, centred, norm2, bad
+
+    @classmethod
+    def of(cls, t):
+        n = t.shape[-1]
+        upper = jnp.triu(jnp.ones((n, n), bool), 1)
+        tri = upper_triangle(t)
+        centred = jnp.where(upper, t - jnp.mean(tri), 0.0)
+        # One scale for the whole triangle (r is unchanged), so squares of a
+        # target spread at 1e19 cannot overflow float32.
+        scale = jnp.max(jnp.abs(centred))
+        centred = centred / jnp.where(scale > 0, scale, 1.0)
+        norm2 = jnp.sum(centred * centred)
+        return cls(upper, centred, norm2, nearly_constant(tri) | ~(norm2 > 0))
+
+    def fit_moments(self, gram, count, constant):
+        """Fit of the RSM whose moments ``gram`` ``(n+1, n+1)`` holds (see :func:`fit`)."""
+        n = gram.shape[0] - 1
+        k = count.astype(gram.dtype)
+        g, sums = gram[:n, :n], gram[n, :n]
+        var = jnp.diagonal(g) - sums * sums / k
+        bad_row = constant | ~(var > 0)
+        sd = jnp.sqrt(jnp.where(bad_row, 1.0, var))
+        cov = g - sums[:, None] * sums[None, :] / k
+        r = jnp.clip(cov / (sd[:, None] * sd[None, :]), -1.0, 1.0)
+        # r^2 lies in [0, 1]: no rescaling needed; two points correlate exactly.
+        r2 = jnp.where(count == 2, 1.0, r * r)
+        n_pairs = n * (n - 1) // 2
+        mean = jnp.sum(jnp.where(self.upper, r2, 0.0)) / n_pairs
+        dev = jnp.where(self.upper, r2 - mean, 0.0)
+        num = jnp.sum(dev * self.centred)
+        den = jnp.sqrt(jnp.sum(dev * dev) * self.norm2)
+        hi = jnp.max(jnp.where(self.upper, r2, -jnp.inf))
+        lo = jnp.min(jnp.where(self.upper, r2, jnp.inf))
+        flat = hi - lo <= jnp.sqrt(jnp.finfo(gram.dtype).eps) * hi
+        bad = jnp.any(bad_row) | self.bad | flat | ~(den > 0)
+        r_fit = jnp.clip(num / jnp.where(bad, 1.0, den), -1.0, 1.0)
+        return jnp.where(bad, jnp.nan, r_fit * r_fit)
 
 
 @jax.jit

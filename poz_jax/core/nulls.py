@@ -32,9 +32,13 @@ def random_orders(seed: int, n_nodes: int, start: int, stop: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.permutation(jax.random.fold_in(key, i), n_nodes))(idx)
 
 
-def null_batch_size(n_items: int, n_levels: int, itemsize: int, budget: float = 2**29) -> int:
-    """Orders per device call so one vmapped batch's prefix Grams stay under ``budget`` bytes."""
-    per_order = 3 * (n_levels + 1) * (n_items + 1) ** 2 * itemsize
+def null_batch_size(n_items: int, n_nodes: int, itemsize: int, budget: float = 2**29) -> int:
+    """Orders per device call so one vmapped batch stays under ``budget`` bytes.
+
+    The streamed sweep holds, per order, the reordered activations and a few
+    ``(n_items + 1)``-square matrices, whatever the number of levels.
+    """
+    per_order = ((n_items + 1) * 2 * n_nodes + 4 * (n_items + 1) ** 2) * itemsize
     return max(1, int(budget // per_order))
 
 
@@ -85,7 +89,7 @@ def null_fits(
     n_items, n_nodes = x.shape
     if vmap_size is None:
         cpu = jax.default_backend() == "cpu"
-        vmap_size = 1 if cpu else null_batch_size(n_items, len(k), x.dtype.itemsize)
+        vmap_size = 1 if cpu else null_batch_size(n_items, n_nodes, x.dtype.itemsize)
     out = []
     for start in range(0, n_orders, batch):
         stop = min(start + batch, n_orders)
