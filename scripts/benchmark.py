@@ -31,6 +31,7 @@ from scipy import stats
 jax.config.update("jax_enable_x64", True)
 
 import poz_jax as pj  # noqa: E402
+from poz_jax.core import kernels  # noqa: E402
 from poz_jax.core.nulls import null_fits, random_orders  # noqa: E402
 from poz_jax.synthetic import synthetic_activations  # noqa: E402
 
@@ -141,6 +142,19 @@ def sweep_exp2(args, check_only: bool) -> Table:
         co, od = jnp.asarray(counts), jnp.asarray(order)
         impls[dt] = lambda xd=xd, td=td, co=co, od=od: sweep(xd, td, co, od)
         agree(f"poz_jax.sweep {np.dtype(dt).name} vs NumPy", impls[dt](), ref, tol)
+    # The kernel poz-jax had before the streamed one: all prefix Grams, then every RSM.
+    prefix = jax.jit(lambda xd, td, co, od: kernels.fit(kernels.nested_rsms(xd, co, od), td))
+    x32, t32 = jnp.asarray(x, np.float32), jnp.asarray(target, np.float32)
+    co, od = jnp.asarray(counts), jnp.asarray(order)
+    agree("prefix-Gram kernel float32 vs NumPy", prefix(x32, t32, co, od), ref, 1e-4)
+    every = jnp.asarray(np.arange(4096, 0, -1))
+    every_ref = numpy_fits(x, target, np.arange(4096, 4096 - 40, -1), order)
+    agree(
+        "poz_jax.sweep every level vs NumPy (first 40)",
+        sweep(x32, t32, every, od)[:40],
+        every_ref,
+        1e-4,
+    )
     t = Table("Sweep, Experiment 2 shapes (120 x 4096, 205 levels), one set")
     if check_only:
         return t
@@ -163,6 +177,15 @@ def sweep_exp2(args, check_only: bool) -> Table:
         print("  rsatoolbox not installed: pip install 'poz-jax[bench]'")
     t.add("poz_jax.sweep float32 (jit)", timed(impls[np.float32], args.repeats))
     t.add("poz_jax.sweep float64 (jit)", timed(impls[np.float64], args.repeats))
+    t.add(
+        "previous poz_jax kernel (prefix Grams), float32",
+        timed(lambda: prefix(x32, t32, co, od), args.repeats),
+    )
+    t.add(
+        "poz_jax.sweep float32, every level 4096..1",
+        timed(lambda: sweep(x32, t32, every, od), args.repeats),
+        note="4096 levels, not 205",
+    )
     mm = jax.jit(lambda a: a @ a.T)
     xf = jnp.asarray(x, np.float32)
     t.add("for scale: one 120 x 4096 x 120 product, f32", timed(lambda: mm(xf), args.repeats))
