@@ -96,7 +96,10 @@ def test_resume_reuses_finished_nulls(stimuli, result, monkeypatch):
 def test_network_path_with_random_weights(tmp_path):
     # Three images: every VGG-16 forward at 224 x 224 costs seconds on a CPU.
     write_stimulus_sets(tmp_path / "stim", names=("discs", "hues"), n_items=3)
-    cfg = exp2.Exp2Config(n_null=5, weights="random", sets=("hues",), precision="float32")
+    # image_batch 2: the last batch of one image is padded to two and cut back.
+    cfg = exp2.Exp2Config(
+        n_null=5, weights="random", sets=("hues",), precision="float32", image_batch=2
+    )
     res = exp2.run(cfg, tmp_path / "out", tmp_path / "stim", progress=False)
     emb = np.load(tmp_path / "out" / "embeddings.npz")["hues"]
     assert emb.shape == (3, 4096) and emb.min() >= 0

@@ -230,3 +230,52 @@ def test_planted_structure_is_significant_and_a_random_target_is_not():
     obs_u = np.asarray(sweep(x, unrelated, k, order))
     _, p_u, _ = nulls.improvement_test(obs_u, nulls.null_fits(x, unrelated, k, 200, seed=0))
     assert p_u > 0.05
+
+
+EIGHT_DEVICES = """
+import jax, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+jax.config.update("jax_enable_x64", True)
+import poz_jax as pj
+from poz_jax.core.nulls import null_fits
+from poz_jax.synthetic import synthetic_activations
+assert len(jax.devices()) == 8
+x = synthetic_activations(10, 60, seed=0, dtype=np.float64)
+rng = np.random.default_rng(1)
+t = rng.random((10, 10))
+t = t + t.T
+k = np.arange(60, 0, -7)
+# 21 orders in batches of 10: batches of 10, 10, 1 padded to 16, 16, 8 over 8 devices.
+one = null_fits(x, t, k, 21, seed=3, batch=10, devices=jax.devices()[:1])
+eight = null_fits(x, t, k, 21, seed=3, batch=10)
+np.testing.assert_allclose(eight, one, rtol=1e-12, atol=1e-15)
+print("null: 8 devices equal 1")
+# The sweep's leading axis (sets, networks) sharded over the devices stays sharded.
+xs = np.stack([synthetic_activations(10, 60, seed=s, dtype=np.float64) for s in range(8)])
+order = np.stack([np.asarray(pj.keep_order(pj.poz(a))) for a in xs])
+want = np.asarray(pj.sweep(xs, t, k, order))
+mesh = Mesh(np.array(jax.devices()), ("sets",))
+put = lambda a: jax.device_put(a, NamedSharding(mesh, P("sets")))
+got = jax.jit(pj.sweep)(put(xs), t, k, put(order))
+assert len(got.sharding.device_set) == 8, got.sharding
+np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-15)
+print("sweep: sharded over 8 devices equals 1")
+"""
+
+
+def test_null_and_sweep_over_eight_devices_equal_one_device():
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", EIGHT_DEVICES], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "null: 8 devices equal 1" in proc.stdout
+    assert "sweep: sharded over 8 devices equals 1" in proc.stdout

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from poz_jax.core import _validate as v
 from poz_jax.core import kernels
@@ -42,12 +44,33 @@ def null_batch_size(n_items: int, n_nodes: int, itemsize: int, budget: float = 2
     return max(1, int(budget // per_order))
 
 
-@partial(jax.jit, static_argnames="vmap_size")
-def _null_batch(x, t, k, orders, vmap_size: int):
+def _map_orders(x, t, k, orders, vmap_size: int):
     # lax.map runs the orders one after another inside one compiled call
     # (vmap_size at a time): on a CPU, vmapping many orders only adds memory
     # traffic, while an accelerator wants several in flight.
     return jax.lax.map(lambda o: kernels.sweep(x, t, k, o), orders, batch_size=vmap_size)
+
+
+@partial(jax.jit, static_argnames=("vmap_size", "mesh"))
+def _null_batch(x, t, k, orders, vmap_size: int, mesh: Mesh | None = None):
+    if mesh is None:
+        return _map_orders(x, t, k, orders, vmap_size)
+    # Every device maps its own block of orders (jax.shard_map over a 1-D
+    # mesh "orders"); the data and keep counts are replicated.
+    per_device = jax.shard_map(
+        lambda xx, tt, kk, oo: _map_orders(xx, tt, kk, oo, vmap_size),
+        mesh=mesh,
+        in_specs=(P(), P(), P(), P("orders")),
+        out_specs=P("orders"),
+        check_vma=False,  # the sweep kernel's lax.cond branches are not annotated
+    )
+    return per_device(x, t, k, orders)
+
+
+def order_mesh(devices: list | None = None) -> Mesh | None:
+    """A 1-D mesh ``"orders"`` over ``devices`` (default: all), or None for a single device."""
+    devices = list(jax.devices() if devices is None else devices)
+    return Mesh(np.array(devices), ("orders",)) if len(devices) > 1 else None
 
 
 def null_fits(
@@ -59,6 +82,7 @@ def null_fits(
     batch: int = 250,
     vmap_size: int | None = None,
     progress=None,
+    devices: list | None = None,
 ) -> np.ndarray:
     """Fits under ``n_orders`` random keep orders: ``(n_orders, n_levels)``.
 
@@ -72,6 +96,9 @@ def null_fits(
       vmap_size: orders computed side by side within a call (default 1 on
         CPU; on GPU/TPU as many as fit in about 0.5 GiB).
       progress: optional callable ``progress(n_done)`` after each batch.
+      devices: where to compute (default: every device). With several, each
+        batch's orders are split over a 1-D mesh ``"orders"`` with
+        ``jax.shard_map``; the numbers equal a single device's.
     """
     x = v.prepare_acts(x)
     if x.ndim != 2:
@@ -90,11 +117,17 @@ def null_fits(
     if vmap_size is None:
         cpu = jax.default_backend() == "cpu"
         vmap_size = 1 if cpu else null_batch_size(n_items, n_nodes, x.dtype.itemsize)
+    mesh = order_mesh(devices)
+    n_dev = 1 if mesh is None else mesh.size
     out = []
     for start in range(0, n_orders, batch):
         stop = min(start + batch, n_orders)
-        orders = random_orders(seed, n_nodes, start, stop)
-        out.append(np.asarray(_null_batch(x, t, k, orders, min(vmap_size, stop - start))))
+        # Pad the batch to a whole number of orders per device (the extra
+        # orders are computed and dropped), so every device gets work.
+        padded = -(-(stop - start) // n_dev) * n_dev
+        orders = random_orders(seed, n_nodes, start, start + padded)
+        size = min(vmap_size, padded // n_dev)
+        out.append(np.asarray(_null_batch(x, t, k, orders, size, mesh))[: stop - start])
         if progress is not None:
             progress(stop - start)
     return np.concatenate(out)

@@ -127,9 +127,15 @@ def embed_sets(
                     f"set {name!r} has no images (a similarity-only file): pass --embeddings"
                 )
             parts = []
-            for i in range(0, len(s.images), batch):
-                acts = forward(params, load_images(s.images[i : i + batch]))
-                parts.append(np.asarray(acts).reshape(acts.shape[0], -1))
-                bar.update(len(parts[-1]))
+            size = min(batch, len(s.images))
+            for i in range(0, len(s.images), size):
+                images = load_images(s.images[i : i + size])
+                n = len(images)
+                # A short last batch is padded to the batch shape (its extra
+                # rows dropped): one compiled shape per run, not two.
+                images = np.concatenate([images, np.repeat(images[-1:], size - n, axis=0)])
+                acts = np.asarray(forward(params, images))[:n]
+                parts.append(acts.reshape(n, -1))
+                bar.update(n)
             out[name] = np.concatenate(parts)
     return out
