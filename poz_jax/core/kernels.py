@@ -255,13 +255,19 @@ def nested_fits(x, t, keep_counts, order):
 class _TriangleTarget:
     """A target's upper triangle, centred once, and the fit of a moment-Gram against it."""
 
-    def __init__(self, upper, centred, norm2, bad):
-        self.upper, self.centred, self.norm2, self.bad = upper, centred, norm2, bad
+    def __init__(self, centred, norm2, bad):
+        self.centred, self.norm2, self.bad = centred, norm2, bad
+
+    @property
+    def upper(self) -> jax.Array:
+        # Built from iotas where it is used, so XLA fuses it: no n x n mask in memory.
+        n = self.centred.shape[-1]
+        return jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
 
     @classmethod
     def of(cls, t):
         n = t.shape[-1]
-        upper = jnp.triu(jnp.ones((n, n), bool), 1)
+        upper = jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
         tri = upper_triangle(t)
         centred = jnp.where(upper, t - jnp.mean(tri), 0.0)
         # One scale for the whole triangle (r is unchanged), so squares of a
@@ -269,7 +275,7 @@ class _TriangleTarget:
         scale = jnp.max(jnp.abs(centred))
         centred = centred / jnp.where(scale > 0, scale, 1.0)
         norm2 = jnp.sum(centred * centred)
-        return cls(upper, centred, norm2, nearly_constant(tri) | ~(norm2 > 0))
+        return cls(centred, norm2, nearly_constant(tri) | ~(norm2 > 0))
 
     def fit_moments(self, gram, count, constant):
         """Fit of the RSM whose moments ``gram`` ``(n+1, n+1)`` holds (see :func:`fit`)."""
