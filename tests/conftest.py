@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 import zlib
 
@@ -108,3 +111,21 @@ def ref_sweep(x, target, keep_counts, order) -> np.ndarray:
 def rng(request) -> np.random.Generator:
     """A fresh generator per test, seeded from the test's name for reproducible failures."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def run_on_host_devices(code: str, n_devices: int = 8) -> str:
+    """Run Python ``code`` in a fresh process whose CPU shows as ``n_devices`` devices.
+
+    Returns its stdout; fails the test with its stderr when it fails. (JAX fixes
+    the device count at start-up, so multi-device tests need their own process.)
+    """
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout

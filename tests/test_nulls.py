@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import run_on_host_devices
 from scipy import stats
 
 from poz_jax import sweep
@@ -264,18 +265,6 @@ print("sweep: sharded over 8 devices equals 1")
 
 
 def test_null_and_sweep_over_eight_devices_equal_one_device():
-    import os
-    import subprocess
-    import sys
-
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", EIGHT_DEVICES], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "null: 8 devices equal 1" in proc.stdout
-    assert "sweep: sharded over 8 devices equals 1" in proc.stdout
+    out = run_on_host_devices(EIGHT_DEVICES)
+    assert "null: 8 devices equal 1" in out
+    assert "sweep: sharded over 8 devices equals 1" in out

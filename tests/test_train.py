@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import textwrap
 from typing import NamedTuple
 
@@ -13,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import SMALL_TRAIN
+from conftest import SMALL_TRAIN, run_on_host_devices
 
 from poz_jax import files
 from poz_jax.models import LeNet5
@@ -123,17 +120,9 @@ SHARDED = textwrap.dedent(
 
 
 def test_fifty_seeds_on_eight_devices_use_all_eight_and_equal_one_device():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "devices 8 padded 56 shards 8" in proc.stdout
-    assert "sharded equals single-device" in proc.stdout
+    out = run_on_host_devices(SHARDED)
+    assert "devices 8 padded 56 shards 8" in out
+    assert "sharded equals single-device" in out
 
 
 class _State(NamedTuple):
