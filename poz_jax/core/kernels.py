@@ -252,6 +252,10 @@ def nested_fits(x, t, keep_counts, order):
     return jnp.zeros(n_levels, x.dtype).at[perm].set(fits[jnp.clip(ends - 1, 0, n_pieces - 1)])
 
 
+# Bytes of one n x n matrix above which the fit trades compute for memory.
+_LARGE = 2**26
+
+
 class _TriangleTarget:
     """A target's upper triangle, centred once, and the fit of a moment-Gram against it."""
 
@@ -268,14 +272,17 @@ class _TriangleTarget:
     def of(cls, t):
         n = t.shape[-1]
         upper = jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
-        tri = upper_triangle(t)
-        centred = jnp.where(upper, t - jnp.mean(tri), 0.0)
+        # Masked reductions over the full matrix: no copy of the triangle.
+        hi = jnp.max(jnp.where(upper, t, -jnp.inf))
+        lo = jnp.min(jnp.where(upper, t, jnp.inf))
+        flat = hi - lo <= jnp.sqrt(jnp.finfo(t.dtype).eps) * jnp.maximum(jnp.abs(hi), jnp.abs(lo))
+        centred = jnp.where(upper, t - jnp.sum(jnp.where(upper, t, 0.0)) / (n * (n - 1) // 2), 0.0)
         # One scale for the whole triangle (r is unchanged), so squares of a
         # target spread at 1e19 cannot overflow float32.
         scale = jnp.max(jnp.abs(centred))
         centred = centred / jnp.where(scale > 0, scale, 1.0)
         norm2 = jnp.sum(centred * centred)
-        return cls(centred, norm2, nearly_constant(tri) | ~(norm2 > 0))
+        return cls(centred, norm2, flat | ~(norm2 > 0))
 
     def fit_moments(self, gram, count, constant):
         """Fit of the RSM whose moments ``gram`` ``(n+1, n+1)`` holds (see :func:`fit`)."""
@@ -285,17 +292,31 @@ class _TriangleTarget:
         var = jnp.diagonal(g) - sums * sums / k
         bad_row = constant | ~(var > 0)
         sd = jnp.sqrt(jnp.where(bad_row, 1.0, var))
-        cov = g - sums[:, None] * sums[None, :] / k
-        r = jnp.clip(cov / (sd[:, None] * sd[None, :]), -1.0, 1.0)
-        # r^2 lies in [0, 1]: no rescaling needed; two points correlate exactly.
-        r2 = jnp.where(count == 2, 1.0, r * r)
+        upper = self.upper
+
+        def squared_r():
+            cov = g - sums[:, None] * sums[None, :] / k
+            r = jnp.clip(cov / (sd[:, None] * sd[None, :]), -1.0, 1.0)
+            # r^2 lies in [0, 1]: no rescaling needed; two points correlate exactly.
+            return jnp.where(count == 2, 1.0, r * r)
+
+        if n * n * gram.dtype.itemsize > _LARGE:
+            # Many items: recompute r^2 inside each reduction (elementwise, so
+            # XLA fuses it there) rather than hold n x n arrays per quantity.
+            r2 = squared_r
+        else:  # few items: compute once; the arrays stay in cache
+            once = squared_r()
+
+            def r2():
+                return once
+
         n_pairs = n * (n - 1) // 2
-        mean = jnp.sum(jnp.where(self.upper, r2, 0.0)) / n_pairs
-        dev = jnp.where(self.upper, r2 - mean, 0.0)
-        num = jnp.sum(dev * self.centred)
-        den = jnp.sqrt(jnp.sum(dev * dev) * self.norm2)
-        hi = jnp.max(jnp.where(self.upper, r2, -jnp.inf))
-        lo = jnp.min(jnp.where(self.upper, r2, jnp.inf))
+        mean = jnp.sum(jnp.where(upper, r2(), 0.0)) / n_pairs
+        # The target is centred on the triangle, so sum((r2 - mean) * t) = sum(r2 * t).
+        num = jnp.sum(r2() * self.centred)
+        den = jnp.sqrt(jnp.sum(jnp.where(upper, (r2() - mean) ** 2, 0.0)) * self.norm2)
+        hi = jnp.max(jnp.where(upper, r2(), -jnp.inf))
+        lo = jnp.min(jnp.where(upper, r2(), jnp.inf))
         flat = hi - lo <= jnp.sqrt(jnp.finfo(gram.dtype).eps) * hi
         bad = jnp.any(bad_row) | self.bad | flat | ~(den > 0)
         r_fit = jnp.clip(num / jnp.where(bad, 1.0, den), -1.0, 1.0)
