@@ -242,3 +242,21 @@ def test_sweep_against_a_ratings_target_with_any_diagonal(rng):
     want = ref_sweep(x, ratings, counts, order)
     _assert_close_nan(pj.sweep(x, ratings, counts, order), want, 1e-10)
     _assert_close_nan(pj.sweep(x, 1e19 * ratings, counts, order), want, 1e-10)
+
+
+def test_many_items_path_gives_the_same_fits(rng, monkeypatch):
+    # Above kernels._LARGE bytes per n x n matrix the fit recomputes r^2 in each
+    # reduction to save memory; force that path on small data and compare.
+    from poz_jax.core import kernels
+
+    x = sparse_acts(rng, 9, 23)
+    order = np.argsort(np.mean(x == 0, axis=0), kind="stable")
+    target = ref_rsm(rng.random((9, 4)))
+    counts = np.arange(23, 0, -2)
+    want = ref_sweep(x, target, counts, order)
+    monkeypatch.setattr(kernels, "_LARGE", 0)
+    jax.clear_caches()
+    try:
+        _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
+    finally:
+        jax.clear_caches()
