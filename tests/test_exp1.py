@@ -233,3 +233,19 @@ def test_a_run_resumes_with_another_convolution(fake, tmp_path):
     a = files.load_arrays(tmp_path / "mixed" / "embeddings.npz")[0]["fc2"]
     b = files.load_arrays(tmp_path / "rows" / "embeddings.npz")[0]["fc2"]
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_version_and_module_entry_point(capsys):
+    import subprocess
+    import sys
+
+    import poz_jax
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"poz-jax {poz_jax.__version__}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "poz_jax", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"poz-jax {poz_jax.__version__}"
