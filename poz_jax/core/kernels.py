@@ -55,12 +55,21 @@ def row_constant(x) -> jax.Array:
 
 def nearly_constant(t) -> jax.Array:
     """``(...)`` bool: triangles ``(..., p)`` constant up to rounding."""
-    # An RSM triangle whose spread is below sqrt(eps) of its scale is constant
-    # up to rounding (e.g. r = 1 for every pair, computed as 1 - 1e-7), and a
-    # correlation with it is noise; treat it as the constant it is.
-    tol = jnp.sqrt(jnp.finfo(t.dtype).eps)
-    spread = jnp.max(t, axis=-1) - jnp.min(t, axis=-1)
-    return spread <= tol * jnp.max(jnp.abs(t), axis=-1)
+    return _flat(jnp.max(t, axis=-1), jnp.min(t, axis=-1))
+
+
+def _flat(hi, lo) -> jax.Array:
+    # Values whose spread is below sqrt(eps) of their scale are constant up to
+    # rounding (e.g. r = 1 for every pair, computed as 1 - 1e-7), and a
+    # correlation with them is noise; treat them as the constant they are.
+    tol = jnp.sqrt(jnp.finfo(hi.dtype).eps)
+    return hi - lo <= tol * jnp.maximum(jnp.abs(hi), jnp.abs(lo))
+
+
+def _upper(n: int) -> jax.Array:
+    # The strict upper triangle as a mask built from iotas: XLA fuses it where
+    # it is used, so no n x n mask is ever held in memory.
+    return jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
 
 
 def centered(x) -> jax.Array:
@@ -262,50 +271,37 @@ class _TriangleTarget:
     def __init__(self, centred, norm2, bad):
         self.centred, self.norm2, self.bad = centred, norm2, bad
 
-    @property
-    def upper(self) -> jax.Array:
-        # Built from iotas where it is used, so XLA fuses it: no n x n mask in memory.
-        n = self.centred.shape[-1]
-        return jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
-
     @classmethod
     def of(cls, t):
         n = t.shape[-1]
-        upper = jnp.arange(n)[:, None] < jnp.arange(n)[None, :]
+        upper = _upper(n)
         # Masked reductions over the full matrix: no copy of the triangle.
         hi = jnp.max(jnp.where(upper, t, -jnp.inf))
         lo = jnp.min(jnp.where(upper, t, jnp.inf))
-        flat = hi - lo <= jnp.sqrt(jnp.finfo(t.dtype).eps) * jnp.maximum(jnp.abs(hi), jnp.abs(lo))
         centred = jnp.where(upper, t - jnp.sum(jnp.where(upper, t, 0.0)) / (n * (n - 1) // 2), 0.0)
         # One scale for the whole triangle (r is unchanged), so squares of a
         # target spread at 1e19 cannot overflow float32.
         scale = jnp.max(jnp.abs(centred))
         centred = centred / jnp.where(scale > 0, scale, 1.0)
         norm2 = jnp.sum(centred * centred)
-        return cls(centred, norm2, flat | ~(norm2 > 0))
+        return cls(centred, norm2, _flat(hi, lo) | ~(norm2 > 0))
 
     def fit_moments(self, gram, count, constant):
         """Fit of the RSM whose moments ``gram`` ``(n+1, n+1)`` holds (see :func:`fit`)."""
         n = gram.shape[0] - 1
-        k = count.astype(gram.dtype)
-        g, sums = gram[:n, :n], gram[n, :n]
-        var = jnp.diagonal(g) - sums * sums / k
-        bad_row = constant | ~(var > 0)
-        sd = jnp.sqrt(jnp.where(bad_row, 1.0, var))
-        upper = self.upper
+        upper = _upper(n)
+        g = gram[:n, :n]
 
-        def squared_r():
-            cov = g - sums[:, None] * sums[None, :] / k
-            r = jnp.clip(cov / (sd[:, None] * sd[None, :]), -1.0, 1.0)
-            # r^2 lies in [0, 1]: no rescaling needed; two points correlate exactly.
-            return jnp.where(count == 2, 1.0, r * r)
+        def rsm():
+            # NaN in the rows of constant items, so any of them makes the fit NaN.
+            return rsm_from_moments(g, gram[n, :n], jnp.diagonal(g), count, constant)
 
         if n * n * gram.dtype.itemsize > _LARGE:
-            # Many items: recompute r^2 inside each reduction (elementwise, so
-            # XLA fuses it there) rather than hold n x n arrays per quantity.
-            r2 = squared_r
+            # Many items: recompute the RSM inside each reduction (elementwise,
+            # so XLA fuses it there) rather than hold n x n arrays per quantity.
+            r2 = rsm
         else:  # few items: compute once; the arrays stay in cache
-            once = squared_r()
+            once = rsm()
 
             def r2():
                 return once
@@ -313,12 +309,11 @@ class _TriangleTarget:
         n_pairs = n * (n - 1) // 2
         mean = jnp.sum(jnp.where(upper, r2(), 0.0)) / n_pairs
         # The target is centred on the triangle, so sum((r2 - mean) * t) = sum(r2 * t).
-        num = jnp.sum(r2() * self.centred)
+        num = jnp.sum(jnp.where(upper, r2(), 0.0) * self.centred)
         den = jnp.sqrt(jnp.sum(jnp.where(upper, (r2() - mean) ** 2, 0.0)) * self.norm2)
         hi = jnp.max(jnp.where(upper, r2(), -jnp.inf))
         lo = jnp.min(jnp.where(upper, r2(), jnp.inf))
-        flat = hi - lo <= jnp.sqrt(jnp.finfo(gram.dtype).eps) * hi
-        bad = jnp.any(bad_row) | self.bad | flat | ~(den > 0)
+        bad = self.bad | _flat(hi, lo) | ~(den > 0)
         r_fit = jnp.clip(num / jnp.where(bad, 1.0, den), -1.0, 1.0)
         return jnp.where(bad, jnp.nan, r_fit * r_fit)
 
