@@ -123,7 +123,8 @@ def analyse(x, target, keep_counts, poz_values=None, order=None) -> Analysis:
     Returns:
       :class:`Analysis` on the host.
     """
-    x, k, _ = v.prepare_sweep(x, keep_counts, np.arange(np.shape(x)[-1]))
+    x = v.prepare_acts(x)
+    k = v.as_keep_counts(keep_counts, x.shape[-1])
     t = v.prepare_target(target, x.shape[-2], x.shape[:-2])
     p = poz(x) if poz_values is None else v.as_float(poz_values, "poz_values")
     if p.shape[-1] != x.shape[-1]:

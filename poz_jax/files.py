@@ -23,6 +23,8 @@ import numpy as np
 # Marks the temporary files of atomic writes, so a later run can clean up
 # after a killed one without touching anything else.
 _TMP = ".poztmp"
+# What NumPy raises for a missing, truncated or corrupt .npz.
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
 def _umask() -> int:
@@ -90,7 +92,7 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except _READ_ERRORS as err:
         raise ValueError(
             f"{path} is not a readable .npz file ({err}); delete it to start over"
         ) from err
@@ -147,7 +149,7 @@ def load_meta(path: str | Path) -> dict:
             if "__meta__" not in z.files:
                 return {}
             meta = json.loads(str(z["__meta__"]))
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+    except _READ_ERRORS as err:
         raise ValueError(
             f"{path} is not a readable .npz file ({err}); delete it to start over"
         ) from err

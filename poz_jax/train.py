@@ -326,10 +326,9 @@ def check_resumable(meta: dict, cfg: TrainConfig, data: dict, path: Path) -> int
     epochs done than ``cfg`` asks for.
     """
     epochs_done = _saved_epochs(meta, path)
-    saved = dict(meta["train"])
     want = dataclasses.asdict(cfg)
     # A longer run may continue a shorter one; nothing else may change.
-    saved = {k: v for k, v in saved.items() if k not in _COMPUTE_ONLY}
+    saved = {k: v for k, v in meta["train"].items() if k not in _COMPUTE_ONLY}
     saved.pop("epochs", None)
     want.pop("epochs")
     diff = files.changed(saved, want)
@@ -358,12 +357,19 @@ def _train_subset(cfg: TrainConfig, x: np.ndarray, y: np.ndarray):
 
 
 def train_networks(
-    cfg: TrainConfig, data: dict, out: Path, compute: Compute | None = None, progress: bool = True
+    cfg: TrainConfig,
+    data: dict,
+    out: Path,
+    compute: Compute | None = None,
+    progress: bool = True,
+    key: dict | None = None,
 ):
     """Train (or resume) ``cfg.seeds`` LeNet5s; returns ``(params, history)``.
 
     A checkpoint is written to ``out/checkpoint.npz`` after every epoch; it
     holds the real seeds only, so a run may resume on another device count.
+    ``key`` is ``data_key(data)`` when the caller has it (hashing the images
+    twice costs a second pass over them).
     """
     x_train, y_train = _train_subset(cfg, *data["train"])
     n_steps = len(x_train) // cfg.batch_size
@@ -376,7 +382,7 @@ def train_networks(
     keys = seed_keys(cfg)
     state = trainer.init(keys)
     ckpt = out / "checkpoint.npz"
-    key = data_key(data)
+    key = data_key(data) if key is None else key
     history: list[dict] = []
     start = 0
     if ckpt.exists():

@@ -96,7 +96,8 @@ def check_symmetric(m, name: str, rtol: float = 1e-5, atol: float = 1e-8) -> Non
         return
     a = np.asarray(m)
     # In blocks of rows, so a 10,000-item matrix needs no full-size temporaries.
-    step = max(1, 2**22 // max(1, a.shape[-1] * max(1, a[..., 0, 0].size)))
+    values_per_row = a.shape[-1] * int(np.prod(a.shape[:-2]))
+    step = max(1, 2**22 // max(1, values_per_row))
     asymmetric, worst = False, 0.0
     for i in range(0, a.shape[-1], step):
         rows = a[..., i : i + step, :]

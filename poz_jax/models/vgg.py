@@ -108,6 +108,15 @@ def check_params(params: dict, where: str) -> None:
                 raise ValueError(f"{where}: {layer}/{kind} has shape {got}, VGG-16 needs {shape}")
 
 
+def check_have_images(sets: dict) -> None:
+    """Raise unless every stimulus set of ``sets`` has image files to embed."""
+    no_images = [name for name, s in sets.items() if s.images is None]
+    if no_images:
+        raise ValueError(
+            f"set(s) {no_images} have no images (a similarity-only file): pass --embeddings"
+        )
+
+
 def embed_sets(
     sets: dict, params, layer: str, batch: int = 20, progress: bool = True
 ) -> dict[str, np.ndarray]:
@@ -118,14 +127,11 @@ def embed_sets(
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")
     forward = jax.jit(lambda p, x: VGG16().apply({"params": p}, imagenet_standardise(x))[layer])
+    check_have_images(sets)
     out = {}
     total = sum(len(s.images) for s in sets.values())
     with progress_bar(total, f"VGG-16 {layer}", progress) as bar:
         for name, s in sets.items():
-            if s.images is None:
-                raise ValueError(
-                    f"set {name!r} has no images (a similarity-only file): pass --embeddings"
-                )
             parts = []
             size = min(batch, len(s.images))
             for i in range(0, len(s.images), size):

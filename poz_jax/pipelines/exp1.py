@@ -134,7 +134,7 @@ def run(
         fc2, labels, acc = (arrays[k] for k in _EMB_KEYS)
         history = emb_meta["history"]
     else:  # no embeddings yet, or of a shorter run that this one continues
-        params, history = train_networks(cfg, data, out, compute, progress)
+        params, history = train_networks(cfg, data, out, compute, progress, key)
         trainer = lenet_trainer(cfg, compute)
         status(f"embedding {len(data['test'][0])} test images", progress)
         logits, fc2 = embed(trainer.forward(), params, data["test"][0])

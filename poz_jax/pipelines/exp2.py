@@ -24,7 +24,7 @@ from poz_jax.core.nulls import improvement_test, null_fits, trend_test
 from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
-from poz_jax.models.vgg import embed_sets
+from poz_jax.models.vgg import check_have_images, embed_sets
 from poz_jax.plots import figure2, figure3, save_figure
 from poz_jax.runtime import float64, progress_bar, status
 
@@ -128,11 +128,7 @@ def _embeddings(cfg, out: Path, sets, params, progress) -> dict[str, np.ndarray]
 
 def _network(cfg: Exp2Config, sets: dict[str, StimulusSet]):
     """The VGG-16 parameters ``cfg`` asks for, after checking every set has images."""
-    no_images = [n for n, s in sets.items() if s.images is None]
-    if no_images:
-        raise ValueError(
-            f"set(s) {no_images} have no images (a similarity-only file): pass --embeddings"
-        )
+    check_have_images(sets)
     if cfg.weights is None:
         raise ValueError(
             "no network weights: pass --weights (a converted VGG-16 .npz, or 'random' for a "
