@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -111,6 +112,55 @@ def ref_sweep(x, target, keep_counts, order) -> np.ndarray:
 def rng(request) -> np.random.Generator:
     """A fresh generator per test, seeded from the test's name for reproducible failures."""
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_processes(code: str, n_processes: int = 2, n_devices: int = 2) -> list[str]:
+    """Run Python ``code`` as one multi-process JAX job on this machine's CPU.
+
+    Each process sees ``n_devices`` CPU devices and the environment variables
+    ``POZ_COORDINATOR``, ``POZ_N_PROCESSES`` and ``POZ_PROCESS_ID`` to pass to
+    ``jax.distributed.initialize``. Returns each process's stdout; fails the
+    test with a process's stderr when one fails.
+    """
+    port = free_port()
+    procs = []
+    for pid in range(n_processes):
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "JAX_NUM_CPU_DEVICES": str(n_devices),
+            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+            "POZ_COORDINATOR": f"localhost:{port}",
+            "POZ_N_PROCESSES": str(n_processes),
+            "POZ_PROCESS_ID": str(pid),
+        }
+        env.pop("XLA_FLAGS", None)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=600)
+            assert proc.returncode == 0, err[-3000:]
+            outs.append(out)
+    finally:
+        for proc in procs:
+            proc.kill()
+    return outs
 
 
 def run_on_host_devices(code: str, n_devices: int = 8) -> str:

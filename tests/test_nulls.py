@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from conftest import run_on_host_devices
+from conftest import run_on_host_devices, run_processes
 from scipy import stats
 
 from poz_jax import sweep
@@ -268,3 +268,39 @@ def test_null_and_sweep_over_eight_devices_equal_one_device():
     out = run_on_host_devices(EIGHT_DEVICES)
     assert "null: 8 devices equal 1" in out
     assert "sweep: sharded over 8 devices equals 1" in out
+
+
+TWO_PROCESSES = """
+import os
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+jax.distributed.initialize(
+    coordinator_address=os.environ["POZ_COORDINATOR"],
+    num_processes=int(os.environ["POZ_N_PROCESSES"]),
+    process_id=int(os.environ["POZ_PROCESS_ID"]),
+)
+from poz_jax.core.nulls import null_fits
+from poz_jax.synthetic import synthetic_activations
+assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2
+x = synthetic_activations(10, 60, seed=0, dtype=np.float64)
+rng = np.random.default_rng(1)
+t = rng.random((10, 10))
+t = t + t.T
+# 13 orders in batches of 6: 6, 6, 1, padded to 8, 8, 4 over the 4 devices of 2 processes.
+null = null_fits(x, t, np.arange(60, 0, -7), 13, seed=3, batch=6)
+print(jax.process_index(), null.shape, null.tobytes().hex())
+"""
+
+
+def test_null_over_two_processes_equals_one_process():
+    outs = run_processes(TWO_PROCESSES, n_processes=2, n_devices=2)
+    x = synthetic_activations(10, 60, seed=0, dtype=np.float64)
+    r = np.random.default_rng(1)
+    t = r.random((10, 10))
+    t = t + t.T
+    want = nulls.null_fits(x, t, np.arange(60, 0, -7), 13, seed=3, batch=6)
+    for pid, out in enumerate(outs):
+        line = [ln for ln in out.splitlines() if ln.startswith(f"{pid} ")][-1]
+        got = np.frombuffer(bytes.fromhex(line.split()[-1]), np.float64).reshape(want.shape)
+        # Every process returns the whole null, equal to one process's.
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

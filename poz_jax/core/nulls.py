@@ -20,7 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from poz_jax.core import _validate as v
@@ -73,6 +74,22 @@ def order_mesh(devices: list | None = None) -> Mesh | None:
     return Mesh(np.array(devices), ("orders",)) if len(devices) > 1 else None
 
 
+def _global(a, mesh: Mesh, spec: P) -> jax.Array:
+    # Every process holds the whole (small) host array and hands each of its
+    # devices the block that device's shard names; with several processes a
+    # jitted call takes only such global arrays.
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, NamedSharding(mesh, spec), lambda idx: a[idx])
+
+
+def _fetch(out: jax.Array) -> np.ndarray:
+    # A result spread over several processes is gathered so that every
+    # process returns the whole null, as a single process would.
+    if out.is_fully_addressable:
+        return np.asarray(out)
+    return np.asarray(multihost_utils.process_allgather(out, tiled=True))
+
+
 def null_fits(
     x,
     target,
@@ -96,9 +113,12 @@ def null_fits(
       vmap_size: orders computed side by side within a call (default 1 on
         CPU; on GPU/TPU as many as fit in about 0.5 GiB).
       progress: optional callable ``progress(n_done)`` after each batch.
-      devices: where to compute (default: every device). With several, each
-        batch's orders are split over a 1-D mesh ``"orders"`` with
-        ``jax.shard_map``; the numbers equal a single device's.
+      devices: where to compute (default: every device, of every process
+        after ``jax.distributed.initialize``). With several, each batch's
+        orders are split over a 1-D mesh ``"orders"`` with ``jax.shard_map``;
+        in a multi-process run every process computes the orders of its own
+        devices, calls this with the same arguments, and gets the whole
+        null back. The numbers equal a single device's.
     """
     x = v.prepare_acts(x)
     if x.ndim != 2:
@@ -127,7 +147,12 @@ def null_fits(
         padded = -(-(stop - start) // n_dev) * n_dev
         orders = random_orders(seed, n_nodes, start, start + padded)
         size = min(vmap_size, padded // n_dev)
-        out.append(np.asarray(_null_batch(x, t, k, orders, size, mesh))[: stop - start])
+        if mesh is None:
+            fits = _null_batch(x, t, k, orders, size)
+        else:
+            rep = (_global(a, mesh, P()) for a in (x, t, k))
+            fits = _null_batch(*rep, _global(orders, mesh, P("orders")), size, mesh)
+        out.append(_fetch(fits)[: stop - start])
         if progress is not None:
             progress(stop - start)
     return np.concatenate(out)
