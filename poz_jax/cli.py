@@ -93,6 +93,7 @@ def _exp2(args: argparse.Namespace) -> int:
         n_null=args.n_null,
         null_seed=args.seed,
         precision="float32" if args.float32 else "float64",
+        null_precision="float32" if args.null_float32 else "float64",
         weights=args.weights,
         sets=tuple(args.sets.split(",")) if args.sets else None,
     )
@@ -214,7 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp2.add_argument("--sets", help="comma-separated set names to analyse (default: all)")
     exp2.add_argument("--seed", type=int, default=0, help="seed of the random orders (default 0)")
     exp2.add_argument(
-        "--float32", action="store_true", help="float32 (faster on GPU/TPU) instead of float64"
+        "--float32",
+        action="store_true",
+        help="observed curves in float32 (faster on GPU/TPU) instead of float64",
+    )
+    exp2.add_argument(
+        "--null-float32",
+        action="store_true",
+        help="the random-pruning null in float32: about twice as fast on a CPU; null fits "
+        "within 3e-6 of float64 on 120 x 4096 sets, 6e-4 at 16 nodes of 12 sparse items",
     )
     exp2.add_argument("--out", default="results/exp2", help="output folder (default results/exp2)")
     exp2.add_argument("--no-progress", action="store_true", help="no progress bars")
