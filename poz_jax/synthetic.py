@@ -51,6 +51,42 @@ def planted_embeddings(
     return feats, x
 
 
+def planted_comparison(
+    informative: str, n_items: int = 60, n_informative: int = 20, n_noise: int = 40, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Activations ``(n_items, n_informative + n_noise)`` and a target with a planted answer.
+
+    The target is the RSM of the informative nodes; the other nodes are noise.
+
+    - ``informative="dense"``: the informative nodes fire for most items (PoZ
+      about 0.25) and the noise nodes rarely (PoZ about 0.9). Pruning the
+      rarely-firing nodes removes exactly the noise: PoZ pruning should fit
+      new items about as well as supervised pruning, and better than all nodes.
+    - ``informative="rare"``: the informative nodes fire rarely (PoZ about
+      0.75) and the noise nodes for most items. PoZ pruning removes the
+      signal first and should lose; supervised pruning should not.
+
+    Informative nodes come first, then noise. Returns ``(x, target)``.
+    """
+    if informative not in ("dense", "rare"):
+        raise ValueError(f"informative must be 'dense' or 'rare', got {informative!r}")
+    rng = np.random.default_rng(seed)
+    latent = rng.normal(size=(n_items, 3))
+    drive = latent @ rng.normal(size=(3, n_informative))
+    if informative == "dense":
+        signal = np.maximum(drive + 1.0, 0.0)
+        fires = rng.random((n_items, n_noise)) < 0.1
+        noise = np.where(fires, rng.exponential(2.0, (n_items, n_noise)), 0.0)
+    else:
+        signal = np.maximum(drive - 1.0, 0.0)
+        signal[~np.any(signal > 0, axis=1), 0] = 0.1  # every item fires somewhere
+        noise = np.maximum(2.0 * rng.normal(size=(n_items, n_noise)) + 1.0, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        target = np.corrcoef(signal) ** 2
+    np.fill_diagonal(target, 1.0)
+    return np.concatenate([signal, noise], axis=1), target
+
+
 def feature_similarity(feats: np.ndarray, scale: float = 10.0) -> np.ndarray:
     """A human-like similarity ``(n, n)`` on a 0..``scale`` rating scale from item features.
 

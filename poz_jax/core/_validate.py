@@ -197,6 +197,16 @@ def prepare_acts(x):
     return x
 
 
+def prepare_one_set(x, hint: str = ""):
+    """One set's activations ``(n_items, n_nodes)`` as a finite float array."""
+    x = prepare_acts(x)
+    if x.ndim != 2:
+        raise ValueError(
+            f"x must be one set's activations (n_items, n_nodes), got shape {tuple(x.shape)}{hint}"
+        )
+    return x
+
+
 def prepare_sweep(x, keep_counts, order):
     """Checked ``(x, keep_counts, order)`` of a nested sweep."""
     x = prepare_acts(x)

@@ -239,7 +239,7 @@ def nested_fits(x, t, keep_counts, order):
     xa = jnp.pad(xa, ((0, 0), (0, width)))
     differs = xo != xo[:, :1]
     first_diff = jnp.where(jnp.any(differs, 1), jnp.argmax(differs, 1), d)
-    target = _TriangleTarget.of(t)
+    target = TriangleTarget.of(t)
 
     def step(carry, piece_in):
         gram, done = carry
@@ -265,7 +265,7 @@ def nested_fits(x, t, keep_counts, order):
 _LARGE = 2**26
 
 
-class _TriangleTarget:
+class TriangleTarget:
     """A target's upper triangle, centred once, and the fit of a moment-Gram against it."""
 
     def __init__(self, centred, norm2, bad):

@@ -120,12 +120,7 @@ def null_fits(
         devices, calls this with the same arguments, and gets the whole
         null back. The numbers equal a single device's.
     """
-    x = v.prepare_acts(x)
-    if x.ndim != 2:
-        raise ValueError(
-            f"x must be one set's activations (n_items, n_nodes), got shape {tuple(x.shape)}; "
-            "call null_fits once per set"
-        )
+    x = v.prepare_one_set(x, "; call null_fits once per set")
     k = v.as_keep_counts(keep_counts, x.shape[-1])
     t = v.prepare_target(target, x.shape[-2])
     n_orders = v.check_int(n_orders, "n_orders", 1)

@@ -1,8 +1,10 @@
-"""PoZ (percentage of zeros) per node, the keep order it induces, and keep grids."""
+"""Node scores and keep orders: PoZ (percentage of zeros), standard deviation,
+entropy and collinearity per node; the keep order a score induces; keep grids."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -115,3 +117,97 @@ def keep_grid(
             f"fractions {ps[counts < 1].tolist()} keep no node of {n_nodes}; use larger fractions"
         )
     return counts
+
+
+# --- other unsupervised node scores -----------------------------------------------------
+#
+# Truong & Hasson's follow-up abstract (VSS 2023) orders nodes by low standard
+# deviation, low entropy and high collinearity besides PoZ, without formulas.
+# The definitions below are poz-jax's; each is computed over the items given
+# (in a cross-validated comparison, the training items only), and each is a
+# score whose *lowest* values are kept first, like PoZ, so ``keep_order``
+# turns any of them into a keep order.
+
+
+def _acts(acts) -> jax.Array:
+    a = v.prepare_acts(acts)
+    if a.shape[-2] < 2:
+        raise ValueError(f"acts needs at least 2 items, got {a.shape[-2]}")
+    return a
+
+
+def node_std(acts) -> jax.Array:
+    """Standard deviation of each node over the items (population, ``ddof=0``).
+
+    Args:
+      acts: ``(..., n_items, n_nodes)``.
+
+    Returns:
+      ``(..., n_nodes)`` in the units of ``acts``. Pruning low-std nodes first
+      keeps ``keep_order(-node_std(acts))``.
+    """
+    return jnp.std(_acts(acts), axis=-2)
+
+
+def node_entropy(acts, bins: int = 10) -> jax.Array:
+    """Shannon entropy (nats) of each node's activations over the items.
+
+    The node's range over the items, ``[min, max]``, is cut into ``bins``
+    equal-width bins (the maximum falls in the last); the entropy is
+    ``-sum p log p`` of the fractions of items per bin. A node constant over
+    the items has entropy 0; a post-ReLU node silent on most items puts them
+    all in its first bin, so rarely-firing nodes score low.
+
+    Args:
+      acts: ``(..., n_items, n_nodes)``.
+      bins: number of bins, at least 2.
+
+    Returns:
+      ``(..., n_nodes)`` in ``[0, log(bins)]``. Pruning low-entropy nodes first
+      keeps ``keep_order(-node_entropy(acts))``.
+    """
+    a = _acts(acts)
+    bins = v.check_int(bins, "bins", 2)
+    return _entropy(a, bins)
+
+
+@partial(jax.jit, static_argnums=1)
+def _entropy(a, bins: int) -> jax.Array:
+    lo, hi = jnp.min(a, axis=-2, keepdims=True), jnp.max(a, axis=-2, keepdims=True)
+    span = jnp.where(hi > lo, hi - lo, 1.0)
+    idx = jnp.clip(jnp.floor((a - lo) / span * bins), 0, bins - 1).astype(jnp.int32)
+    p = jnp.mean(jax.nn.one_hot(idx, bins, dtype=a.dtype), axis=-3)  # (..., nodes, bins)
+    return -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
+
+
+def node_collinearity(acts) -> jax.Array:
+    """Mean squared Pearson correlation of each node with every other node, over the items.
+
+    ``c_j = sum_{k != j} r_jk^2 / (m - 1)`` over the ``m`` nodes that vary
+    over the items, computed through the ``n_items x n_items`` matrix
+    ``Z Z^T`` of standardised columns (``sum_k r_jk^2 = z_j^T Z Z^T z_j``), so
+    it costs ``O(n_items^2 n_nodes)``, not ``O(n_nodes^2)``. A node constant
+    over the items carries no item information and scores 1 (pruned first
+    with the most collinear).
+
+    Args:
+      acts: ``(..., n_items, n_nodes)``.
+
+    Returns:
+      ``(..., n_nodes)`` in ``[0, 1]``. Pruning high-collinearity nodes first
+      keeps ``keep_order(node_collinearity(acts))``.
+    """
+    return _collinearity(_acts(acts))
+
+
+@jax.jit
+def _collinearity(a) -> jax.Array:
+    c = a - jnp.mean(a, axis=-2, keepdims=True)
+    norm = jnp.sqrt(jnp.sum(c * c, axis=-2, keepdims=True))
+    varies = (jnp.max(a, axis=-2) > jnp.min(a, axis=-2))[..., None, :]
+    z = jnp.where(varies, c / jnp.where(varies & (norm > 0), norm, 1.0), 0.0)
+    m = jnp.einsum("...if,...jf->...ij", z, z)
+    total = jnp.einsum("...if,...ij,...jf->...f", z, m, z)  # sum_k r_jk^2, with r_jj^2 = 1
+    n_vary = jnp.sum(varies, axis=(-2, -1))[..., None]
+    mean_sq = (total - 1.0) / jnp.maximum(n_vary - 1, 1)
+    return jnp.where(varies[..., 0, :], jnp.clip(mean_sq, 0.0, 1.0), 1.0)

@@ -1,0 +1,376 @@
+"""Which way of fitting a layer to a target similarity holds up on stimuli it was not fitted on?
+
+``compare(x, target)`` puts side by side, for one stimulus set:
+
+- ``unpruned``: all nodes;
+- unsupervised keep orders, computed from the training items' activations
+  alone: ``poz`` (the paper: rarely-firing nodes pruned first), ``std`` (low
+  standard deviation pruned first), ``entropy`` (low entropy first),
+  ``collinearity`` (high mean squared correlation with the other nodes
+  first; see :mod:`poz_jax.core.ranking`), and ``random`` (random orders,
+  the null: their scores are averaged);
+- ``supervised``: Tarigopula et al.'s (2023) pruning, nodes added back from
+  the most important (:mod:`poz_jax.core.supervised`);
+- ``reweighting``: Peterson et al.'s (2018) ridge-weighted features, the
+  penalty chosen by an inner cross-validation (:mod:`poz_jax.core.reweight`).
+
+Every nested method keeps the count whose *training* fit is best, then is
+scored on the test items: the fit (squared Pearson r of the upper triangles)
+between the pruned representation's RSM among the test items and the
+target's test block. Everything fitted or chosen (orders, importances, keep
+counts, weights, penalties) sees the training items only; the test items'
+target entries are read only for the score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from poz_jax.core import _validate as v
+from poz_jax.core import kernels
+from poz_jax.core.crossval import Split, corrected_paired_t, item_splits
+from poz_jax.core.nulls import random_orders
+from poz_jax.core.ranking import (
+    keep_grid,
+    keep_order,
+    node_collinearity,
+    node_entropy,
+    node_std,
+    poz,
+)
+from poz_jax.core.reweight import ALPHAS, penalty_scores, reweighted_similarity, reweighting_path
+from poz_jax.core.supervised import importance
+from poz_jax.core.sweeps import sweep
+
+ORDERINGS = ("poz", "std", "entropy", "collinearity", "supervised")
+METHODS = (
+    "unpruned",
+    "poz",
+    "std",
+    "entropy",
+    "collinearity",
+    "random",
+    "supervised",
+    "reweighting",
+)
+
+
+def keep_orders(x, target, methods: Sequence[str] = ORDERINGS) -> dict[str, jax.Array]:
+    """Each nested method's keep order from ``x`` (and ``target``, for ``supervised`` only).
+
+    Args:
+      x: ``(..., n_items, n_nodes)`` activations (training items).
+      target: ``(..., n_items, n_items)``; read only by ``supervised``.
+      methods: names from :data:`ORDERINGS`.
+
+    Returns:
+      ``{method: (..., n_nodes) int32 keep order}``; pruning to ``k`` nodes
+      keeps ``order[..., :k]``. Ties keep node-index order.
+    """
+    out = {}
+    for m in methods:
+        if m == "poz":
+            out[m] = keep_order(poz(x))
+        elif m == "std":
+            out[m] = keep_order(-node_std(x))
+        elif m == "entropy":
+            out[m] = keep_order(-node_entropy(x))
+        elif m == "collinearity":
+            out[m] = keep_order(node_collinearity(x))
+        elif m == "supervised":
+            imp = importance(x, target)
+            # A node whose removal leaves the fit undefined is added back last.
+            out[m] = keep_order(jnp.nan_to_num(-imp, nan=jnp.finfo(imp.dtype).max))
+        else:
+            raise ValueError(f"unknown ordering {m!r}; choose from {ORDERINGS}")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare` found; ``J`` splits, ``M`` methods, host NumPy arrays.
+
+    Attributes:
+      methods: the ``M`` method names.
+      splits: the ``J`` item splits (:class:`poz_jax.core.crossval.Split`).
+      keep_counts: ``(L,)`` the levels the nested methods choose from.
+      n_nodes: nodes in the layer.
+      test_fit: ``(J, M)`` out-of-sample fit (the mean over orders for ``random``).
+      train_fit: ``(J, M)`` fit on the training items at the chosen level.
+      kept: ``(J, M)`` nodes kept at the chosen level (mean over orders for
+        ``random``; all nodes for ``unpruned`` and ``reweighting``).
+      in_sample: ``(M,)`` the method fitted and scored on all items, as the
+        paper reports it (its best level over all items).
+      orders: ``{method: (J, n_nodes)}`` keep orders fitted per split.
+      importance: ``(J, n_nodes)`` supervised importances per split, or None.
+      alpha: ``(J,)`` relative ridge penalty chosen per split, or None.
+      weights: ``(J, n_nodes)`` ridge weights per split, or None.
+    """
+
+    methods: tuple[str, ...]
+    splits: list[Split]
+    keep_counts: np.ndarray
+    n_nodes: int
+    test_fit: np.ndarray
+    train_fit: np.ndarray
+    kept: np.ndarray
+    in_sample: np.ndarray
+    orders: dict[str, np.ndarray]
+    importance: np.ndarray | None
+    alpha: np.ndarray | None
+    weights: np.ndarray | None
+
+    def paired(self, baseline: str = "unpruned") -> dict[str, tuple[float, float, float, int]]:
+        """Per method: ``(mean difference, t, p, n_used)`` of its test fit minus ``baseline``'s.
+
+        The corrected resampled t-test (:func:`corrected_paired_t`), with the
+        mean training and test fold sizes.
+        """
+        b = self.methods.index(baseline)
+        n_train = int(round(np.mean([len(s.train) for s in self.splits])))
+        n_test = int(round(np.mean([len(s.test) for s in self.splits])))
+        out = {}
+        for i, m in enumerate(self.methods):
+            r = corrected_paired_t(self.test_fit[:, i] - self.test_fit[:, b], n_train, n_test)
+            out[m] = (float(r.mean), float(r.t), float(r.p), int(r.n_used))
+        return out
+
+    def summary_rows(self, name: str = "") -> list[dict]:
+        """One row per method: out-of-sample mean and sd, in-sample fit, % kept, paired test."""
+        paired = self.paired() if "unpruned" in self.methods else {}
+        rows = []
+        for i, m in enumerate(self.methods):
+            test = self.test_fit[:, i]
+            diff, t, p, n_used = paired.get(m, (np.nan, np.nan, np.nan, 0))
+            rows.append(
+                {
+                    "set": name,
+                    "method": m,
+                    "fit_out_of_sample_mean": _nanmean(test),
+                    "fit_out_of_sample_sd": _nansd(test),
+                    "fit_in_sample": float(self.in_sample[i]),
+                    "fit_train_mean": _nanmean(self.train_fit[:, i]),
+                    "percent_kept_mean": 100.0 * _nanmean(self.kept[:, i]) / self.n_nodes,
+                    "minus_unpruned_mean": diff,
+                    "t_corrected": t,
+                    "p_corrected": p,
+                    "n_splits": int(np.sum(~np.isnan(test))),
+                    "n_splits_paired": n_used,
+                }
+            )
+        return rows
+
+    def split_rows(self, name: str = "") -> list[dict]:
+        """One row per split and method: repeat, fold, sizes, test and train fit, nodes kept."""
+        return [
+            {
+                "set": name,
+                "repeat": s.repeat,
+                "fold": s.fold,
+                "n_train": len(s.train),
+                "n_test": len(s.test),
+                "method": m,
+                "fit_test": float(self.test_fit[j, i]),
+                "fit_train": float(self.train_fit[j, i]),
+                "kept": float(self.kept[j, i]),
+            }
+            for j, s in enumerate(self.splits)
+            for i, m in enumerate(self.methods)
+        ]
+
+
+def _nanmean(a) -> float:
+    a = np.asarray(a, float)
+    return float(np.mean(a[~np.isnan(a)])) if np.any(~np.isnan(a)) else float("nan")
+
+
+def _nanmax(a) -> float:
+    a = np.asarray(a, float)
+    return float(np.max(a[~np.isnan(a)])) if np.any(~np.isnan(a)) else float("nan")
+
+
+def _nansd(a) -> float:
+    a = np.asarray(a, float)
+    a = a[~np.isnan(a)]
+    return float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
+
+
+def compare(
+    x,
+    target,
+    methods: Sequence[str] = METHODS,
+    folds: int = 5,
+    repeats: int = 10,
+    seed: int = 0,
+    keep_counts=None,
+    n_random: int = 20,
+    alphas: Sequence[float] = ALPHAS,
+    inner_folds: int = 3,
+    progress: Callable[[int], None] | None = None,
+) -> Comparison:
+    """Out-of-sample comparison of the methods over ``folds x repeats`` item splits.
+
+    Args:
+      x: ``(n_items, n_nodes)`` one layer's activations for one stimulus set.
+      target: ``(n_items, n_items)`` symmetric similarity matrix (e.g. human).
+      methods: names from :data:`METHODS`, in the order to report.
+      folds, repeats, seed: the item splits (:func:`poz_jax.core.crossval.item_splits`).
+      keep_counts: levels the nested methods choose from (default: every
+        ``max(1, n_nodes // 200)``-th count from ``n_nodes`` down, which for
+        4096 nodes is the paper's 205 levels); ``n_nodes`` is always added.
+      n_random: random keep orders per split for ``random``.
+      alphas: relative ridge penalties for ``reweighting``.
+      inner_folds: folds of the inner cross-validation choosing the penalty.
+      progress: optional callable ``progress(n_splits_done)``.
+
+    Returns:
+      A :class:`Comparison`.
+    """
+    x = v.prepare_one_set(x)
+    t = v.prepare_target(target, x.shape[0])
+    v.check_finite(t, "target")
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct names from {METHODS}, got {list(methods)}")
+    n_items, n_nodes = x.shape
+    if n_nodes < 2:
+        raise ValueError(f"comparing pruning methods needs at least 2 nodes, got {n_nodes}")
+    splits = item_splits(n_items, folds, repeats, seed)
+    n_random = v.check_int(n_random, "n_random", 1)
+    inner_folds = v.check_int(inner_folds, "inner_folds", 2)
+    if "reweighting" in methods and min(len(s.train) for s in splits) // inner_folds < 3:
+        raise ValueError(f"{inner_folds} inner folds leave fewer than 3 validation items")
+    if keep_counts is None:
+        keep_counts = keep_grid(n_nodes, step=max(1, n_nodes // 200))
+    k = np.unique(np.append(np.asarray(v.as_keep_counts(keep_counts, n_nodes)), n_nodes))[::-1]
+    nested = [m for m in methods if m in ORDERINGS]
+    a = np.asarray(alphas, dtype=float)
+
+    n_j, n_m = len(splits), len(methods)
+    test_fit, train_fit = np.full((n_j, n_m), np.nan), np.full((n_j, n_m), np.nan)
+    kept = np.full((n_j, n_m), np.nan)
+    orders = {m: np.zeros((n_j, n_nodes), np.int32) for m in nested}
+    imp = np.full((n_j, n_nodes), np.nan) if "supervised" in methods else None
+    alpha = np.full(n_j, np.nan) if "reweighting" in methods else None
+    weights = np.full((n_j, n_nodes), np.nan) if "reweighting" in methods else None
+    col = {m: i for i, m in enumerate(methods)}
+
+    for j, s in enumerate(splits):
+        xtr, xte = x[s.train], x[s.test]
+        ttr, tte = t[np.ix_(s.train, s.train)], t[np.ix_(s.test, s.test)]
+        res = _nested_split(xtr, ttr, xte, tte, k, nested, methods, n_random, seed, j)
+        for m, (te, tr, kk) in res["scores"].items():
+            test_fit[j, col[m]], train_fit[j, col[m]], kept[j, col[m]] = te, tr, kk
+        for m in nested:
+            orders[m][j] = res["orders"][m]
+        if imp is not None:
+            imp[j] = np.asarray(importance(xtr, ttr))
+        if "reweighting" in methods:
+            rw = _reweight_split(xtr, ttr, xte, tte, a, inner_folds, _inner_seed(seed, j))
+            test_fit[j, col["reweighting"]], train_fit[j, col["reweighting"]] = rw[0], rw[1]
+            kept[j, col["reweighting"]] = n_nodes
+            alpha[j], weights[j] = rw[2], rw[3]
+        if progress is not None:
+            progress(1)
+
+    in_sample = _in_sample(x, t, k, methods, nested, n_random, seed, a, inner_folds, n_j)
+    return Comparison(
+        methods,
+        splits,
+        k,
+        n_nodes,
+        test_fit,
+        train_fit,
+        kept,
+        in_sample,
+        orders,
+        imp,
+        alpha,
+        weights,
+    )
+
+
+def _inner_seed(seed: int, j: int) -> int:
+    # A seed per outer split for its inner folds, a pure function of both.
+    return (seed * 1_000_003 + j + 1) % (2**31 - 1)
+
+
+def _nested_split(xtr, ttr, xte, tte, k, nested, methods, n_random, seed, j) -> dict:
+    """Scores of the unpruned, nested and random methods on one split."""
+    named = keep_orders(xtr, ttr, nested)
+    stacked = [named[m] for m in nested]
+    if "random" in methods:
+        stacked.append(random_orders(seed, xtr.shape[1], j * n_random, (j + 1) * n_random))
+    scores = {}
+    if "unpruned" in methods:
+        full = np.array([xtr.shape[1]])
+        ident = jnp.arange(xtr.shape[1])
+        scores["unpruned"] = (
+            float(sweep(xte, tte, full, ident)[0]),
+            float(sweep(xtr, ttr, full, ident)[0]),
+            float(xtr.shape[1]),
+        )
+    if stacked:
+        o = jnp.concatenate([jnp.atleast_2d(a) for a in stacked])  # (M_nested + R, nodes)
+        best_tr, best_te, best_k = _choose(sweep(xtr, ttr, k, o), sweep(xte, tte, k, o), k)
+        for i, m in enumerate(nested):
+            scores[m] = (best_te[i], best_tr[i], best_k[i])
+        if "random" in methods:
+            r = slice(len(nested), None)
+            scores["random"] = (
+                _nanmean(best_te[r]),
+                _nanmean(best_tr[r]),
+                _nanmean(best_k[r]),
+            )
+    return {"scores": scores, "orders": {m: np.asarray(named[m]) for m in nested}}
+
+
+def _choose(train, test, k):
+    """Per order: the level of best training fit, and the training and test fit there."""
+    train, test = np.asarray(train), np.asarray(test)
+    ok = np.any(~np.isnan(train), axis=-1)
+    best = np.argmax(np.where(np.isnan(train), -np.inf, train), axis=-1)
+    pick = np.arange(len(best))
+    nan = np.full(len(best), np.nan)
+    return (
+        np.where(ok, train[pick, best], nan),
+        np.where(ok, test[pick, best], nan),
+        np.where(ok, k[best].astype(float), nan),
+    )
+
+
+def _reweight_split(xtr, ttr, xte, tte, alphas, inner_folds, inner_seed):
+    """Penalty by inner CV on the training items, weights on all of them, then the scores."""
+    scores = np.asarray(penalty_scores(xtr, ttr, alphas, inner_folds, inner_seed))
+    best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
+    w, b = reweighting_path(xtr, ttr, alphas[best : best + 1])
+    fit_te = float(kernels.fit(reweighted_similarity(xte, w[0], b[0]), tte))
+    fit_tr = float(kernels.fit(reweighted_similarity(xtr, w[0], b[0]), ttr))
+    return fit_te, fit_tr, float(alphas[best]), np.asarray(w[0])
+
+
+def _in_sample(x, t, k, methods, nested, n_random, seed, alphas, inner_folds, n_j) -> np.ndarray:
+    """Each method fitted and scored on all items (its best level), as the paper reports."""
+    out = []
+    named = keep_orders(x, t, nested)
+    for m in methods:
+        if m == "unpruned":
+            out.append(float(sweep(x, t, np.array([x.shape[1]]), jnp.arange(x.shape[1]))[0]))
+        elif m in nested:
+            out.append(_nanmax(sweep(x, t, k, named[m])))
+        elif m == "random":
+            # Orders numbered past every split's, so none is reused.
+            o = random_orders(seed, x.shape[1], n_j * n_random, (n_j + 1) * n_random)
+            out.append(_nanmean([_nanmax(f) for f in np.asarray(sweep(x, t, k, o))]))
+        else:  # reweighting
+            scores = np.asarray(penalty_scores(x, t, alphas, inner_folds, seed))
+            best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
+            w, b = reweighting_path(x, t, alphas[best : best + 1])
+            out.append(float(kernels.fit(reweighted_similarity(x, w[0], b[0]), t)))
+    return np.array(out)

@@ -1,0 +1,128 @@
+"""Feature reweighting (Peterson, Abbott & Griffiths 2018), solved exactly for many penalties.
+
+The reweighted similarity of items ``i`` and ``j`` is
+``s_ij = b + sum_k w_k x_ik x_jk``. The weights come from ridge regression of
+the target's pair similarities (strict upper triangle) on the pairs'
+element-wise products ``x_i * x_j``, with an unpenalised intercept:
+minimise ``sum_{i<j} (y_ij - b - s_ij)^2 + lambda ||w||^2``.
+
+The ``n_pairs x n_nodes`` design is never built. Its cross-product is
+``X^T X = ((F^T F)**2 - (F**2)^T (F**2)) / 2`` (``**`` elementwise), two
+``n_nodes x n_nodes x n_items`` products, and ``X^T y = diag(F^T Y F) / 2``;
+one eigendecomposition of the centred cross-product then gives the weights
+for every penalty at once. Penalties are given relative to the mean
+eigenvalue, ``lambda = alpha * trace(X_c^T X_c) / n_nodes``, so one grid of
+``alpha`` suits any layer's scale.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from poz_jax.core import _validate as v
+from poz_jax.core import kernels
+from poz_jax.core.crossval import item_splits
+
+ALPHAS = tuple(10.0**p for p in range(-3, 4))  # 0.001 .. 1000, relative penalties
+
+
+def reweighting_path(x, target, alphas=ALPHAS) -> tuple[jax.Array, jax.Array]:
+    """Ridge weights and intercepts for each relative penalty ``alpha``.
+
+    Args:
+      x: ``(n_items, n_nodes)`` activations of one set.
+      target: ``(n_items, n_items)`` symmetric similarity matrix; only its
+        strict upper triangle is fitted.
+      alphas: ``(n_alphas,)`` positive relative penalties (see the module).
+
+    Returns:
+      ``weights`` ``(n_alphas, n_nodes)`` and ``intercepts`` ``(n_alphas,)``.
+    """
+    x, t, a = _prepare(x, target, alphas)
+    return _path(x, t, a)
+
+
+def reweighted_similarity(x, weights, intercept) -> jax.Array:
+    """``s_ij = intercept + sum_k weights_k x_ik x_jk``.
+
+    Args:
+      x: ``(n_items, n_nodes)`` activations.
+      weights: ``(..., n_nodes)``.
+      intercept: ``(...)``.
+
+    Returns:
+      ``(..., n_items, n_items)``.
+    """
+    x = v.prepare_acts(x)
+    w = v.as_float(weights, "weights")
+    if w.ndim < 1 or w.shape[-1] != x.shape[-1]:
+        raise ValueError(f"weights must have shape (..., {x.shape[-1]}), got {tuple(w.shape)}")
+    b = v.as_float(intercept, "intercept")
+    v.check_broadcast(weights=w.shape[:-1], intercept=b.shape)
+    return _similarity(x, w, b)
+
+
+def penalty_scores(x, target, alphas=ALPHAS, folds: int = 3, seed: int = 0) -> jax.Array:
+    """Mean validation fit of each penalty, by cross-validation over the items given.
+
+    The items are cut into ``folds`` folds (:func:`poz_jax.core.crossval.item_splits`,
+    one repeat); for each, the weights are fitted on the other items and the
+    reweighted similarity among the held-out items is scored against their
+    block of ``target`` (squared Pearson r of the upper triangles).
+
+    Returns:
+      ``(n_alphas,)`` mean validation fits (NaN where every fold's is undefined).
+    """
+    x, t, a = _prepare(x, target, alphas)
+    folds = v.check_int(folds, "folds", 2)
+    seed = v.check_seed(seed)
+    scores = []
+    for s in item_splits(x.shape[0], folds, 1, seed):
+        train, val = np.ix_(s.train, s.train), np.ix_(s.test, s.test)
+        scores.append(_validation_fits(x[s.train], t[train], x[s.test], t[val], a))
+    return jnp.nanmean(jnp.stack(scores), axis=0)
+
+
+def _prepare(x, target, alphas):
+    x = v.prepare_one_set(x)
+    t = v.prepare_target(target, x.shape[0])
+    a = v.as_float(alphas, "alphas").astype(x.dtype)
+    if a.ndim != 1 or a.shape[0] == 0:
+        raise ValueError(f"alphas must be a non-empty 1-D array, got shape {tuple(a.shape)}")
+    if v.is_concrete(a) and not bool(jnp.all(jnp.isfinite(a) & (a > 0))):
+        raise ValueError("alphas must be positive and finite")
+    return x, t, a
+
+
+@jax.jit
+def _path(f, y, alphas):
+    n, d = f.shape
+    n_pairs = n * (n - 1) // 2
+    g = f.T @ f
+    f2 = f * f
+    cross = 0.5 * (g * g - f2.T @ f2)  # X^T X
+    total = jnp.sum(f, 0)
+    u = 0.5 * (total * total - jnp.sum(f2, 0))  # X^T 1
+    y0 = jnp.where(jnp.eye(n, dtype=bool), 0.0, y)
+    c = 0.5 * jnp.sum(f * (y0 @ f), 0)  # X^T y
+    ybar = jnp.sum(jnp.where(kernels._upper(n), y, 0.0)) / n_pairs
+    # Centring the pairs takes the intercept out of the penalised problem.
+    cross_c = cross - jnp.outer(u, u) / n_pairs
+    c_c = c - u * ybar
+    evals, evecs = jnp.linalg.eigh(cross_c)
+    scale = jnp.trace(cross_c) / d
+    w = evecs @ ((evecs.T @ c_c)[:, None] / (evals[:, None] + alphas[None, :] * scale))
+    return w.T, ybar - (u @ w) / n_pairs
+
+
+@jax.jit
+def _similarity(f, w, b):
+    return jnp.einsum("im,...m,jm->...ij", f, w, f) + b[..., None, None]
+
+
+@jax.jit
+def _validation_fits(f_train, y_train, f_val, y_val, alphas):
+    w, b = _path(f_train, y_train, alphas)
+    return kernels.fit(_similarity(f_val, w, b), y_val)
