@@ -111,16 +111,20 @@ def _ridge_reference(f, y, alpha):
     return w, target.mean() - design.mean(0) @ w
 
 
-def test_reweighting_path_equals_a_direct_ridge_solve(rng):
-    f = np.abs(rng.normal(size=(14, 9)))
+@pytest.mark.parametrize("n_items, n_nodes", [(14, 9), (8, 40)])  # primal, then dual
+def test_reweighting_path_equals_a_direct_ridge_solve(rng, n_items, n_nodes):
+    f = np.abs(rng.normal(size=(n_items, n_nodes)))
     f[f < 0.4] = 0.0
-    y = _target(rng, 14)
+    y = _target(rng, n_items)
     alphas = [1e-3, 0.3, 50.0]
     w, b = reweight.reweighting_path(f, y, alphas)
     for i, a in enumerate(alphas):
         w_ref, b_ref = _ridge_reference(f, y, a)
         np.testing.assert_allclose(w[i], w_ref, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(b[i], b_ref, rtol=1e-8, atol=1e-10)
+        w1, b1 = reweight.reweighting_path(f, y, [a])  # one penalty: the Cholesky path
+        np.testing.assert_allclose(w1[0], w_ref, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(b1[0], b_ref, rtol=1e-8, atol=1e-10)
     sim = reweight.reweighted_similarity(f, w[1], b[1])
     np.testing.assert_allclose(sim, b[1] + np.einsum("im,m,jm->ij", f, w[1], f), atol=1e-12)
 

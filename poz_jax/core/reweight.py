@@ -10,7 +10,9 @@ The ``n_pairs x n_nodes`` design is never built. Its cross-product is
 ``X^T X = ((F^T F)**2 - (F**2)^T (F**2)) / 2`` (``**`` elementwise), two
 ``n_nodes x n_nodes x n_items`` products, and ``X^T y = diag(F^T Y F) / 2``;
 one eigendecomposition of the centred cross-product then gives the weights
-for every penalty at once. Penalties are given relative to the mean
+for every penalty at once. With fewer training pairs than nodes the same
+solution comes from the pairs' kernel instead (the dual), whichever is
+smaller; a single penalty takes a Cholesky solve. Penalties are given relative to the mean
 eigenvalue, ``lambda = alpha * trace(X_c^T X_c) / n_nodes``, so one grid of
 ``alpha`` suits any layer's scale.
 """
@@ -100,21 +102,53 @@ def _prepare(x, target, alphas):
 def _path(f, y, alphas):
     n, d = f.shape
     n_pairs = n * (n - 1) // 2
+    # Solve in the smaller space: nodes (primal) or training pairs (dual).
+    w = (_dual if n_pairs < d else _primal)(f, y, alphas)
+    xbar, ybar = _pair_means(f, y)
+    return w.T, ybar - xbar @ w
+
+
+def _pair_means(f, y):
+    n = f.shape[0]
+    n_pairs = n * (n - 1) // 2
+    total = jnp.sum(f, 0)
+    xbar = 0.5 * (total * total - jnp.sum(f * f, 0)) / n_pairs  # mean pair product
+    ybar = jnp.sum(jnp.where(kernels._upper(n), y, 0.0)) / n_pairs
+    return xbar, ybar
+
+
+def _ridge(gram, rhs, alphas, scale):
+    """``(gram + alpha * scale * I)^-1 rhs`` for each alpha: ``(m, n_alphas)``."""
+    if alphas.shape[0] == 1:  # one penalty: a Cholesky solve is cheaper than eigh
+        eye = jnp.eye(gram.shape[0], dtype=gram.dtype)
+        factor = jax.scipy.linalg.cho_factor(gram + alphas[0] * scale * eye)
+        return jax.scipy.linalg.cho_solve(factor, rhs)[:, None]
+    evals, evecs = jnp.linalg.eigh(gram)
+    return evecs @ ((evecs.T @ rhs)[:, None] / (evals[:, None] + alphas[None, :] * scale))
+
+
+def _primal(f, y, alphas):
+    n, d = f.shape
+    n_pairs = n * (n - 1) // 2
     g = f.T @ f
     f2 = f * f
-    cross = 0.5 * (g * g - f2.T @ f2)  # X^T X
-    total = jnp.sum(f, 0)
-    u = 0.5 * (total * total - jnp.sum(f2, 0))  # X^T 1
+    xbar, ybar = _pair_means(f, y)
+    # Centred X^T X and X^T y without the design: the intercept leaves the penalty.
+    cross = 0.5 * (g * g - f2.T @ f2) - n_pairs * jnp.outer(xbar, xbar)
     y0 = jnp.where(jnp.eye(n, dtype=bool), 0.0, y)
-    c = 0.5 * jnp.sum(f * (y0 @ f), 0)  # X^T y
-    ybar = jnp.sum(jnp.where(kernels._upper(n), y, 0.0)) / n_pairs
-    # Centring the pairs takes the intercept out of the penalised problem.
-    cross_c = cross - jnp.outer(u, u) / n_pairs
-    c_c = c - u * ybar
-    evals, evecs = jnp.linalg.eigh(cross_c)
-    scale = jnp.trace(cross_c) / d
-    w = evecs @ ((evecs.T @ c_c)[:, None] / (evals[:, None] + alphas[None, :] * scale))
-    return w.T, ybar - (u @ w) / n_pairs
+    rhs = 0.5 * jnp.sum(f * (y0 @ f), 0) - n_pairs * xbar * ybar
+    return _ridge(cross, rhs, alphas, jnp.trace(cross) / d)
+
+
+def _dual(f, y, alphas):
+    n, d = f.shape
+    iu, ju = np.triu_indices(n, 1)
+    design = f[iu] * f[ju]
+    design = design - jnp.mean(design, 0)
+    target = y[iu, ju] - jnp.mean(y[iu, ju])
+    kernel = design @ design.T
+    coef = _ridge(kernel, target, alphas, jnp.trace(kernel) / d)
+    return design.T @ coef
 
 
 @jax.jit
