@@ -106,6 +106,35 @@ def _exp2(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from poz_jax.pipelines import compare
+
+    _check_args(
+        args,
+        {
+            "folds": (2, None),
+            "repeats": (1, None),
+            "seed": _SEED,
+            "n_random": (1, None),
+            "inner_folds": (2, None),
+        },
+    )
+    cfg = compare.CompareConfig(
+        methods=tuple(args.methods.split(",")) if args.methods else compare.METHODS,
+        folds=args.folds,
+        repeats=args.repeats,
+        seed=args.seed,
+        n_random=args.n_random,
+        inner_folds=args.inner_folds,
+        precision="float32" if args.float32 else "float64",
+        sets=tuple(args.sets.split(",")) if args.sets else None,
+    )
+    res = compare.run(cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress)
+    print(compare.format_rows(res["rows"]))
+    print(f"wrote {args.out}/: compare.csv, compare_splits.csv, compare.png/.pdf, config.json")
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
     from poz_jax.models.convert import convert
 
@@ -228,6 +257,53 @@ def build_parser() -> argparse.ArgumentParser:
     exp2.add_argument("--out", default="results/exp2", help="output folder (default results/exp2)")
     exp2.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp2.set_defaults(func=_exp2)
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="beyond the paper: PoZ and other pruning orders, supervised pruning and "
+        "reweighting, each fitted on some stimuli and scored on the others",
+        description="For each stimulus set, split the items into folds (repeated with "
+        "seeded shuffles); fit every method on the training items only (keep orders, "
+        "keep counts, supervised importances, ridge weights and penalty) and score the "
+        "fit of its similarity among the test items to the target's test block. Writes "
+        "compare.csv, compare_splits.csv and compare.png/.pdf; a re-run with the same "
+        "--out reuses every finished set.",
+    )
+    cmp_.add_argument(
+        "--stimuli",
+        required=True,
+        help="the similarity matrices: a set folder, a folder of set folders, or an .npz "
+        "with one matrix per set (as for exp2)",
+    )
+    cmp_.add_argument(
+        "--embeddings",
+        required=True,
+        help="an .npz with one (n_items, n_nodes) matrix per set (exp2 writes one)",
+    )
+    cmp_.add_argument(
+        "--methods",
+        help="comma-separated methods to compare (default all: unpruned, poz, std, entropy, "
+        "collinearity, random, supervised, reweighting)",
+    )
+    cmp_.add_argument("--folds", type=int, default=5, help="folds over stimuli (default 5)")
+    cmp_.add_argument("--repeats", type=int, default=10, help="seeded repeats (default 10)")
+    cmp_.add_argument("--seed", type=int, default=0, help="seed of splits and random orders")
+    cmp_.add_argument(
+        "--n-random", type=int, default=20, help="random keep orders per split (default 20)"
+    )
+    cmp_.add_argument(
+        "--inner-folds",
+        type=int,
+        default=3,
+        help="folds of the inner cross-validation choosing the ridge penalty (default 3)",
+    )
+    cmp_.add_argument("--sets", help="comma-separated set names (default: all)")
+    cmp_.add_argument("--float32", action="store_true", help="float32 instead of float64")
+    cmp_.add_argument(
+        "--out", default="results/compare", help="output folder (default results/compare)"
+    )
+    cmp_.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmp_.set_defaults(func=_compare)
 
     conv = sub.add_parser(
         "convert-vgg16",

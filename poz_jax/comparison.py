@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from poz_jax.core import _validate as v
 from poz_jax.core import kernels
@@ -141,25 +142,41 @@ class Comparison:
         return out
 
     def summary_rows(self, name: str = "") -> list[dict]:
-        """One row per method: out-of-sample mean and sd, in-sample fit, % kept, paired test."""
+        """One row per method: out-of-sample mean, sd and 95% interval, in-sample fit,
+        % kept, and the paired test against ``unpruned``.
+
+        The interval is the mean's, with the same corrected variance as the
+        paired test: ``mean +- t(0.975, J - 1) sqrt((1/J + n_test/n_train) sd^2)``.
+        """
         paired = self.paired() if "unpruned" in self.methods else {}
+        ratio = np.mean([len(s.test) for s in self.splits]) / np.mean(
+            [len(s.train) for s in self.splits]
+        )
         rows = []
         for i, m in enumerate(self.methods):
             test = self.test_fit[:, i]
             diff, t, p, n_used = paired.get(m, (np.nan, np.nan, np.nan, 0))
+            mean, sd, n_ok = _nanmean(test), _nansd(test), int(np.sum(~np.isnan(test)))
+            half = (
+                float(scipy.stats.t.ppf(0.975, n_ok - 1) * np.sqrt((1 / n_ok + ratio) * sd**2))
+                if n_ok > 1
+                else np.nan
+            )
             rows.append(
                 {
                     "set": name,
                     "method": m,
-                    "fit_out_of_sample_mean": _nanmean(test),
-                    "fit_out_of_sample_sd": _nansd(test),
+                    "fit_out_of_sample_mean": mean,
+                    "fit_out_of_sample_sd": sd,
+                    "interval_low": mean - half,
+                    "interval_high": mean + half,
                     "fit_in_sample": float(self.in_sample[i]),
                     "fit_train_mean": _nanmean(self.train_fit[:, i]),
                     "percent_kept_mean": 100.0 * _nanmean(self.kept[:, i]) / self.n_nodes,
                     "minus_unpruned_mean": diff,
                     "t_corrected": t,
                     "p_corrected": p,
-                    "n_splits": int(np.sum(~np.isnan(test))),
+                    "n_splits": n_ok,
                     "n_splits_paired": n_used,
                 }
             )

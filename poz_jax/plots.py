@@ -121,3 +121,42 @@ def figure3(
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def compare_figure(rows: list[dict], title: str = ""):
+    """Out-of-sample fit per method, a group of bars per stimulus set, with intervals.
+
+    ``rows`` are :meth:`poz_jax.comparison.Comparison.summary_rows` (with an
+    ``interval_low``/``interval_high`` pair each); bars show the mean
+    out-of-sample fit over splits, whiskers the interval, and a black dot the
+    in-sample fit (each method fitted and scored on all items).
+    """
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(sets) * len(methods) * 0.35 + 3), 4.5))
+    colors = plt.get_cmap("tab10").colors
+    for m_i, m in enumerate(methods):
+        xs, mean, lo, hi, ins = [], [], [], [], []
+        for s_i, s in enumerate(sets):
+            r = next(r for r in rows if r["set"] == s and r["method"] == m)
+            xs.append(s_i - 0.4 + (m_i + 0.5) * width)
+            mean.append(r["fit_out_of_sample_mean"])
+            lo.append(r["interval_low"])
+            hi.append(r["interval_high"])
+            ins.append(r["fit_in_sample"])
+        mean, lo, hi = np.array(mean), np.array(lo), np.array(hi)
+        err = np.vstack([np.clip(mean - lo, 0, None), np.clip(hi - mean, 0, None)])
+        ax.bar(xs, mean, width, color=colors[m_i % 10], label=m)
+        ax.errorbar(xs, mean, yerr=np.nan_to_num(err), fmt="none", ecolor="0.2", capsize=2, lw=1)
+        ax.plot(xs, ins, "o", color="black", ms=3, zorder=3)
+    ax.plot([], [], "o", color="black", ms=3, label="in-sample")
+    ax.set_xticks(range(len(sets)))
+    ax.set_xticklabels(sets)
+    ax.set_ylabel("out-of-sample fit (R$^2$)")
+    ax.set_ylim(0, 1.04)
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -305,3 +305,76 @@ def test_compare_refuses_bad_input(rng):
     with pytest.raises(ValueError, match="inner folds"):
         compare(x, t, folds=2, inner_folds=4)
     assert set(METHODS) >= {"poz", "supervised", "reweighting", "random", "unpruned"}
+
+
+# --- the command ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stimuli(tmp_path_factory):
+    from poz_jax.synthetic import write_stimulus_sets
+
+    folder = tmp_path_factory.mktemp("stim")
+    write_stimulus_sets(folder, n_items=15, n_nodes=64)
+    return folder
+
+
+def _csv(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_compare_command_writes_tables_and_figure_and_resumes(stimuli, tmp_path, capsys):
+    from poz_jax import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["compare", "--help"])
+    assert e.value.code == 0 and "--inner-folds" in capsys.readouterr().out
+    out = tmp_path / "cmp"
+    args = ["compare", "--stimuli", str(stimuli), "--embeddings", str(stimuli / "embeddings.npz")]
+    args += ["--folds", "3", "--repeats", "2", "--n-random", "3", "--out", str(out)]
+    assert cli.main([*args, "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "corrected resampled t-test" in printed and "reweighting" in printed
+    rows = _csv(out / "compare.csv")
+    assert [(r["set"], r["method"]) for r in rows] == [
+        (s, m) for s in ("discs", "hues") for m in METHODS
+    ]
+    splits = _csv(out / "compare_splits.csv")
+    assert len(splits) == 2 * 6 * len(METHODS)
+    for f in ("compare.png", "compare.pdf", "compare_discs.npz", "compare_hues.npz"):
+        assert (out / f).stat().st_size > 0
+    # A second run reuses both sets and writes the same tables.
+    first = _files(out)
+    assert cli.main([*args, "--no-progress"]) == 0
+    assert "recomputing" not in capsys.readouterr().out
+    again = _files(out)
+    for f in ("compare.csv", "compare_splits.csv", "compare_discs.npz", "compare_hues.npz"):
+        assert again[f] == first[f], f
+    # Other settings recompute, and say why.
+    assert cli.main([*args, "--seed", "1", "--no-progress"]) == 0
+    said = capsys.readouterr()
+    assert "recomputing compare_discs.npz: its seed changed" in said.out + said.err
+    assert _files(out)["compare_discs.npz"] != first["compare_discs.npz"]
+
+
+def test_compare_command_refuses_bad_settings_before_writing(stimuli, tmp_path, capsys):
+    from poz_jax import cli
+
+    base = ["compare", "--stimuli", str(stimuli), "--embeddings", str(stimuli / "embeddings.npz")]
+    out = tmp_path / "never"
+    for extra, message in (
+        (["--folds", "1"], "--folds"),
+        (["--folds", "6"], "fewer than 3 test items"),
+        (["--methods", "poz,magic"], "--methods"),
+        (["--seed", "-2"], "--seed"),
+    ):
+        assert cli.main([*base, *extra, "--out", str(out), "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+        assert not out.exists()
