@@ -9,6 +9,7 @@ its time is measured on a part and scaled, and the table says so.
     python scripts/benchmark.py --quick          # a minute or two; writes docs/benchmarks-quick.md
     python scripts/benchmark.py                  # full; writes docs/benchmarks.md and .csv
     python scripts/benchmark.py --check-only     # the agreement checks alone (run by CI)
+    python scripts/benchmark.py --sections compare  # one section: docs/benchmarks-compare.md
 """
 
 from __future__ import annotations
@@ -96,6 +97,14 @@ def timed(fn, repeats: int) -> tuple[float, float, float]:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
     return float(np.median(times)), min(times), max(times)
+
+
+def once(fn) -> tuple[float, float, float]:
+    """Seconds of one call of ``fn()``, compilation included, as ``(t, t, t)``."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    t = time.perf_counter() - t0
+    return t, t, t
 
 
 def agree(name: str, got, want, tol: float) -> None:
@@ -244,6 +253,129 @@ def null(args, check_only: bool) -> Table:
         note,
     )
     return t
+
+
+def _numpy_entropy(x, bins=10) -> np.ndarray:
+    out = np.zeros(x.shape[1])
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        if np.ptp(col) > 0:
+            counts, _ = np.histogram(col, bins=bins, range=(col.min(), col.max()))
+            p = counts[counts > 0] / len(col)
+            out[j] = -np.sum(p * np.log(p))
+    return out
+
+
+def _numpy_fit(a, b) -> float:
+    iu = np.triu_indices(a.shape[0], 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.corrcoef(a[iu], b[iu])[0, 1] ** 2)
+
+
+def _numpy_rsm(x) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.corrcoef(x) ** 2
+
+
+def _sklearn_reweight(xtr, ttr, xte, tte, alphas, splits_inner):
+    """Ridge on the explicit pair design with scikit-learn, the penalty by inner CV."""
+    from sklearn.linear_model import Ridge
+
+    def design(f, y):
+        iu, ju = np.triu_indices(len(f), 1)
+        return f[iu] * f[ju], y[iu, ju]
+
+    def model(f, y, a):
+        xd, yd = design(f, y)
+        lam = a * np.trace(np.cov(xd.T, bias=True)) * len(xd) / f.shape[1]
+        return Ridge(alpha=lam).fit(xd, yd)
+
+    def predict(m, f):
+        return m.intercept_ + np.einsum("im,m,jm->ij", f, m.coef_, f)
+
+    scores = np.zeros(len(alphas))
+    for s in splits_inner:
+        ftr, ytr = xtr[s.train], ttr[np.ix_(s.train, s.train)]
+        for i, a in enumerate(alphas):
+            m = model(ftr, ytr, a)
+            scores[i] += _numpy_fit(predict(m, xtr[s.test]), ttr[np.ix_(s.test, s.test)])
+    m = model(xtr, ttr, alphas[int(np.nanargmax(scores))])
+    return _numpy_fit(predict(m, xte), tte)
+
+
+def numpy_compare_split(x, t, split, counts, random, alphas, inner_seed) -> dict[str, float]:
+    """One split of the comparison as a straightforward NumPy/scikit-learn loop."""
+    from poz_jax.core.crossval import item_splits
+
+    xtr, xte = x[split.train], x[split.test]
+    ttr, tte = t[np.ix_(split.train, split.train)], t[np.ix_(split.test, split.test)]
+    full = _numpy_fit(_numpy_rsm(xtr), ttr)
+    loo = np.array([_numpy_fit(_numpy_rsm(np.delete(xtr, j, 1)), ttr) for j in range(x.shape[1])])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.corrcoef(xtr.T) ** 2
+    varies = np.ptp(xtr, 0) > 0
+    col = np.where(varies, (np.nansum(r2[:, varies], 1) - 1) / max(varies.sum() - 1, 1), 1.0)
+    orders = {
+        "poz": np.argsort(np.mean(xtr == 0, 0), kind="stable"),
+        "std": np.argsort(-np.std(xtr, 0), kind="stable"),
+        "entropy": np.argsort(-_numpy_entropy(xtr), kind="stable"),
+        "collinearity": np.argsort(col, kind="stable"),
+        "supervised": np.argsort(np.nan_to_num(-(full - loo), nan=np.inf), kind="stable"),
+    }
+    out = {"unpruned": _numpy_fit(_numpy_rsm(xte), tte)}
+
+    def chosen(order):
+        train = numpy_fits(xtr, ttr, counts, order)
+        k = counts[int(np.nanargmax(train))]
+        return _numpy_fit(_numpy_rsm(xte[:, order[:k]]), tte)
+
+    for m, o in orders.items():
+        out[m] = chosen(o)
+    out["random"] = float(np.nanmean([chosen(o) for o in random]))
+    inner = item_splits(len(split.train), 3, 1, inner_seed)
+    out["reweighting"] = _sklearn_reweight(xtr, ttr, xte, tte, alphas, inner)
+    return out
+
+
+def comparison(args, check_only: bool) -> Table:
+    print("6. comparison: one 120 x 4096 set, 5 folds x 10 repeats, every method")
+    from poz_jax.comparison import compare
+    from poz_jax.core.reweight import ALPHAS
+    from poz_jax.synthetic import feature_similarity, planted_embeddings
+
+    feats, x = planted_embeddings(120, 4096, seed=0)
+    t = feature_similarity(feats)
+    counts = pj.keep_grid(4096, step=20)
+    kw = dict(folds=5, repeats=args.compare_repeats, seed=0, keep_counts=counts)
+    got = compare(x, t, **kw)  # float64
+    split = got.splits[0]
+    random = np.asarray(random_orders(0, 4096, 0, 20))
+    want = numpy_compare_split(x, t, split, counts, random, np.asarray(ALPHAS), 1)
+    agree(
+        "compare split 0 (float64) vs NumPy/scikit-learn loop",
+        [got.test_fit[0, got.methods.index(m)] for m in want],
+        list(want.values()),
+        1e-6,
+    )
+    n_splits = 5 * args.compare_repeats
+    tb = Table(f"Comparison: one 120 x 4096 set, 5 folds x {args.compare_repeats} repeats")
+    if check_only:
+        return tb
+    tb.add(
+        "NumPy/scikit-learn loop",
+        once(lambda: numpy_compare_split(x, t, split, counts, random, np.asarray(ALPHAS), 1)),
+        n_splits,
+        f"timed on 1 split, x{n_splits}; in-sample fits not included",
+    )
+    for name, dtype in (("float32", np.float32), ("float64", np.float64)):
+        xs, ts = x.astype(dtype), t.astype(dtype)
+        tb.add(
+            f"poz_jax compare, {name}",
+            once(lambda xs=xs, ts=ts: compare(xs, ts, **kw).test_fit),
+            1.0,
+            "one run: all splits, the in-sample fits and compilation",
+        )
+    return tb
 
 
 def training(args, check_only: bool) -> Table | None:
@@ -412,6 +544,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, a minute or two")
     parser.add_argument("--check-only", action="store_true", help="agreement checks, no timing")
     parser.add_argument("--out", help="report path (default docs/benchmarks[-quick].md)")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=["sweep", "sweep-exp1", "null", "training", "vgg", "compare"],
+        help="run only these sections (default all)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick or args.check_only
     args.repeats = 3 if quick else 7
@@ -421,19 +559,30 @@ def main(argv: list[str] | None = None) -> None:
     args.train_steps = 10 if quick else 40
     args.seeds = (1, 10) if quick else (1, 10, 50)
     args.vgg_images = 1 if args.check_only else 4 if quick else 120
+    args.compare_repeats = 1 if quick else 10
     if HAS_TORCH:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)  # both PyTorch sections, as reported
-    sections = [sweep_exp2, sweep_exp1, null, training, vgg_forward]
+    sections = {
+        "sweep": sweep_exp2,
+        "sweep-exp1": sweep_exp1,
+        "null": null,
+        "training": training,
+        "vgg": vgg_forward,
+        "compare": comparison,
+    }
+    chosen = args.sections or list(sections)
+    sections = [sections[name] for name in chosen]
     tables = [t for f in sections if (t := f(args, args.check_only)) is not None]
     if args.check_only:
         print("all agreement checks passed")
         return
     mode = "quick" if args.quick else "full"
-    out = (
-        Path(args.out) if args.out else ROOT / "docs" / f"benchmarks{'-quick' if quick else ''}.md"
-    )
+    # A run of some sections writes its own page, leaving the full page whole.
+    part = "-" + "-".join(args.sections) if args.sections else ""
+    stem = f"benchmarks{part}{'-quick' if quick else ''}.md"
+    out = Path(args.out) if args.out else ROOT / "docs" / stem
     write_report(tables, out, mode)
 
 

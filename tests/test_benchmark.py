@@ -26,5 +26,6 @@ def test_benchmark_agreement_checks_pass():
         "poz_jax null",
         "after 2 SGD steps",
         "Flax VGG-16 fc7",
+        "compare split 0",
     ):
         assert any(ln.strip().startswith("agree:") and name in ln for ln in agreed), name
