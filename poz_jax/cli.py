@@ -106,6 +106,27 @@ def _exp2(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exp3(args: argparse.Namespace) -> int:
+    from poz_jax.pipelines import exp3
+
+    _check_args(
+        args,
+        {"n_null": (1, None), "seed": _SEED, "n_sets": (1, None), "per_class": (3, None)},
+    )
+    cfg = exp3.Exp3Config(
+        n_null=args.n_null,
+        null_seed=args.seed,
+        class_similarity=args.class_similarity,
+        image_similarity=args.image_similarity,
+        per_class=args.per_class,
+        n_sets=args.n_sets,
+    )
+    res = exp3.run(cfg, args.out, args.inputs, args.cifar10h, progress=not args.no_progress)
+    print(exp3.format_stats(res["stats"]))
+    print(f"wrote {args.out}/: summary.csv, stats.csv, figure_classes/figure_images .png/.pdf")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from poz_jax.pipelines import compare
 
@@ -257,6 +278,49 @@ def build_parser() -> argparse.ArgumentParser:
     exp2.add_argument("--out", default="results/exp2", help="output folder (default results/exp2)")
     exp2.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp2.set_defaults(func=_exp2)
+
+    exp3 = sub.add_parser(
+        "exp3",
+        help="Experiment 3: Experiment 1's networks against CIFAR-10H human judgments",
+        description="PoZ-ordered pruning of each network's fc2 against human similarity from "
+        "CIFAR-10H: the class confusion matrix (10 class means) and image-by-image label "
+        "agreement (disjoint sets of matched images), with random-pruning nulls and the two "
+        "tests per network and for the networks' mean curve. Writes summary.csv, stats.csv "
+        "and figures; a re-run with the same --out reuses every finished null.",
+    )
+    exp3.add_argument(
+        "--inputs",
+        required=True,
+        help="Experiment 1's embeddings.npz (its --out folder holds one), or an inputs.npz "
+        "that exp3 wrote before (experiments/results/cifar10h/inputs.npz)",
+    )
+    exp3.add_argument(
+        "--cifar10h",
+        required=True,
+        help="folder with cifar10h-counts.npy, cifar10_test_labels_official.npy and, for a "
+        "class-sorted local test set, official_to_npz_row.npy",
+    )
+    exp3.add_argument(
+        "--n-null", type=int, default=1000, help="random orders per network (default 1000)"
+    )
+    exp3.add_argument("--seed", type=int, default=0, help="seed of the random orders")
+    exp3.add_argument(
+        "--class-similarity",
+        choices=["mean", "shepard"],
+        default="mean",
+        help="confusions to similarity: (P + P.T)/2 (default) or Shepard's sqrt(PabPba/PaaPbb)",
+    )
+    exp3.add_argument(
+        "--image-similarity",
+        choices=["agreement", "cosine", "jsd"],
+        default="agreement",
+        help="label distributions to similarity: sum_k p_ik p_jk (default), cosine, 1 - JSD",
+    )
+    exp3.add_argument("--n-sets", type=int, default=5, help="disjoint image sets (default 5)")
+    exp3.add_argument("--per-class", type=int, default=12, help="images per class (default 12)")
+    exp3.add_argument("--out", default="results/exp3", help="output folder")
+    exp3.add_argument("--no-progress", action="store_true", help="no progress bars")
+    exp3.set_defaults(func=_exp3)
 
     cmp_ = sub.add_parser(
         "compare",

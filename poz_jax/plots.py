@@ -160,3 +160,38 @@ def compare_figure(rows: list[dict], title: str = ""):
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def exp3_figure(result, null: np.ndarray, reference=None, title: str = "classes"):
+    """Experiment 3: fit to human similarity vs % of nodes kept, over networks.
+
+    ``result`` is an :class:`poz_jax.analysis.Analysis` of ``S`` networks and
+    ``null`` their nulls ``(S, n_null, L)``: the mean fit with a +-1 sd band,
+    and the band that holds 95% of the networks' mean curve under random
+    pruning. ``reference``: optional ``(L,)`` mean fit to the unpruned
+    network's own RSM (Experiment 1's curve), drawn dashed.
+    """
+    import warnings
+
+    pct = 100.0 * np.asarray(result.keep_counts) / result.n_nodes
+    fit = np.asarray(result.fit)
+    with warnings.catch_warnings():
+        # Levels where every fit is NaN (1 and 2 nodes kept) are simply not drawn.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, sd = np.nanmean(fit, 0), np.nanstd(fit, 0, ddof=1)
+        pooled = np.nanmean(null, 0)
+        lo, hi = np.nanquantile(pooled, 0.025, axis=0), np.nanquantile(pooled, 0.975, axis=0)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(pct, mean, color="tab:blue", lw=2, label=f"PoZ pruning, {len(fit)} networks")
+    ax.fill_between(pct, mean - sd, mean + sd, color="tab:blue", alpha=0.2, linewidth=0)
+    ax.fill_between(pct, lo, hi, color="0.6", alpha=0.35, linewidth=0, label="random pruning, 95%")
+    if reference is not None:
+        ax.plot(pct, reference, "--", color="tab:orange", label="fit to the unpruned network")
+    ax.set_xlim(101, 0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("% of fc2 nodes kept")
+    ax.set_ylabel("fit to human similarity (R$^2$)")
+    ax.set_title(f"CIFAR-10H, {title}")
+    ax.legend(frameon=False, loc="lower left")
+    fig.tight_layout()
+    return fig

@@ -203,3 +203,41 @@ def write_fake_cifar10(folder: Path, layout: str, n_train: int, n_test: int, see
             info.size = len(raw)
             tar.addfile(info, io.BytesIO(raw))
     return folder, splits
+
+
+def write_fake_cifar10h(
+    folder, local_labels: np.ndarray, n_matched: int = 300, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Write a CIFAR-10H-shaped folder whose first ``n_matched`` official images are local ones.
+
+    Official labels: 1,000 per class, shuffled. ``official_to_npz_row.npy``
+    maps official image ``i < n_matched`` to a distinct local row with the
+    same label. Counts: 50 choices per image, 85% the true class, the rest
+    spread with a planted confusion between classes 3 and 5 (cat and dog).
+    Returns the arrays written.
+    """
+    rng = np.random.default_rng(seed)
+    official = rng.permutation(np.repeat(np.arange(10), 1000)).astype(np.uint8)
+    local_labels = np.asarray(local_labels)
+    free = {c: list(rng.permutation(np.flatnonzero(local_labels == c))) for c in range(10)}
+    rows = []
+    for i in range(n_matched):
+        if not free[int(official[i])]:
+            raise ValueError(f"too few local images of class {official[i]} for {n_matched}")
+        rows.append(free[int(official[i])].pop())
+    choice = np.full((10, 10), 0.15 / 9)
+    np.fill_diagonal(choice, 0.85)
+    choice[3, 5] = choice[5, 3] = 0.1
+    choice /= choice.sum(1, keepdims=True)
+    counts = np.stack([rng.multinomial(50, choice[c]) for c in official]).astype(np.int64)
+    out = {
+        "cifar10h-counts.npy": counts,
+        "cifar10h-probs.npy": counts / counts.sum(1, keepdims=True),
+        "cifar10_test_labels_official.npy": official,
+        "official_to_npz_row.npy": np.array(rows, dtype=np.int32),
+    }
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, arr in out.items():
+        np.save(folder / name, arr)
+    return out
