@@ -111,7 +111,13 @@ def _exp3(args: argparse.Namespace) -> int:
 
     _check_args(
         args,
-        {"n_null": (1, None), "seed": _SEED, "n_sets": (1, None), "per_class": (3, None)},
+        {
+            "n_null": (1, None),
+            "seed": _SEED,
+            "n_sets": (1, None),
+            "per_class": (3, None),
+            "compare_networks": (0, None),
+        },
     )
     cfg = exp3.Exp3Config(
         n_null=args.n_null,
@@ -120,6 +126,7 @@ def _exp3(args: argparse.Namespace) -> int:
         image_similarity=args.image_similarity,
         per_class=args.per_class,
         n_sets=args.n_sets,
+        compare_networks=args.compare_networks,
     )
     res = exp3.run(cfg, args.out, args.inputs, args.cifar10h, progress=not args.no_progress)
     print(exp3.format_stats(res["stats"]))
@@ -318,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp3.add_argument("--n-sets", type=int, default=5, help="disjoint image sets (default 5)")
     exp3.add_argument("--per-class", type=int, default=12, help="images per class (default 12)")
+    exp3.add_argument(
+        "--compare-networks",
+        type=int,
+        default=5,
+        help="networks whose image sets also go through poz-jax compare (default 5; 0: none)",
+    )
     exp3.add_argument("--out", default="results/exp3", help="output folder")
     exp3.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp3.set_defaults(func=_exp3)

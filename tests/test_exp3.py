@@ -151,11 +151,15 @@ def _fake_embeddings(path, labels, n_networks=3, seed=0):
 def test_exp3_on_generated_data_writes_results_and_resumes(fake, local_labels, tmp_path):
     folder, arrays = fake
     fc2 = _fake_embeddings(tmp_path / "embeddings.npz", local_labels)
-    cfg = exp3.Exp3Config(n_null=15, per_class=4, n_sets=2)
+    cfg = exp3.Exp3Config(n_null=15, per_class=4, n_sets=2, compare_networks=1)
     out = tmp_path / "out"
     res = exp3.run(cfg, out, tmp_path / "embeddings.npz", folder, progress=False)
     for f in ("summary.csv", "stats.csv", "inputs.npz", "figure_classes.png", "figure_images.pdf"):
         assert (out / f).is_file(), f
+    with open(out / "compare.csv", newline="") as fh:
+        compared = list(csv.DictReader(fh))
+    assert {(r["set"], r["network"]) for r in compared} == {("set0", "0"), ("set1", "0")}
+    assert len(compared) == 2 * 8
     assert [r["set"] for r in res["stats"]] == ["", "set0", "set1"]
     inputs = np.load(out / "inputs.npz")
     assert inputs["class_means"].shape == (3, 10, 84) and inputs["matched_fc2"].shape == (
@@ -184,7 +188,14 @@ def test_exp3_on_generated_data_writes_results_and_resumes(fake, local_labels, t
         pooled = null[:, :, 84 - k].mean(0)
         assert float(row["null_mean"]) == pytest.approx(pooled.mean(), abs=1e-9)
     # A second run reuses every null and writes the same tables.
-    before = {f: (out / f).read_bytes() for f in ("summary.csv", "stats.csv", "null_set1.npz")}
+    names = (
+        "summary.csv",
+        "stats.csv",
+        "null_set1.npz",
+        "compare.csv",
+        "compare_set1_network0.npz",
+    )
+    before = {f: (out / f).read_bytes() for f in names}
     exp3.run(cfg, out, out / "inputs.npz", folder, progress=False)  # from the committed inputs
     for f, b in before.items():
         assert (out / f).read_bytes() == b, f

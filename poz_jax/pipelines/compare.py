@@ -97,7 +97,7 @@ def run(
         for name, s in sets.items():
             x = np.asarray(emb[name], dtype)
             t = np.asarray(s.similarity, dtype)
-            result = _one_set(cfg, out, name, x, t, bar)
+            result = compare_set(cfg, out, name, x, t, bar)
             summary += result.summary_rows(name)
             per_split += result.split_rows(name)
     files.write_csv(out / "compare.csv", summary)
@@ -107,7 +107,7 @@ def run(
     return {"rows": summary, "figures": figs}
 
 
-def _one_set(cfg: CompareConfig, out: Path, name: str, x, t, bar) -> Comparison:
+def compare_set(cfg: CompareConfig, out: Path, name: str, x, t, bar) -> Comparison:
     """One set's comparison, reused from ``out`` while its inputs and settings are the same."""
     settings = dataclasses.asdict(cfg)
     settings.pop("sets")

@@ -14,6 +14,10 @@ of Experiment 2; then the same for the networks' mean curve, whose null
 draw ``j`` is the mean of the networks' draws ``j`` (each network's orders
 are drawn independently, seeded by ``null_seed + network``).
 
+The image sets also go through ``poz-jax compare`` (every method fitted on
+some images of a set and scored on the others) for the first
+``compare_networks`` networks, into ``compare.csv``.
+
 ``inputs.npz`` (made by :func:`prepare_inputs` from Experiment 1's
 ``embeddings.npz``) holds all this needs: per network the class means, the
 PoZ over the test images and the fc2 embeddings of the matched images.
@@ -33,6 +37,7 @@ from poz_jax.core.nulls import improvement_test, null_fits, trend_test
 from poz_jax.core.ranking import poz
 from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import cifar10h
+from poz_jax.pipelines.compare import CompareConfig, compare_set
 from poz_jax.plots import exp3_figure, save_figure
 from poz_jax.runtime import float64, progress_bar, status
 
@@ -50,6 +55,7 @@ class Exp3Config:
     per_class: int = 12
     n_sets: int = 5
     set_seed: int = 0
+    compare_networks: int = 5  # networks run through poz-jax compare per image set (0: none)
 
 
 def prepare_inputs(embeddings: str | Path, cifar10h_dir: str | Path) -> dict[str, np.ndarray]:
@@ -209,6 +215,20 @@ def run(
             curves[name] = (res, null)
     files.write_csv(out / "summary.csv", summary)
     files.write_csv(out / "stats.csv", stats)
+    n_cmp = min(cfg.compare_networks, n_net)
+    if n_cmp:
+        rows = []
+        ccfg = CompareConfig()  # the comparison's defaults, in float64
+        total = n_cmp * len(sets) * ccfg.folds * ccfg.repeats
+        with float64(), progress_bar(total, "comparison splits", progress) as bar:
+            for i, idx in enumerate(sets):
+                probs = counts[matched[idx]] / counts[matched[idx]].sum(1, keepdims=True)
+                human = cifar10h.image_similarity(probs, cfg.image_similarity)
+                for n in range(n_cmp):
+                    acts = data["matched_fc2"][n][idx].astype(np.float64)
+                    res = compare_set(ccfg, out, f"set{i}_network{n}", acts, human, bar)
+                    rows += [{"network": n, **r} for r in res.summary_rows(f"set{i}")]
+        files.write_csv(out / "compare.csv", rows)
     # Beside it, Experiment 1's curve for the same networks: the fit to each
     # network's own unpruned class-mean RSM.
     with float64():
