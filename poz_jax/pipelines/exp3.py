@@ -58,6 +58,25 @@ class Exp3Config:
     compare_networks: int = 5  # networks run through poz-jax compare per image set (0: none)
 
 
+def _check_config(cfg: Exp3Config) -> None:
+    from poz_jax.core import _validate as v
+
+    v.check_int(cfg.n_null, "n_null (--n-null)", 1)
+    v.check_seed(cfg.null_seed, "null_seed (--seed)")
+    v.check_int(cfg.per_class, "per_class (--per-class)", 3)
+    v.check_int(cfg.n_sets, "n_sets (--n-sets)", 1)
+    v.check_seed(cfg.set_seed, "set_seed")
+    v.check_int(cfg.compare_networks, "compare_networks (--compare-networks)", 0)
+    if cfg.class_similarity not in ("mean", "shepard"):
+        raise ValueError(
+            f"class_similarity must be 'mean' or 'shepard', got {cfg.class_similarity!r}"
+        )
+    if cfg.image_similarity not in ("agreement", "cosine", "jsd"):
+        raise ValueError(
+            f"image_similarity must be 'agreement', 'cosine' or 'jsd', got {cfg.image_similarity!r}"
+        )
+
+
 def prepare_inputs(embeddings: str | Path, cifar10h_dir: str | Path) -> dict[str, np.ndarray]:
     """What Experiment 3 needs from Experiment 1's ``embeddings.npz``, small enough to commit.
 
@@ -176,6 +195,7 @@ def run(
     ``stats.csv``, ``figure_classes.png``/``.pdf`` and ``figure_images``; each
     null is saved once computed and reused while its inputs are the same.
     """
+    _check_config(cfg)
     out = files.check_out_dir(out)
     counts = cifar10h.load_counts(cifar10h_dir)
     data = files.load_arrays(inputs)[0]
