@@ -76,12 +76,17 @@ def atomic_save(path: str | Path, save: Callable[[Path], Any]) -> None:
         raise
 
 
-def save_arrays(path: str | Path, meta: dict | None = None, **arrays) -> None:
-    """Write ``arrays`` (and ``meta`` as JSON under ``__meta__``) to ``path`` atomically."""
+def save_arrays(
+    path: str | Path, meta: dict | None = None, compressed: bool = False, **arrays
+) -> None:
+    """Write ``arrays`` (and ``meta`` as JSON under ``__meta__``) to ``path`` atomically.
+
+    ``compressed`` deflates them (``np.savez_compressed``): for files meant to be committed.
+    """
     if meta is not None:
         arrays["__meta__"] = np.array(json.dumps(meta, sort_keys=True))
     with atomic_open(path) as fh:
-        np.savez(fh, **arrays)
+        (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
 def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:

@@ -212,7 +212,7 @@ def run(
     files.clean_temporaries(out)
     files.write_json(out / "config.json", {"exp3": dataclasses.asdict(cfg), "inputs": str(inputs)})
     if made:
-        files.save_arrays(out / "inputs.npz", {}, **data)
+        files.save_arrays(out / "inputs.npz", {}, compressed=True, **data)
     n_net = len(data["class_means"])
     summary, stats, curves = [], [], {}
     with progress_bar(n_net * (1 + cfg.n_sets), "random-pruning nulls", progress) as bar:
