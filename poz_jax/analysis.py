@@ -125,7 +125,7 @@ def analyse(x, target, keep_counts, poz_values=None, order=None) -> Analysis:
     """
     x = v.prepare_acts(x)
     k = v.as_keep_counts(keep_counts, x.shape[-1])
-    t = v.prepare_target(target, x.shape[-2], x.shape[:-2])
+    t = v.prepare_target(target, x.shape[-2], x.shape[:-2], x.dtype)
     p = poz(x) if poz_values is None else v.as_float(poz_values, "poz_values")
     if p.shape[-1] != x.shape[-1]:
         raise ValueError(f"poz_values has {p.shape[-1]} nodes but x has {x.shape[-1]}")

@@ -249,7 +249,7 @@ def compare(
       A :class:`Comparison`.
     """
     x = v.prepare_one_set(x)
-    t = v.prepare_target(target, x.shape[0])
+    t = v.prepare_target(target, x.shape[0], dtype=x.dtype)
     v.check_finite(t, "target")
     methods = tuple(methods)
     unknown = [m for m in methods if m not in METHODS]

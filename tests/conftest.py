@@ -121,6 +121,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _subprocess_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a JAX child, with ``extra`` set.
+
+    The child keeps this run's XLA flags (e.g. ``--xla_cpu_max_isa=SSE4_2``,
+    so the whole suite runs under one instruction set) except the device
+    count, which each helper sets itself, and it can import ``bounds``.
+    """
+    env = {**os.environ, **extra}
+    flags = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    flags += extra.get("XLA_FLAGS", "").split()
+    env["XLA_FLAGS"] = " ".join(flags)
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+    return env
+
+
 def run_processes(code: str, n_processes: int = 2, n_devices: int = 2) -> list[str]:
     """Run Python ``code`` as one multi-process JAX job on this machine's CPU.
 
@@ -132,16 +152,14 @@ def run_processes(code: str, n_processes: int = 2, n_devices: int = 2) -> list[s
     port = free_port()
     procs = []
     for pid in range(n_processes):
-        env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "JAX_NUM_CPU_DEVICES": str(n_devices),
-            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
-            "POZ_COORDINATOR": f"localhost:{port}",
-            "POZ_N_PROCESSES": str(n_processes),
-            "POZ_PROCESS_ID": str(pid),
-        }
-        env.pop("XLA_FLAGS", None)
+        env = _subprocess_env(
+            JAX_PLATFORMS="cpu",
+            JAX_NUM_CPU_DEVICES=str(n_devices),
+            JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+            POZ_COORDINATOR=f"localhost:{port}",
+            POZ_N_PROCESSES=str(n_processes),
+            POZ_PROCESS_ID=str(pid),
+        )
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-c", code],
@@ -169,11 +187,9 @@ def run_on_host_devices(code: str, n_devices: int = 8) -> str:
     Returns its stdout; fails the test with its stderr when it fails. (JAX fixes
     the device count at start-up, so multi-device tests need their own process.)
     """
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}",
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = _subprocess_env(
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}", JAX_PLATFORMS="cpu"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )

@@ -6,9 +6,14 @@ import csv
 
 import numpy as np
 import pytest
+from bounds import assert_within, sweep_bound
 from scipy import stats as sps
 
+import poz_jax as pj
 from poz_jax import cli, files
+from poz_jax.core.nulls import random_orders
+from poz_jax.core.ranking import keep_grid
+from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.pipelines import exp2
 from poz_jax.synthetic import write_stimulus_sets
 
@@ -145,8 +150,15 @@ def test_float32_and_float64_agree(stimuli, tmp_path):
         cfg = exp2.Exp2Config(n_null=3, precision=prec, sets=("discs",))
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
     a, b = runs["float32"]["stats"][0], runs["float64"]["stats"][0]
-    assert a["unpruned_fit"] == pytest.approx(b["unpruned_fit"], abs=1e-4)
-    assert a["peak_fit"] == pytest.approx(b["peak_fit"], abs=1e-4)
+    sets = load_stimulus_sets(stimuli, ["discs"])
+    x = load_embeddings(stimuli / "embeddings.npz", sets)["discs"].astype(np.float64)
+    counts = keep_grid(x.shape[1], step=20)
+    order = np.asarray(pj.keep_order(pj.poz(x)))
+    bound = sweep_bound(x, sets["discs"].similarity, counts, order, np.float32)
+    bound += sweep_bound(x, sets["discs"].similarity, counts, order, np.float64)
+    assert abs(a["unpruned_fit"] - b["unpruned_fit"]) <= bound[0]
+    # A maximum moves by at most the largest bound among the levels it may come from.
+    assert abs(a["peak_fit"] - b["peak_fit"]) <= np.nanmax(bound)
 
 
 def test_float32_null_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, tmp_path):
@@ -161,14 +173,29 @@ def test_float32_null_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, tm
         for key in ("p_improvement", "p_trend", "n_null_used_improvement", "n_null_used_trend"):
             assert a[key] == b[key] or (np.isnan(a[key]) and np.isnan(b[key])), (a["set"], key)
         assert a["unpruned_fit"] == b["unpruned_fit"]  # the observed curve stays float64
+    sets = load_stimulus_sets(stimuli)
+    emb = load_embeddings(stimuli / "embeddings.npz", sets)
+    counts = keep_grid(4096, step=20)
     for name in runs["float32"]["stats"]:
         f32 = np.load(tmp_path / "float32" / f"null_{name['set']}.npz")["fit"]
         f64 = np.load(tmp_path / "float64" / f"null_{name['set']}.npz")["fit"]
         assert f32.dtype == np.float32 and f64.dtype == np.float64
         np.testing.assert_array_equal(np.isnan(f32), np.isnan(f64))
-        # Measured: 6.4e-4 at worst (16 of 4096 nodes kept, 12 items), 3e-6 elsewhere.
-        assert np.nanmax(np.abs(f32 - f64)) < 2e-3
-        assert np.nanmax(np.abs(f32 - f64)[:, :100]) < 1e-4  # 4096..2116 nodes kept
+        # The rest, bounded by the sweep's rounding bound (tests/bounds.py), on
+        # the first orders: sparse 12-item sets lose float32 digits where few,
+        # mostly silent nodes remain, and the bound grows there with the data's
+        # condition (it is infinite where float32 promises nothing; no
+        # p-value changed there either, as checked above).
+        x = emb[name["set"]].astype(np.float64)
+        target = sets[name["set"]].similarity
+        orders = np.asarray(random_orders(0, x.shape[1], 0, 8))
+        for i, order in enumerate(orders):
+            bound64 = sweep_bound(x, target, counts, order, np.float64, fits=f64[i])
+            # These are the null's orders: its float64 curve is their sweep.
+            assert_within(pj.sweep(x, target, counts, order), f64[i], 2 * bound64, "order")
+            bound = sweep_bound(x, target, counts, order, np.float32, fits=f64[i]) + bound64
+            assert np.mean(np.isfinite(bound[~np.isnan(f64[i])])) > 0.5  # mostly informative
+            assert_within(f32[i], f64[i], bound, f"null order {i} of {name['set']}")
     # The precision is part of the null's key: switching it recomputes.
     cfg = exp2.Exp2Config(n_null=200, null_precision="float32")
     exp2.run(cfg, tmp_path / "float64", stimuli, stimuli / "embeddings.npz", False)

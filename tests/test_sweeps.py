@@ -1,6 +1,7 @@
 import jax
 import numpy as np
 import pytest
+from bounds import assert_within, rsm_bound, sweep_bound
 from conftest import ref_fit, ref_rsm, ref_rsm_fast, ref_sweep, sparse_acts
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,10 +24,25 @@ def _nested_masks(order, counts):
     return masks
 
 
-def _assert_close_nan(got, want, atol):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=0, atol=atol)
+def _assert_close_nan(got, want, bound):
+    assert_within(got, want, bound, "sweep against its reference")
+
+
+def _bound(x, target, counts, order, dtype=np.float64, fits=None):
+    """Rounding bound of a ``dtype`` sweep against a float64 reference (both err)."""
+    counts = np.asarray(counts)
+    return sweep_bound(x, target, counts, order, dtype, fits=fits) + sweep_bound(
+        x, target, counts, order, np.float64, fits=fits
+    )
+
+
+def _mask_bound(x, target, masks, dtype=np.float64):
+    # A mask's RSM is the nested one of an order that puts its nodes first.
+    out = []
+    for m in masks:
+        order = np.r_[np.flatnonzero(m), np.flatnonzero(~m)]
+        out.append(_bound(x, target, [int(m.sum())], order, dtype)[0])
+    return np.array(out)
 
 
 def test_sweep_every_level_matches_reference(rng):
@@ -34,14 +50,17 @@ def test_sweep_every_level_matches_reference(rng):
     counts = np.arange(30, 0, -1)
     want = ref_sweep(x, target, counts, order)
     assert np.isnan(want[-1]) and np.isnan(want[-2])  # k = 1 and k = 2 are undefined
-    _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
-    _assert_close_nan(pj.sweep_masks(x, target, _nested_masks(order, counts)), want, 1e-10)
+    bound = _bound(x, target, counts, order, fits=want)
+    _assert_close_nan(pj.sweep(x, target, counts, order), want, bound)
+    _assert_close_nan(pj.sweep_masks(x, target, _nested_masks(order, counts)), want, bound)
 
 
 def test_fast_reference_equals_pearsonr_loop(rng):
     x = sparse_acts(rng, 12, 40)
     for k in (40, 9, 3, 1):
-        _assert_close_nan(ref_rsm_fast(x[:, :k]), ref_rsm(x[:, :k]), 1e-12)
+        # Two float64 references: each within the float64 RSM bound.
+        bound = 2 * rsm_bound(x[:, :k], np.float64, exact=ref_rsm(x[:, :k]))
+        _assert_close_nan(ref_rsm_fast(x[:, :k]), ref_rsm(x[:, :k]), bound)
 
 
 def _ref_sweep_fast(x, target, counts, order):
@@ -54,11 +73,12 @@ def test_sweep_float32_realistic_sizes(rng):
     want = _ref_sweep_fast(x, target, counts, order)
     got = pj.sweep(x.astype(np.float32), target.astype(np.float32), counts, order)
     assert got.dtype == np.float32
-    _assert_close_nan(got, want, 1e-4)
+    bound = _bound(x, target, counts, order, np.float32, fits=want)
+    _assert_close_nan(got, want, bound)
     got_m = pj.sweep_masks(
         x.astype(np.float32), target.astype(np.float32), _nested_masks(order, counts)
     )
-    _assert_close_nan(got_m, want, 1e-4)
+    _assert_close_nan(got_m, want, bound)
 
 
 def test_sweep_fc7_like_layer_float32(rng):
@@ -69,7 +89,7 @@ def test_sweep_fc7_like_layer_float32(rng):
     base = ref_rsm_fast(x)
     want = _ref_sweep_fast(x, base, counts, order)
     got = pj.sweep(x.astype(np.float32), base.astype(np.float32), counts, order)
-    _assert_close_nan(got, want, 1e-4)
+    _assert_close_nan(got, want, _bound(x, base, counts, order, np.float32, fits=want))
 
 
 def test_sweep_rsms_match_reference(rng):
@@ -78,7 +98,9 @@ def test_sweep_rsms_match_reference(rng):
     got = np.asarray(pj.sweep_rsms(x, counts, order))
     assert got.shape == (5, 8, 8)
     for level, k in enumerate(counts):
-        _assert_close_nan(got[level], ref_rsm(x[:, order[:k]]), 1e-10)
+        want = ref_rsm(x[:, order[:k]])
+        bound = 2 * rsm_bound(x, np.float64, [k], order, exact=want[None])[0]
+        _assert_close_nan(got[level], want, bound)
 
 
 def test_sweep_masks_arbitrary_masks(rng):
@@ -88,14 +110,14 @@ def test_sweep_masks_arbitrary_masks(rng):
     masks[1] = False
     masks[1, [3, 4]] = True
     want = [ref_fit(ref_rsm(x[:, m]), target) for m in masks]
-    _assert_close_nan(pj.sweep_masks(x, target, masks), want, 1e-10)
+    _assert_close_nan(pj.sweep_masks(x, target, masks), want, _mask_bound(x, target, masks))
 
 
 def test_sweep_unsorted_and_repeated_counts(rng):
     x, target, order = _setup(rng, 7, 18)
     counts = np.array([5, 18, 5, 11, 3])
     want = ref_sweep(x, target, counts, order)
-    _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
+    _assert_close_nan(pj.sweep(x, target, counts, order), want, _bound(x, target, counts, order))
 
 
 def test_all_zero_row_gives_nan_not_zero_or_one(rng):
@@ -128,9 +150,9 @@ def test_ties_follow_the_given_order(rng):
     order = np.asarray(pj.keep_order(pj.poz(x)))
     np.testing.assert_array_equal(order, np.arange(9))
     target = ref_rsm(rng.random((7, 4)))
-    _assert_close_nan(
-        pj.sweep(x, target, [9, 6, 3], order), ref_sweep(x, target, [9, 6, 3], order), 1e-10
-    )
+    want = ref_sweep(x, target, [9, 6, 3], order)
+    got = pj.sweep(x, target, [9, 6, 3], order)
+    _assert_close_nan(got, want, _bound(x, target, [9, 6, 3], order))
 
 
 def test_vmap_and_jit_equal_unbatched(rng):
@@ -141,10 +163,12 @@ def test_vmap_and_jit_equal_unbatched(rng):
     one_by_one = np.stack([pj.sweep(xs[s], targets[s], counts, orders[s]) for s in range(4)])
     batched = pj.sweep(xs, targets, counts, orders)
     vmapped = jax.jit(jax.vmap(lambda x, t, o: pj.sweep(x, t, counts, o)))(xs, targets, orders)
+    # Batched and one-by-one sum in other orders: each within the float64 bound.
+    bound = np.stack([_bound(xs[s], targets[s], counts, orders[s]) for s in range(4)])
     for got in (batched, vmapped):
-        _assert_close_nan(got, one_by_one, 1e-13)
+        _assert_close_nan(got, one_by_one, bound)
     jit_counts = jax.jit(pj.sweep)(xs, targets, counts, orders)
-    _assert_close_nan(jit_counts, one_by_one, 1e-13)
+    _assert_close_nan(jit_counts, one_by_one, bound)
     rsms = jax.jit(jax.vmap(lambda x, o: pj.sweep_rsms(x, counts, o)))(xs, orders)
     assert rsms.shape == (4, 21, 10, 10)
 
@@ -156,7 +180,8 @@ def test_shared_target_broadcasts_over_batch(rng):
     got = pj.sweep(xs, target, [15, 7], orders)
     assert got.shape == (3, 2)
     want = np.stack([ref_sweep(xs[s], target, [15, 7], orders[s]) for s in range(3)])
-    _assert_close_nan(got, want, 1e-10)
+    bound = np.stack([_bound(xs[s], target, [15, 7], orders[s]) for s in range(3)])
+    _assert_close_nan(got, want, bound)
 
 
 # A few shapes, many values: every new shape compiles the kernels again (seconds
@@ -172,10 +197,11 @@ def test_sweep_property(seed, shape):
     x, target, order = _setup(rng, n, d)
     counts = np.arange(d, 0, -1)
     want = ref_sweep(x, target, counts, order)
-    _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
-    _assert_close_nan(pj.sweep_masks(x, target, _nested_masks(order, counts)), want, 1e-10)
+    bound = _bound(x, target, counts, order, fits=want)
+    _assert_close_nan(pj.sweep(x, target, counts, order), want, bound)
+    _assert_close_nan(pj.sweep_masks(x, target, _nested_masks(order, counts)), want, bound)
     got32 = pj.sweep(x.astype(np.float32), target.astype(np.float32), counts, order)
-    _assert_close_nan(got32, want, 1e-4)
+    _assert_close_nan(got32, want, _bound(x, target, counts, order, np.float32, fits=want))
 
 
 class TestErrors:
@@ -240,8 +266,9 @@ def test_sweep_against_a_ratings_target_with_any_diagonal(rng):
     np.fill_diagonal(ratings, rng.uniform(-50, 50, 12))
     counts = np.arange(40, 0, -3)
     want = ref_sweep(x, ratings, counts, order)
-    _assert_close_nan(pj.sweep(x, ratings, counts, order), want, 1e-10)
-    _assert_close_nan(pj.sweep(x, 1e19 * ratings, counts, order), want, 1e-10)
+    bound = _bound(x, ratings, counts, order, fits=want)
+    _assert_close_nan(pj.sweep(x, ratings, counts, order), want, bound)
+    _assert_close_nan(pj.sweep(x, 1e19 * ratings, counts, order), want, bound)
 
 
 def test_many_items_path_gives_the_same_fits(rng, monkeypatch):
@@ -257,6 +284,7 @@ def test_many_items_path_gives_the_same_fits(rng, monkeypatch):
     monkeypatch.setattr(kernels, "_LARGE", 0)
     jax.clear_caches()
     try:
-        _assert_close_nan(pj.sweep(x, target, counts, order), want, 1e-10)
+        got = pj.sweep(x, target, counts, order)
+        _assert_close_nan(got, want, _bound(x, target, counts, order, fits=want))
     finally:
         jax.clear_caches()

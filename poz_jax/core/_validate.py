@@ -189,9 +189,23 @@ def check_seed(value, name: str = "seed") -> int:
     return check_int(value, name, 0, MAX_SEED)
 
 
+def widen_half(x) -> jax.Array:
+    """float16 and bfloat16 as float32 (other dtypes unchanged).
+
+    Their sums would overflow at 65,504 or keep 3 digits. Known values are
+    widened on the host: XLA's CPU conversion of half floats needs the F16C
+    instructions, which some CPUs (and ``--xla_cpu_max_isa=SSE4_2``) lack.
+    """
+    if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits >= 32:
+        return x
+    if is_concrete(x):
+        return jnp.asarray(np.asarray(x).astype(np.float32))
+    return x.astype(jnp.float32)
+
+
 def prepare_acts(x):
-    """Activations ``(..., n_items, n_nodes)`` as a finite float array."""
-    x = as_float(x, "x")
+    """Activations ``(..., n_items, n_nodes)`` as a finite float array (float32 at least)."""
+    x = widen_half(as_float(x, "x"))
     check_min_rank(x, 2, "x", "(..., n_items, n_nodes)")
     check_finite(x, "x")
     return x
@@ -216,9 +230,16 @@ def prepare_sweep(x, keep_counts, order):
     return x, k, o
 
 
-def prepare_target(target, n_items: int, lead: tuple = ()):
-    """A symmetric ``(..., n_items, n_items)`` target whose leading axes broadcast with ``lead``."""
+def prepare_target(target, n_items: int, lead: tuple = (), dtype=None):
+    """A symmetric ``(..., n_items, n_items)`` target whose leading axes broadcast with ``lead``.
+
+    ``dtype``: the activations' dtype, which the target is cast to (the
+    activations set the precision; a float64 human matrix against float32
+    activations is computed in float32).
+    """
     t = as_float(target, "target")
+    if dtype is not None:
+        t = t.astype(dtype)
     check_square(t, "target")
     check_same_items(n_items, t.shape[-1], "x", "target")
     check_broadcast(x=lead, target=t.shape[:-2])

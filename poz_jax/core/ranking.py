@@ -28,12 +28,11 @@ def poz(acts) -> jax.Array:
     v.check_min_rank(a, 2, "acts", "(..., n_items, n_nodes)")
     if a.shape[-2] == 0:
         raise ValueError("acts has no items (n_items == 0); PoZ is undefined")
+    a = v.widen_half(a)  # count in float32 at least: a float16 count stops at 65,504
     if jnp.issubdtype(a.dtype, jnp.floating):
         v.check_finite(a, "acts")
-    # Count in at least float32: a float16 or bfloat16 sum over many items
-    # overflows (float16 stops at 65,504) or rounds (bfloat16 has 8 bits).
-    dtype = jnp.result_type(a.dtype, jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else None
-    return jnp.mean(a == 0, axis=-2, dtype=dtype or jnp.result_type(float))
+        return jnp.mean(a == 0, axis=-2, dtype=a.dtype)
+    return jnp.mean(a == 0, axis=-2, dtype=jnp.result_type(float))
 
 
 def keep_order(poz_values) -> jax.Array:

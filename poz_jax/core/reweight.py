@@ -89,7 +89,7 @@ def penalty_scores(x, target, alphas=ALPHAS, folds: int = 3, seed: int = 0) -> j
 
 def _prepare(x, target, alphas):
     x = v.prepare_one_set(x)
-    t = v.prepare_target(target, x.shape[0])
+    t = v.prepare_target(target, x.shape[0], dtype=x.dtype)
     a = v.as_float(alphas, "alphas").astype(x.dtype)
     if a.ndim != 1 or a.shape[0] == 0:
         raise ValueError(f"alphas must be a non-empty 1-D array, got shape {tuple(a.shape)}")

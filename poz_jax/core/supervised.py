@@ -51,7 +51,7 @@ def _prepare(x, target):
     x = v.prepare_acts(x)
     if x.shape[-1] < 2:
         raise ValueError(f"leaving a node out needs at least 2 nodes, got {x.shape[-1]}")
-    t = v.prepare_target(target, x.shape[-2], x.shape[:-2])
+    t = v.prepare_target(target, x.shape[-2], x.shape[:-2], x.dtype)
     return x, t
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from poz_jax.core._validate import widen_half
 from poz_jax.files import check_out_dir, load_arrays, save_arrays
 from poz_jax.models.vgg import CONV_NAMES, check_params
 
@@ -42,7 +43,7 @@ def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
         tensors = load_file(str(path))
     except Exception as err:  # SafetensorError, or a dtype JAX lacks
         raise ValueError(f"{path} is not a readable safetensors file ({err})") from err
-    return {k: np.asarray(v.astype(jnp.float32)) for k, v in tensors.items()}
+    return {k: np.asarray(widen_half(v), np.float32) for k, v in tensors.items()}
 
 
 def read_torch(path: str | Path) -> dict[str, np.ndarray]:
