@@ -41,6 +41,16 @@ def _check_args(args: argparse.Namespace, rules: dict[str, tuple[int, int | None
 _SEED = (0, 2**31 - 1)
 
 
+@contextlib.contextmanager
+def _writes(folder):
+    """Run a command's block, then list every file it wrote (from the writes themselves)."""
+    from poz_jax import files
+
+    with files.recording() as written:
+        yield
+    print(files.describe_writes(folder, written))
+
+
 def _version() -> str:
     from poz_jax import __version__
 
@@ -75,12 +85,9 @@ def _exp1(args: argparse.Namespace) -> int:
             init_style=args.init,
         )
     out = args.out or f"results/exp1_{preset}"
-    res = exp1.run(cfg, out, args.data_dir, progress=not args.no_progress, compute=compute)
-    print(exp1.format_summary(res))
-    print(
-        f"wrote {out}/: summary.csv, per_seed.csv, accuracy.csv, analysis.npz, history.json, "
-        "config.json, figure1.png/.pdf, embeddings.npz, checkpoint.npz"
-    )
+    with _writes(out):
+        res = exp1.run(cfg, out, args.data_dir, progress=not args.no_progress, compute=compute)
+        print(exp1.format_summary(res))
     return 0
 
 
@@ -97,12 +104,9 @@ def _exp2(args: argparse.Namespace) -> int:
         weights=args.weights,
         sets=tuple(args.sets.split(",")) if args.sets else None,
     )
-    res = exp2.run(cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress)
-    print(exp2.format_stats(res["stats"]))
-    print(
-        f"wrote {args.out}/: summary.csv, levels.csv, stats.csv, analysis.npz, config.json, "
-        "figure2/3.png/.pdf, embeddings.npz (network path), null_<set>.npz"
-    )
+    with _writes(args.out):
+        res = exp2.run(cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress)
+        print(exp2.format_stats(res["stats"]))
     return 0
 
 
@@ -128,9 +132,9 @@ def _exp3(args: argparse.Namespace) -> int:
         n_sets=args.n_sets,
         compare_networks=args.compare_networks,
     )
-    res = exp3.run(cfg, args.out, args.inputs, args.cifar10h, progress=not args.no_progress)
-    print(exp3.format_stats(res["stats"]))
-    print(f"wrote {args.out}/: summary.csv, stats.csv, figure_classes/figure_images .png/.pdf")
+    with _writes(args.out):
+        res = exp3.run(cfg, args.out, args.inputs, args.cifar10h, progress=not args.no_progress)
+        print(exp3.format_stats(res["stats"]))
     return 0
 
 
@@ -157,17 +161,21 @@ def _compare(args: argparse.Namespace) -> int:
         precision="float32" if args.float32 else "float64",
         sets=tuple(args.sets.split(",")) if args.sets else None,
     )
-    res = compare.run(cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress)
-    print(compare.format_rows(res["rows"]))
-    print(f"wrote {args.out}/: compare.csv, compare_splits.csv, compare.png/.pdf, config.json")
+    with _writes(args.out):
+        res = compare.run(
+            cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress
+        )
+        print(compare.format_rows(res["rows"]))
     return 0
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from poz_jax.models.convert import convert
 
-    convert(args.src, args.dst)
-    print(f"wrote {args.dst}")
+    with _writes(Path(args.dst).parent):
+        convert(args.src, args.dst)
     return 0
 
 
@@ -178,8 +186,8 @@ def _make_stimuli(args: argparse.Namespace) -> int:
     # Experiment 2's fits need at least 3 items (2 pairs).
     _check_args(args, {"items": (3, None), "seed": _SEED})
     check_out_dir(args.folder, "folder")
-    write_stimulus_sets(args.folder, n_items=args.items, seed=args.seed)
-    print(f"wrote generated stimulus sets, similarity.npz and embeddings.npz to {args.folder}")
+    with _writes(args.folder):
+        write_stimulus_sets(args.folder, n_items=args.items, seed=args.seed)
     return 0
 
 

@@ -33,10 +33,69 @@ def _umask() -> int:
     return mask
 
 
+# The open write logs of :func:`recording` (innermost last).
+_LOGS: list[list[Path]] = []
+
+
 def _publish(tmp: str, path: Path) -> None:
     # mkstemp makes owner-only files; give the result the usual permissions.
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+    for log in _LOGS:
+        log.append(path)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list[Path]]:
+    """Collect the path of every file written (atomically, by this module) inside the block.
+
+    A command's closing message lists what it wrote from this log, so it can
+    name neither a file it did not write nor omit one it did.
+    """
+    log: list[Path] = []
+    _LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _LOGS.remove(log)
+
+
+def describe_writes(folder: str | Path, written: list[Path]) -> str:
+    """``wrote FOLDER/: a.csv (2.1 KB), b.png (40.3 KB), sub/: 25 files (1.2 MB)``.
+
+    Each file once, in the order first written; files in a subfolder are
+    counted under it; files outside ``folder`` are named by their full path.
+    """
+    folder = Path(folder)
+    entries: dict[str, list[int]] = {}
+    seen = set()
+    for p in written:
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            parts = p.resolve().relative_to(folder.resolve()).parts
+            name = parts[0] + ("/" if len(parts) > 1 else "")
+        except ValueError:
+            name = str(p)
+        entries.setdefault(name, []).append(p.stat().st_size if p.exists() else 0)
+    if not entries:
+        return f"wrote nothing to {folder}/"
+    items = [
+        f"{name}: {len(sizes)} files ({_size(sum(sizes))})"
+        if name.endswith("/")
+        else f"{name} ({_size(sizes[0])})"
+        for name, sizes in entries.items()
+    ]
+    return f"wrote {folder}/: " + ", ".join(items)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 @contextlib.contextmanager

@@ -133,6 +133,8 @@ def write_stimulus_sets(
     import scipy.io
     from PIL import Image
 
+    from poz_jax.files import atomic_save
+
     folder = Path(folder)
     feats_by_set, sims, embs = {}, {}, {}
     for i, name in enumerate(names):
@@ -143,19 +145,22 @@ def write_stimulus_sets(
         files = [f"img_{j:03d}.png" for j in range(n_items)]
         if i == 1:  # a given row order, unlike the sorted file names
             files = files[::-1]
-            (d / "order.txt").write_text("\n".join(files) + "\n")
+            text = "\n".join(files) + "\n"
+            atomic_save(d / "order.txt", lambda p, text=text: p.write_text(text))
         for f, img in zip(files, draw_images(feats), strict=True):
-            Image.fromarray(img).save(d / f)
+            atomic_save(d / f, lambda p, img=img: Image.fromarray(img).save(p))
         fmt = (".csv", ".npy", ".mat")[min(i, 2)]
         if fmt == ".csv":
-            np.savetxt(d / "similarity.csv", sim, delimiter=",")
+            atomic_save(d / "similarity.csv", lambda p, s=sim: np.savetxt(p, s, delimiter=","))
         elif fmt == ".npy":
-            np.save(d / "similarity.npy", sim)
+            atomic_save(d / "similarity.npy", lambda p, s=sim: np.save(p, s))
         else:
-            scipy.io.savemat(d / "similarity.mat", {"simMatrix": sim})
+            atomic_save(
+                d / "similarity.mat", lambda p, s=sim: scipy.io.savemat(p, {"simMatrix": s})
+            )
         feats_by_set[name], sims[name], embs[name] = feats, sim, emb.astype(np.float32)
-    np.savez(folder / "similarity.npz", **sims)
-    np.savez(folder / "embeddings.npz", **embs)
+    atomic_save(folder / "similarity.npz", lambda p: np.savez(p, **sims))
+    atomic_save(folder / "embeddings.npz", lambda p: np.savez(p, **embs))
     return feats_by_set
 
 

@@ -274,3 +274,22 @@ def test_tar_member_that_is_not_a_batch(tmp_path):
         tar.addfile(info, io.BytesIO(b"junk"))
     with pytest.raises(DataError, match="not a readable CIFAR-10 batch"):
         load_cifar10("test", archive, verify=False)
+
+
+def test_mixed_and_half_precision_inputs_compute_in_the_activations_dtype(rng):
+    # A float64 human matrix against float32 activations: computed in float32
+    # (it raised a raw cond TypeError); float16/bfloat16 activations in float32.
+    x = np.maximum(rng.normal(size=(10, 30)), 0).astype(np.float32)
+    h = ref_rsm_fast(rng.normal(size=(10, 4)))
+    counts, order = [30, 12], np.arange(30)
+    want = np.asarray(pj.sweep(x, h.astype(np.float32), counts, order))
+    got = pj.sweep(x, h, counts, order)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    for half in (jnp.float16, jnp.bfloat16):
+        xh = jnp.asarray(x, half)
+        got = pj.sweep(xh, h, counts, order)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(
+            got, pj.sweep(np.asarray(xh).astype(np.float32), h, counts, order)
+        )

@@ -25,6 +25,7 @@ from poz_jax.core.crossval import item_splits
 from poz_jax.core.reweight import ALPHAS
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.plots import compare_figure, save_figure
+from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar, status
 
 _SAVED = ("test_fit", "train_fit", "kept", "in_sample", "keep_counts")
@@ -147,18 +148,20 @@ def compare_set(cfg: CompareConfig, out: Path, name: str, x, t, bar) -> Comparis
 
 def format_rows(rows: list[dict]) -> str:
     """``run``'s summary as a text table."""
-    lines = [
-        f"{'set':<12}{'method':<14}{'out of sample':>14}{'sd':>8}{'in sample':>10}"
-        f"{'% kept':>8}{'- unpruned':>11}{'p':>8}"
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['set']:<12}{r['method']:<14}{r['fit_out_of_sample_mean']:>14.4f}"
-            f"{r['fit_out_of_sample_sd']:>8.4f}{r['fit_in_sample']:>10.4f}"
-            f"{r['percent_kept_mean']:>8.1f}{r['minus_unpruned_mean']:>11.4f}{r['p_corrected']:>8.4f}"
-        )
-    lines.append(
-        "p: Nadeau & Bengio's corrected resampled t-test of the split-wise difference from "
-        "'unpruned' (conservative: splits share items)"
+    table = text_table(
+        rows,
+        [
+            ("set", text("set")),
+            ("method", text("method")),
+            ("out-of-sample fit", number("fit_out_of_sample_mean")),
+            ("sd", number("fit_out_of_sample_sd")),
+            ("in-sample fit", number("fit_in_sample")),
+            ("% kept", number("percent_kept_mean", ".1f")),
+            ("vs unpruned", number("minus_unpruned_mean", "+.4f")),
+            ("p", number("p_corrected")),
+        ],
     )
-    return "\n".join(lines)
+    return (
+        f"{table}\nvs unpruned: mean over splits of (method - unpruned) out of sample; p: Nadeau "
+        "& Bengio's corrected resampled t-test of it (conservative: splits share items)"
+    )

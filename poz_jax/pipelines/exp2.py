@@ -26,6 +26,7 @@ from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
 from poz_jax.models.vgg import check_have_images, embed_sets
 from poz_jax.plots import figure2, figure3, save_figure
+from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar, status
 
 POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
@@ -314,19 +315,23 @@ def run(
 
 def format_stats(stats: list[dict]) -> str:
     """``run``'s per-set statistics as a text table."""
-    lines = [
-        f"{'set':<14}{'PoZ>80%':>8}{'unpruned':>9}{'peak':>8}{'at % kept':>10}"
-        f"{'gain':>8}{'p':>8}{'slope':>10}{'p trend':>8}"
-    ]
-    for r in stats:
-        lines.append(
-            f"{r['set']:<14}{100 * r['share_poz_above_80']:>7.1f}%{r['unpruned_fit']:>9.4f}"
-            f"{r['peak_fit']:>8.4f}{r['peak_percent_kept']:>9.1f}%{r['improvement']:>8.4f}"
-            f"{r['p_improvement']:>8.4f}{r['trend_slope_per_percent']:>10.2e}{r['p_trend']:>8.4f}"
-        )
+    table = text_table(
+        stats,
+        [
+            ("set", text("set")),
+            ("PoZ > 80%", number("share_poz_above_80", ".1f", 100, "%")),
+            ("unpruned fit", number("unpruned_fit")),
+            ("peak fit", number("peak_fit")),
+            ("peak at % kept", number("peak_percent_kept", ".1f", suffix="%")),
+            ("gain", number("improvement")),
+            ("p (gain)", number("p_improvement")),
+            ("trend slope", number("trend_slope_per_percent", ".2e")),
+            ("p (trend)", number("p_trend")),
+        ],
+    )
     used = sorted({r[k] for r in stats for k in ("n_null_used_improvement", "n_null_used_trend")})
-    lines.append(
-        f"p-values from {stats[0]['n_null']} random keep orders per set "
+    return (
+        f"{table}\ngain: peak fit - unpruned fit; trend slope: fit per % of nodes pruned, "
+        f"up to the peak. p-values from {stats[0]['n_null']} random keep orders per set "
         f"({used[0]}..{used[-1]} with a defined statistic; stats.csv has each)"
     )
-    return "\n".join(lines)

@@ -39,6 +39,7 @@ from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import cifar10h
 from poz_jax.pipelines.compare import CompareConfig, compare_set
 from poz_jax.plots import exp3_figure, save_figure
+from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar, status
 
 N_CLASSES = 10
@@ -304,15 +305,17 @@ def _cached(cfg, out: Path, name: str, acts, node_poz, human, bar):
 
 def format_stats(stats: list[dict]) -> str:
     """The pooled rows of ``stats.csv`` as a text table."""
-    lines = [
-        f"{'level':<8}{'set':<6}{'unpruned':>9}{'best':>8}{'at % kept':>10}"
-        f"{'gain':>8}{'p':>8}{'p trend':>9}"
-    ]
-    for r in stats:
-        lines.append(
-            f"{r['level']:<8}{r['set']:<6}{r['unpruned_fit']:>9.4f}{r['best_fit']:>8.4f}"
-            f"{r['best_percent_kept']:>9.1f}%{r['improvement']:>8.4f}{r['p_improvement']:>8.4f}"
-            f"{r['p_trend']:>9.4f}"
-        )
-    lines.append("the networks' mean curve against the mean of their random-pruning nulls")
-    return "\n".join(lines)
+    table = text_table(
+        stats,
+        [
+            ("level", text("level")),
+            ("set", text("set")),
+            ("unpruned fit", number("unpruned_fit")),
+            ("best fit", number("best_fit")),
+            ("best at % kept", number("best_percent_kept", ".1f", suffix="%")),
+            ("gain", number("improvement")),
+            ("p (gain)", number("p_improvement")),
+            ("p (trend)", number("p_trend")),
+        ],
+    )
+    return f"{table}\nthe networks' mean curve against the mean of their random-pruning nulls"
