@@ -29,14 +29,18 @@ def figure1(
     max_poz_mean: np.ndarray,
     max_poz_sd: np.ndarray,
     title: str = "",
+    n_networks: int | None = None,
 ):
-    """Figure 1: fit R^2 (left axis, blue) and max PoZ kept in % (right axis, orange).
+    """Figure 1: fit R^2 (left axis, blue) and the kept nodes' max PoZ in % (right axis, orange).
 
-    All arrays are ``(n_levels,)``; ``percent_kept`` in % (100 .. 10), PoZ as
-    fractions. Mean lines with +-1 sd bands; x runs from 100% down to 10%.
+    All arrays are ``(n_levels,)``; ``percent_kept`` in % (100 .. about 10),
+    the levels' actual ``100 k / n_nodes``, which also label the x ticks;
+    PoZ as fractions. Lines are means over networks, bands +-1 sd.
     """
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    ax.plot(percent_kept, fit_mean, "o-", color="tab:blue", label="fit to unpruned RSM")
+    percent_kept = np.asarray(percent_kept, float)
+    over = f" over {n_networks} networks" if n_networks else ""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(percent_kept, fit_mean, "o-", color="tab:blue", label="fit to the unpruned RSM")
     ax.fill_between(
         percent_kept,
         np.clip(fit_mean - fit_sd, 0, 1),
@@ -50,25 +54,28 @@ def figure1(
     ax.tick_params(axis="y", colors="tab:blue")
     ax.set_xlim(max(percent_kept) + 2, min(percent_kept) - 2)
     ax.set_xticks(percent_kept)
+    ax.set_xticklabels([f"{p:.0f}" for p in percent_kept])
     ax.set_ylim(0, 1.04)  # R^2 lies in [0, 1], and its sd band is clipped to it
     right = ax.twinx()
     poz_m, poz_s = 100 * np.asarray(max_poz_mean), 100 * np.asarray(max_poz_sd)
-    right.plot(percent_kept, poz_m, "s-", color="tab:orange", label="max PoZ kept")
+    right.plot(percent_kept, poz_m, "s-", color="tab:orange", label="max PoZ of the kept nodes")
     right.fill_between(
         percent_kept, poz_m - poz_s, poz_m + poz_s, color="tab:orange", alpha=0.2, linewidth=0
     )
-    right.set_ylabel("max PoZ remaining (%)", color="tab:orange")
+    right.set_ylabel("max PoZ of the kept nodes (%)", color="tab:orange")
     right.tick_params(axis="y", colors="tab:orange")
     right.set_ylim(0, 104)
     handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], loc="lower left", frameon=False)
+    handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.3, linewidth=0))
+    labels = [h.get_label() for h in handles[:-1]] + [f"band: mean ± 1 sd{over}"]
+    ax.legend(handles, labels, loc="lower left", frameon=False)
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def figure2(poz_by_set: dict[str, np.ndarray]):
+def figure2(poz_by_set: dict[str, np.ndarray], title: str = ""):
     """Figure 2: cumulative PoZ histogram per set: % of nodes with PoZ at or below x.
 
     ``poz_by_set`` maps set names to ``(n_nodes,)`` PoZ fractions.
@@ -78,11 +85,12 @@ def figure2(poz_by_set: dict[str, np.ndarray]):
     for name, p in poz_by_set.items():
         p = np.sort(np.asarray(p))
         ax.plot(100 * grid, 100 * np.searchsorted(p, grid, side="right") / len(p), label=name)
-    ax.set_xlabel("PoZ (%)")
+    ax.set_xlabel("PoZ (% of the set's images on which the node is silent)")
     ax.set_ylabel("% of nodes with PoZ at or below")
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 101)
     ax.legend(frameon=False)
+    ax.set_title(title or "Cumulative PoZ per stimulus set")
     fig.tight_layout()
     return fig
 
@@ -91,28 +99,63 @@ def figure3(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     ticks: dict[str, np.ndarray] | None = None,
     title: str = "",
+    null_bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    tick_labels: tuple[float, ...] = (),
 ):
-    """Figure 3: fit vs % of nodes kept, a line per set, a red dot at each maximum.
+    """Figure 3: fit vs % of nodes kept, a line per set, a dot at each set's maximum.
 
     ``curves`` maps set names to ``(percent_kept, fit)``, each ``(n_levels,)``
-    with ``percent_kept`` decreasing; ``ticks`` optionally maps set names to
-    the % kept at which short vertical ticks mark PoZ levels on the curve.
+    with ``percent_kept`` decreasing; ``null_bands`` optionally maps set
+    names to ``(low, high)`` ``(n_levels,)``: the band holding 95% of the
+    random-pruning null, drawn in the set's colour. ``ticks`` optionally maps
+    set names to the % kept at which the kept nodes' max PoZ falls to each
+    of ``tick_labels`` (fractions), marked on the curve and labelled. The x
+    axis is logarithmic, so levels below 1% kept stay apart.
     """
-    fig, ax = plt.subplots(figsize=(8.0, 5.5))
-    for name, (kept, fit) in curves.items():
-        kept, fit = np.asarray(kept), np.asarray(fit)
-        (line,) = ax.plot(kept, fit, lw=2, label=name)
-        best = int(np.nanargmax(fit))
-        ax.plot(kept[best], fit[best], "o", color="red", ms=6, zorder=3)
+    fig, ax = plt.subplots(figsize=(10.0, 5.5))
+    colors = plt.get_cmap("tab10").colors
+    for i, (name, (kept, fit)) in enumerate(curves.items()):
+        kept, fit = np.asarray(kept, float), np.asarray(fit, float)
+        color = colors[i % 10]
+        if null_bands and name in null_bands:
+            lo, hi = (np.asarray(b, float) for b in null_bands[name])
+            ax.fill_between(kept, lo, hi, color=color, alpha=0.15, linewidth=0)
+        ax.plot(kept, fit, lw=2, color=color, label=name)
+        if np.any(~np.isnan(fit)):
+            best = int(np.nanargmax(fit))
+            ax.plot(kept[best], fit[best], "o", color=color, mec="black", ms=8, zorder=5)
         marks = np.asarray((ticks or {}).get(name, []), float)
-        if marks.size:
+        ok = np.isfinite(fit)
+        if marks.size and ok.sum() > 1:
             # Markers are sized in points, so the ticks look the same on any y scale.
-            ys = np.interp(marks, kept[::-1], fit[::-1])
-            ax.plot(marks, ys, "|", color=line.get_color(), mec="black", ms=9, mew=1.2, zorder=4)
-    ax.plot([], [], "o", color="red", label="maximum")
-    ax.plot([], [], "|", color="black", ms=9, mew=1.2, label="kept PoZ falls to 90 ... 50%")
-    ax.set_xlim(102, 0)
-    ax.set_xlabel("% of nodes kept")
+            ys = np.interp(marks, kept[ok][::-1], fit[ok][::-1])
+            ax.plot(marks, ys, "|", color=color, mec="black", ms=10, mew=1.2, zorder=4)
+            last = None
+            for q, xm, ym in zip(tick_labels, marks, ys, strict=False):
+                # Label a tick only where it stands apart from the last label (log x).
+                if last is None or abs(np.log10(xm) - np.log10(last)) > 0.06:
+                    ax.annotate(
+                        f"{100 * q:.0f}",
+                        (xm, ym),
+                        xytext=(0, 7),
+                        textcoords="offset points",
+                        ha="center",
+                        fontsize=7,
+                    )
+                    last = xm
+    ax.plot([], [], "o", color="white", mec="black", ms=8, label="each set's maximum")
+    if tick_labels:
+        qs = ", ".join(f"{100 * q:.0f}" for q in tick_labels)
+        ax.plot([], [], "|", color="black", ms=10, mew=1.2, label=f"max PoZ kept falls to {qs}%")
+    if null_bands:
+        ax.fill_between([], [], [], color="0.5", alpha=0.3, label="random pruning, 95% of the null")
+    ax.set_xscale("log")
+    lo_x = min(float(np.nanmin(np.asarray(k, float))) for k, _ in curves.values())
+    ax.set_xlim(110, lo_x / 1.3)
+    marks = [m for m in (100, 50, 20, 10, 5, 2, 1, 0.5, 0.2, 0.1) if m >= lo_x / 1.3]
+    ax.set_xticks(marks)
+    ax.set_xticklabels([f"{m:g}" for m in marks])
+    ax.set_xlabel("% of nodes kept (log scale)")
     ax.set_ylabel("fit to human similarity (R$^2$)")
     ax.set_ylim(0, None)
     # Outside the axes: inside, the legend hid parts of the curves.
@@ -128,8 +171,10 @@ def compare_figure(rows: list[dict], title: str = ""):
 
     ``rows`` are :meth:`poz_jax.comparison.Comparison.summary_rows` (with an
     ``interval_low``/``interval_high`` pair each); bars show the mean
-    out-of-sample fit over splits, whiskers the interval, and a black dot the
-    in-sample fit (each method fitted and scored on all items).
+    out-of-sample fit over splits, whiskers the corrected 95% interval of
+    that mean (Nadeau & Bengio's variance, as the paired test) clipped to
+    [0, 1], and a diamond beside each bar the in-sample fit (each method
+    fitted and scored on all items).
     """
     sets = list(dict.fromkeys(r["set"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -145,12 +190,16 @@ def compare_figure(rows: list[dict], title: str = ""):
             lo.append(r["interval_low"])
             hi.append(r["interval_high"])
             ins.append(r["fit_in_sample"])
-        mean, lo, hi = np.array(mean), np.array(lo), np.array(hi)
+        mean = np.array(mean)
+        # A fit lies in [0, 1]: the interval is drawn clipped to that range.
+        lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
         err = np.vstack([np.clip(mean - lo, 0, None), np.clip(hi - mean, 0, None)])
         ax.bar(xs, mean, width, color=colors[m_i % 10], label=m)
         ax.errorbar(xs, mean, yerr=np.nan_to_num(err), fmt="none", ecolor="0.2", capsize=2, lw=1)
-        ax.plot(xs, ins, "o", color="black", ms=3, zorder=3)
-    ax.plot([], [], "o", color="black", ms=3, label="in-sample")
+        # Beside the whisker, not on its cap.
+        ax.plot(np.array(xs) + width / 4, ins, "D", color="white", mec="black", ms=3.5, zorder=3)
+    ax.plot([], [], "D", color="white", mec="black", ms=3.5, label="in-sample fit")
+    ax.plot([], [], "|", color="0.2", ms=8, label="95% interval (corrected), clipped to [0, 1]")
     ax.set_xticks(range(len(sets)))
     ax.set_xticklabels(sets)
     ax.set_ylabel("out-of-sample fit (R$^2$)")

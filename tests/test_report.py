@@ -16,6 +16,7 @@ def test_headers_stand_over_their_columns():
     assert all(len(line) == len(head) for line in body)  # the last column is right-aligned
     assert body[1].startswith("a ")  # text is left-aligned
 
+
 def test_describe_writes_lists_exactly_the_files_written(tmp_path):
     with files.recording() as log:
         files.write_json(tmp_path / "config.json", {"a": 1})

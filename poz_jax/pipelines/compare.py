@@ -103,7 +103,7 @@ def run(
             per_split += result.split_rows(name)
     files.write_csv(out / "compare.csv", summary)
     files.write_csv(out / "compare_splits.csv", per_split)
-    title = f"out of sample: {cfg.folds}-fold x {cfg.repeats} repeats (95% intervals)"
+    title = f"Fit to new stimuli: {cfg.folds}-fold x {cfg.repeats} repeats, mean over splits"
     figs = save_figure(compare_figure(summary, title=title), out / "compare")
     return {"rows": summary, "figures": figs}
 

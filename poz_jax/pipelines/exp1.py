@@ -159,19 +159,28 @@ def run(
     )
     files.write_json(out / "history.json", history)
     rows = [r for r in summary if r["paper_level"]]
-    fig = figure1(
-        100 * np.round(np.arange(1.0, 0, -0.1), 1),
-        *(
-            np.array([r[c] for r in rows])
-            for c in ("fit_mean", "fit_sd", "max_poz_mean", "max_poz_sd")
-        ),
-        title=f"LeNet5 fc2, CIFAR-10: {_count(cfg.seeds, 'network')}, {cfg.optimizer}, "
-        f"{_count(cfg.epochs, 'epoch')}",
-    )
-    figs = save_figure(fig, out / "figure1")
+    figs = draw_figure1(rows, dataclasses.asdict(cfg), out / "figure1")
     # k = 1 (every class mean constant) and k = 2 (every r^2 exactly 1) are NaN by definition.
     n_nan = sum(r["n_nan"] for r in summary if r["keep_count"] > 2)
     return {"summary": rows, "test_accuracy": acc, "figures": figs, "n_nan": n_nan}
+
+
+def draw_figure1(rows: list[dict], train: dict, stem: str | Path) -> list[Path]:
+    """Figure 1 from the paper-level rows of ``summary.csv`` and the run's training settings.
+
+    ``rows``: dicts with ``keep_count``, ``fit_mean``, ``fit_sd``,
+    ``max_poz_mean``, ``max_poz_sd`` (numbers or the CSV's strings); the x
+    positions are the levels' actual ``100 k / 84``. Returns the PNG and PDF paths.
+    """
+    col = {c: np.array([float(r[c]) for r in rows]) for c in rows[0] if c != "paper_level"}
+    fig = figure1(
+        100 * col["keep_count"] / N_NODES,
+        *(col[c] for c in ("fit_mean", "fit_sd", "max_poz_mean", "max_poz_sd")),
+        title=f"LeNet5 fc2, CIFAR-10: {_count(train['seeds'], 'network')}, "
+        f"{train['optimizer']}, {_count(train['epochs'], 'epoch')}",
+        n_networks=train["seeds"],
+    )
+    return save_figure(fig, stem)
 
 
 def _count(n: int, noun: str) -> str:

@@ -261,6 +261,7 @@ def run(
     x64 = "float64" in (cfg.precision, cfg.null_precision)
     dtype = jnp.float64 if cfg.precision == "float64" else jnp.float32
     summary, levels, stat_rows, curves, poz_by_set, arrays = [], [], [], {}, {}, {}
+    bands = {}
     with float64() if x64 else contextlib.nullcontext():
         for group in _group_by_shape(emb):
             n_nodes = emb[group[0]].shape[1]
@@ -289,6 +290,7 @@ def run(
             for i, n in enumerate(group):
                 poz_by_set[n] = res.poz[i]
                 curves[n] = (100.0 * counts / n_nodes, res.fit[i])
+                bands[n] = _null_band(nulls[n])
                 arrays.update(
                     {
                         f"poz_{n}": res.poz[i],
@@ -301,16 +303,47 @@ def run(
     summary, levels, stat_rows = (
         sorted(rows, key=lambda r: rank[r["set"]]) for rows in (summary, levels, stat_rows)
     )
+    source = network_name(cfg, embeddings)
+    for row in summary + stat_rows:
+        row["network"] = source  # random weights say so in every table
     files.write_csv(out / "summary.csv", summary)
     files.write_csv(out / "levels.csv", levels)
     files.write_csv(out / "stats.csv", stat_rows)
     files.save_arrays(out / "analysis.npz", {"sets": list(sets)}, **arrays)
     ticks = {n: _ticks(p) for n, p in poz_by_set.items()}
-    source = f"VGG-16 {cfg.layer}" if embeddings is None else "precomputed embeddings"
-    title = f"PoZ-ordered pruning against human similarity ({source})"
-    figs = save_figure(figure2({n: poz_by_set[n] for n in sets}), out / "figure2")
-    figs += save_figure(figure3({n: curves[n] for n in sets}, ticks, title=title), out / "figure3")
+    fig2 = figure2({n: poz_by_set[n] for n in sets}, title=f"Cumulative PoZ per set ({source})")
+    figs = save_figure(fig2, out / "figure2")
+    fig3 = figure3(
+        {n: curves[n] for n in sets},
+        ticks,
+        title=f"PoZ-ordered pruning against human similarity ({source})",
+        null_bands={n: bands[n] for n in sets},
+        tick_labels=POZ_TICKS,
+    )
+    figs += save_figure(fig3, out / "figure3")
     return {"stats": stat_rows, "figures": figs}
+
+
+def network_name(cfg: Exp2Config, embeddings) -> str:
+    """What the activations came from, as figures and tables say it.
+
+    Random weights are named as such: their numbers say nothing about VGG-16.
+    """
+    if embeddings is not None:
+        return "precomputed embeddings"
+    if cfg.weights == "random":
+        return f"VGG-16 {cfg.layer}, RANDOM weights (a dry run)"
+    return f"VGG-16 {cfg.layer}, {Path(cfg.weights).name}"
+
+
+def _null_band(null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2.5% and 97.5% quantiles per level of a set's null ``(n_null, L)``, over defined draws."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a level where every draw is NaN
+        lo, hi = np.nanquantile(null, [0.025, 0.975], axis=0)
+    return lo, hi
 
 
 def format_stats(stats: list[dict]) -> str:
@@ -331,7 +364,8 @@ def format_stats(stats: list[dict]) -> str:
     )
     used = sorted({r[k] for r in stats for k in ("n_null_used_improvement", "n_null_used_trend")})
     return (
-        f"{table}\ngain: peak fit - unpruned fit; trend slope: fit per % of nodes pruned, "
+        f"activations: {stats[0]['network']}\n{table}\n"
+        "gain: peak fit - unpruned fit; trend slope: fit per % of nodes pruned, "
         f"up to the peak. p-values from {stats[0]['n_null']} random keep orders per set "
         f"({used[0]}..{used[-1]} with a defined statistic; stats.csv has each)"
     )
