@@ -32,3 +32,25 @@ def test_demo_prints_table(capsys):
     assert lines[1].split()[:2] == ["kept", "%"]
     assert [int(line.split()[0]) for line in lines[2:]] == [84, 75, 67, 58, 50, 42, 33, 25, 16, 8]
     assert float(lines[2].split()[2]) == 1.0
+
+
+def test_using_the_functions_prints_what_its_comment_says():
+    # The README's first Python example, run as a user would (float32, JAX's
+    # default): what it prints must be what its last comment promises.
+    import subprocess
+    import sys
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Using the functions") :]
+    code = re.search(r"```python\n(.*?)\n```", section, re.S).group(1)
+    promised = re.search(r"print\(.*\)\s*#\s*\[([^\]]*)\]", code).group(1).split()
+    env = {k: v for k, v in __import__("os").environ.items() if k != "JAX_ENABLE_X64"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    got = re.search(r"\[([^\]]*)\]", out).group(1).split()
+    assert len(got) == len(promised)
+    # float32 sums of 4096 terms: within 1e-3 of the 3 printed decimals, on any CPU
+    # (the sweep's rounding bound for these data is below 1e-4; tests/bounds.py).
+    for g, p in zip(got, promised, strict=True):
+        assert abs(float(g) - float(p)) <= 1.5e-3, (got, promised)
