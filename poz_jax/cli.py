@@ -289,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp2.add_argument(
         "--null-float32",
         action="store_true",
-        help="the random-pruning null in float32: about twice as fast on a CPU; null fits "
-        "within 3e-6 of float64 on 120 x 4096 sets, 6e-4 at 16 nodes of 12 sparse items",
+        help="the random-pruning null in float32: about twice as fast on a CPU; its fits "
+        "differ from float64 by rounding, most where few, mostly silent nodes remain",
     )
     exp2.add_argument(
         "--out",

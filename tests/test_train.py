@@ -113,6 +113,9 @@ SHARDED = textwrap.dedent(
         assert n_shards == n_dev
     for a, b in zip(jax.tree_util.tree_leaves(out[1]), jax.tree_util.tree_leaves(out[8])):
         assert a.shape[0] == 50
+        # Two steps on other per-device batch shapes: XLA may sum in another
+        # order; after two SGD steps that stays within a few float32 ulps of
+        # the weights' scale, far below a wrong shard (a different seed's ~1).
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     print("sharded equals single-device")
     """

@@ -41,10 +41,10 @@ class Exp2Config:
     ``precision``: ``"float64"`` (exact; the default) or ``"float32"``, for
     the observed curves. ``null_precision``: the same for the random-pruning
     null (default ``"float64"``). A float32 null takes about half the time
-    on a CPU; its fits agree with float64 ones to about 3e-6 on 120 x 4096
-    sets, but only to 6e-4 at 16 nodes kept of a 12-item sparse set (float32
-    moment sums lose digits when few, mostly silent nodes remain). The
-    p-values came out identical in both (tests/test_exp2.py).
+    on a CPU; its fits differ from float64 ones by rounding alone, within a
+    bound that is loosest when few, mostly silent nodes remain (float32
+    moment sums lose digits there; tests/bounds.py). The tests check the
+    fits against that bound and the p-values for equality (tests/test_exp2.py).
     """
 
     layer: str = "fc7"
