@@ -16,7 +16,7 @@ def number(key: str, spec: str = ".4f", scale: float = 1.0, suffix: str = "") ->
         value = row[key]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return "NaN"
-        return f"{value * scale:{spec}}{suffix}"
+        return f"{value * scale if scale != 1 else value:{spec}}{suffix}"
 
     return cell
 

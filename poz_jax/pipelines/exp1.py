@@ -20,6 +20,7 @@ from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import load_cifar10
 from poz_jax.models.lenet import embed
 from poz_jax.plots import figure1, save_figure
+from poz_jax.report import number, text_table
 from poz_jax.runtime import float64, status
 from poz_jax.train import (
     Compute,
@@ -190,15 +191,18 @@ def _count(n: int, noun: str) -> str:
 def format_summary(res: dict) -> str:
     """The paper-level rows of ``run``'s result as a text table."""
     acc = res["test_accuracy"]
-    lines = [
-        f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {acc.std():.4f}",
-        f"{'kept':>5} {'% kept':>7} {'fit mean':>9} {'fit sd':>7} {'max PoZ':>8} {'sd':>6}",
-    ]
-    for r in res["summary"]:
-        lines.append(
-            f"{r['keep_count']:>5d} {100 * r['keep_fraction']:>6.0f}% {r['fit_mean']:>9.4f} "
-            f"{r['fit_sd']:>7.4f} {100 * r['max_poz_mean']:>7.1f}% {100 * r['max_poz_sd']:>5.1f}%"
-        )
+    table = text_table(
+        res["summary"],
+        [
+            ("kept", number("keep_count", "d")),
+            ("% kept", number("keep_fraction", ".0f", 100, "%")),
+            ("fit mean", number("fit_mean")),
+            ("fit sd", number("fit_sd")),
+            ("max PoZ kept, mean", number("max_poz_mean", ".1f", 100, "%")),
+            ("sd", number("max_poz_sd", ".1f", 100, "%")),
+        ],
+    )
+    lines = [f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {acc.std():.4f}", table]
     if res["n_nan"]:
         lines.append(
             f"note: {res['n_nan']} (seed, level) fits with k > 2 kept nodes were NaN "
