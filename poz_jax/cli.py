@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 
 # Config fields and the flags that set them, so an error names what the user typed.
@@ -13,6 +14,40 @@ _EXP1_FLAGS = {
     "learning_rate": "--lr",
     "base_seed": "--seed",
 }
+_EXP2_FLAGS = {
+    "layer": "--layer",
+    "n_null": "--n-null",
+    "null_seed": "--seed",
+    "sets": "--sets",
+}
+_EXP3_FLAGS = {
+    "n_null": "--n-null",
+    "null_seed": "--seed",
+    "per_class": "--per-class",
+    "n_sets": "--n-sets",
+    "compare_networks": "--compare-networks",
+    "class_similarity": "--class-similarity",
+    "image_similarity": "--image-similarity",
+}
+_COMPARE_FLAGS = {
+    "methods": "--methods",
+    "folds": "--folds",
+    "repeats": "--repeats",
+    "seed": "--seed",
+    "n_random": "--n-random",
+    "inner_folds": "--inner-folds",
+    "sets": "--sets",
+}
+
+
+def _default(config, field: str):
+    """A config field's default: the CLI's defaults are the library's, never copies."""
+    return next(f.default for f in dataclasses.fields(config) if f.name == field)
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated flag as a tuple (``""`` gives ``("",)``, which the config refuses)."""
+    return None if value is None else tuple(value.split(","))
 
 
 @contextlib.contextmanager
@@ -94,16 +129,16 @@ def _exp1(args: argparse.Namespace) -> int:
 def _exp2(args: argparse.Namespace) -> int:
     from poz_jax.pipelines import exp2
 
-    _check_args(args, {"n_null": (1, None), "seed": _SEED})
-    cfg = exp2.Exp2Config(
-        layer=args.layer,
-        n_null=args.n_null,
-        null_seed=args.seed,
-        precision="float32" if args.float32 else "float64",
-        null_precision="float32" if args.null_float32 else "float64",
-        weights=args.weights,
-        sets=tuple(args.sets.split(",")) if args.sets else None,
-    )
+    with _flag_names(_EXP2_FLAGS):
+        cfg = exp2.Exp2Config(
+            layer=args.layer,
+            n_null=args.n_null,
+            null_seed=args.seed,
+            precision="float32" if args.float32 else "float64",
+            null_precision="float32" if args.null_float32 else "float64",
+            weights=args.weights,
+            sets=_names(args.sets),
+        )
     # A dry run with random weights never lands in the real run's folder.
     out = args.out or ("results/exp2_random" if args.weights == "random" else "results/exp2")
     with _writes(out):
@@ -115,25 +150,16 @@ def _exp2(args: argparse.Namespace) -> int:
 def _exp3(args: argparse.Namespace) -> int:
     from poz_jax.pipelines import exp3
 
-    _check_args(
-        args,
-        {
-            "n_null": (1, None),
-            "seed": _SEED,
-            "n_sets": (1, None),
-            "per_class": (3, None),
-            "compare_networks": (0, None),
-        },
-    )
-    cfg = exp3.Exp3Config(
-        n_null=args.n_null,
-        null_seed=args.seed,
-        class_similarity=args.class_similarity,
-        image_similarity=args.image_similarity,
-        per_class=args.per_class,
-        n_sets=args.n_sets,
-        compare_networks=args.compare_networks,
-    )
+    with _flag_names(_EXP3_FLAGS):
+        cfg = exp3.Exp3Config(
+            n_null=args.n_null,
+            null_seed=args.seed,
+            class_similarity=args.class_similarity,
+            image_similarity=args.image_similarity,
+            per_class=args.per_class,
+            n_sets=args.n_sets,
+            compare_networks=args.compare_networks,
+        )
     with _writes(args.out):
         res = exp3.run(cfg, args.out, args.inputs, args.cifar10h, progress=not args.no_progress)
         print(exp3.format_stats(res["stats"]))
@@ -143,26 +169,17 @@ def _exp3(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from poz_jax.pipelines import compare
 
-    _check_args(
-        args,
-        {
-            "folds": (2, None),
-            "repeats": (1, None),
-            "seed": _SEED,
-            "n_random": (1, None),
-            "inner_folds": (2, None),
-        },
-    )
-    cfg = compare.CompareConfig(
-        methods=tuple(args.methods.split(",")) if args.methods else compare.METHODS,
-        folds=args.folds,
-        repeats=args.repeats,
-        seed=args.seed,
-        n_random=args.n_random,
-        inner_folds=args.inner_folds,
-        precision="float32" if args.float32 else "float64",
-        sets=tuple(args.sets.split(",")) if args.sets else None,
-    )
+    with _flag_names(_COMPARE_FLAGS):
+        cfg = compare.CompareConfig(
+            methods=compare.METHODS if args.methods is None else _names(args.methods),
+            folds=args.folds,
+            repeats=args.repeats,
+            seed=args.seed,
+            n_random=args.n_random,
+            inner_folds=args.inner_folds,
+            precision="float32" if args.float32 else "float64",
+            sets=_names(args.sets),
+        )
     with _writes(args.out):
         res = compare.run(
             cfg, args.out, args.stimuli, args.embeddings, progress=not args.no_progress
@@ -193,18 +210,17 @@ def _make_stimuli(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="poz-jax",
-        description="Rarely-firing nodes (PoZ) and representational similarity, in JAX.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _demo_parser(sub) -> None:
     demo = sub.add_parser("demo", help="sweep a generated layer and print a table")
     demo.add_argument("--items", type=int, default=120, help="number of items (default 120)")
     demo.add_argument("--nodes", type=int, default=4096, help="number of nodes (default 4096)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(func=_demo)
+
+
+def _exp1_parser(sub) -> None:
+    from poz_jax.pipelines.exp1 import PRESETS
+    from poz_jax.train import CONVS, INIT_STYLES, OPTIMIZERS, TrainConfig
 
     exp1 = sub.add_parser(
         "exp1",
@@ -222,31 +238,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp1.add_argument(
         "--preset",
-        choices=["paper", "adam", "quick"],
+        choices=list(PRESETS),
         help="paper: SGD lr 0.001 momentum 0.9, 50 seeds, 10 epochs (default); "
         "adam: Adam lr 0.001; quick: Adam, 4 seeds, 1 epoch on 5000 images",
     )
     exp1.add_argument("--quick", action="store_true", help="same as --preset quick")
     exp1.add_argument("--seeds", type=int, help="number of networks (overrides the preset)")
     exp1.add_argument("--epochs", type=int, help="training epochs (overrides the preset)")
-    exp1.add_argument("--optimizer", choices=["sgd", "adam"], help="overrides the preset")
+    exp1.add_argument("--optimizer", choices=list(OPTIMIZERS), help="overrides the preset")
     exp1.add_argument(
         "--init",
-        choices=["torch", "flax"],
+        choices=list(INIT_STYLES),
         help="parameter initialisation: torch (PyTorch's defaults, as the authors'; "
         "the presets' choice) or flax (LeCun normal, zero bias)",
     )
     exp1.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
-    exp1.add_argument("--seed", type=int, help="base random seed (default 0)")
+    exp1.add_argument(
+        "--seed", type=int, help=f"base random seed (default {_default(TrainConfig, 'base_seed')})"
+    )
     exp1.add_argument(
         "--conv",
-        choices=["rows", "patches", "lax"],
+        choices=list(CONVS),
         help="how convolutions are computed (the same numbers): default rows on CPU, "
         "lax (XLA's) on GPU/TPU; a run may resume with another",
     )
     exp1.add_argument("--out", help="output folder (default results/exp1_<preset>)")
     exp1.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp1.set_defaults(func=_exp1)
+
+
+def _exp2_parser(sub) -> None:
+    from poz_jax.models.vgg import LAYERS
+    from poz_jax.pipelines.exp2 import Exp2Config
 
     exp2 = sub.add_parser(
         "exp2",
@@ -270,17 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         help="converted VGG-16 weights (.npz from convert-vgg16), or 'random' for a dry run",
     )
+    layer = _default(Exp2Config, "layer")
     exp2.add_argument(
         "--layer",
-        default="fc7",
-        choices=["fc6", "fc7", "logits", "pool5"],
-        help="layer to analyse (default fc7, after its ReLU)",
+        default=layer,
+        choices=list(LAYERS),
+        help=f"layer to analyse (default {layer}; fc6 and fc7 after their ReLU)",
     )
+    n_null = _default(Exp2Config, "n_null")
     exp2.add_argument(
-        "--n-null", type=int, default=10000, help="random keep orders per set (default 10000)"
+        "--n-null", type=int, default=n_null, help=f"random keep orders per set (default {n_null})"
     )
     exp2.add_argument("--sets", help="comma-separated set names to analyse (default: all)")
-    exp2.add_argument("--seed", type=int, default=0, help="seed of the random orders (default 0)")
+    seed = _default(Exp2Config, "null_seed")
+    exp2.add_argument(
+        "--seed", type=int, default=seed, help=f"seed of the random orders (default {seed})"
+    )
     exp2.add_argument(
         "--float32",
         action="store_true",
@@ -298,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp2.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp2.set_defaults(func=_exp2)
+
+
+def _exp3_parser(sub) -> None:
+    from poz_jax.pipelines.exp3 import CLASS_SIMILARITIES, IMAGE_SIMILARITIES, Exp3Config
+
+    def default(field: str):
+        return _default(Exp3Config, field)
 
     exp3 = sub.add_parser(
         "exp3",
@@ -321,32 +356,59 @@ def build_parser() -> argparse.ArgumentParser:
         "class-sorted local test set, official_to_npz_row.npy",
     )
     exp3.add_argument(
-        "--n-null", type=int, default=1000, help="random orders per network (default 1000)"
+        "--n-null",
+        type=int,
+        default=default("n_null"),
+        help=f"random orders per network (default {default('n_null')})",
     )
-    exp3.add_argument("--seed", type=int, default=0, help="seed of the random orders")
+    exp3.add_argument(
+        "--seed",
+        type=int,
+        default=default("null_seed"),
+        help=f"seed of the random orders (default {default('null_seed')})",
+    )
     exp3.add_argument(
         "--class-similarity",
-        choices=["mean", "shepard"],
-        default="mean",
+        choices=list(CLASS_SIMILARITIES),
+        default=default("class_similarity"),
         help="confusions to similarity: (P + P.T)/2 (default) or Shepard's sqrt(PabPba/PaaPbb)",
     )
     exp3.add_argument(
         "--image-similarity",
-        choices=["agreement", "cosine", "jsd"],
-        default="agreement",
+        choices=list(IMAGE_SIMILARITIES),
+        default=default("image_similarity"),
         help="label distributions to similarity: sum_k p_ik p_jk (default), cosine, 1 - JSD",
     )
-    exp3.add_argument("--n-sets", type=int, default=5, help="disjoint image sets (default 5)")
-    exp3.add_argument("--per-class", type=int, default=12, help="images per class (default 12)")
+    exp3.add_argument(
+        "--n-sets",
+        type=int,
+        default=default("n_sets"),
+        help=f"disjoint image sets (default {default('n_sets')})",
+    )
+    exp3.add_argument(
+        "--per-class",
+        type=int,
+        default=default("per_class"),
+        help=f"images per class (default {default('per_class')})",
+    )
     exp3.add_argument(
         "--compare-networks",
         type=int,
-        default=5,
-        help="networks whose image sets also go through poz-jax compare (default 5; 0: none)",
+        default=default("compare_networks"),
+        help="networks whose image sets also go through poz-jax compare "
+        f"(default {default('compare_networks')}; 0: none)",
     )
-    exp3.add_argument("--out", default="results/exp3", help="output folder")
+    exp3.add_argument("--out", default="results/exp3", help="output folder (default results/exp3)")
     exp3.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp3.set_defaults(func=_exp3)
+
+
+def _compare_parser(sub) -> None:
+    from poz_jax.comparison import METHODS
+    from poz_jax.pipelines.compare import CompareConfig
+
+    def default(field: str):
+        return _default(CompareConfig, field)
 
     cmp_ = sub.add_parser(
         "compare",
@@ -372,21 +434,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp_.add_argument(
         "--methods",
-        help="comma-separated methods to compare (default all: unpruned, poz, std, entropy, "
-        "collinearity, random, supervised, reweighting)",
+        help=f"comma-separated methods to compare (default all: {', '.join(METHODS)})",
     )
-    cmp_.add_argument("--folds", type=int, default=5, help="folds over stimuli (default 5)")
-    cmp_.add_argument("--repeats", type=int, default=10, help="seeded repeats (default 10)")
-    cmp_.add_argument("--seed", type=int, default=0, help="seed of splits and random orders")
-    cmp_.add_argument(
-        "--n-random", type=int, default=20, help="random keep orders per split (default 20)"
-    )
-    cmp_.add_argument(
-        "--inner-folds",
-        type=int,
-        default=3,
-        help="folds of the inner cross-validation choosing the ridge penalty (default 3)",
-    )
+    for flag, field, what in (
+        ("--folds", "folds", "folds over stimuli"),
+        ("--repeats", "repeats", "seeded repeats"),
+        ("--seed", "seed", "seed of splits and random orders"),
+        ("--n-random", "n_random", "random keep orders per split"),
+        (
+            "--inner-folds",
+            "inner_folds",
+            "folds of the inner cross-validation choosing the ridge penalty",
+        ),
+    ):
+        cmp_.add_argument(
+            flag, type=int, default=default(field), help=f"{what} (default {default(field)})"
+        )
     cmp_.add_argument("--sets", help="comma-separated set names (default: all)")
     cmp_.add_argument("--float32", action="store_true", help="float32 instead of float64")
     cmp_.add_argument(
@@ -395,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--no-progress", action="store_true", help="no progress bars")
     cmp_.set_defaults(func=_compare)
 
+
+def _convert_parser(sub) -> None:
     conv = sub.add_parser(
         "convert-vgg16",
         help="convert torchvision/timm VGG-16 weights to a poz-jax .npz",
@@ -406,6 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="output .npz")
     conv.set_defaults(func=_convert)
 
+
+def _make_stimuli_parser(sub) -> None:
     make = sub.add_parser(
         "make-stimuli",
         help="write generated stimulus sets (images, matrices, planted embeddings)",
@@ -414,6 +481,26 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--items", type=int, default=24, help="images per set (default 24)")
     make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     make.set_defaults(func=_make_stimuli)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``poz-jax`` parser: one sub-command per study, each built by its own function."""
+    parser = argparse.ArgumentParser(
+        prog="poz-jax",
+        description="Rarely-firing nodes (PoZ) and representational similarity, in JAX.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _demo_parser,
+        _exp1_parser,
+        _exp2_parser,
+        _exp3_parser,
+        _compare_parser,
+        _convert_parser,
+        _make_stimuli_parser,
+    ):
+        add(sub)
     return parser
 
 

@@ -35,7 +35,9 @@ from poz_jax.models.lenet import accuracy
 from poz_jax.runtime import progress_bar
 
 PyTree = Any
-CONV_CHOICES = ("rows", "patches", "lax")
+CONVS = ("rows", "patches", "lax")
+OPTIMIZERS = ("sgd", "adam")
+INIT_STYLES = ("torch", "flax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +64,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from poz_jax.core import _validate as v
 
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.init_style not in ("torch", "flax"):
-            raise ValueError(f"init_style must be 'torch' or 'flax', got {self.init_style!r}")
+        v.check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        v.check_choice(self.init_style, "init_style", INIT_STYLES)
         for name in ("seeds", "epochs", "batch_size"):
             v.check_int(getattr(self, name), name, 1)
         v.check_int(self.train_subset, "train_subset", 0)
@@ -112,8 +112,8 @@ class Compute:
     def __post_init__(self) -> None:
         from poz_jax.core import _validate as v
 
-        if self.conv is not None and self.conv not in CONV_CHOICES:
-            raise ValueError(f"conv must be one of {CONV_CHOICES}, got {self.conv!r}")
+        if self.conv is not None:
+            v.check_choice(self.conv, "conv", CONVS)
         v.check_int(self.steps_per_call, "steps_per_call", 1)
 
     def resolved_conv(self) -> str:

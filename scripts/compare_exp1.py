@@ -4,7 +4,8 @@
 
 Reference rows: the authors' Figure 1 (rsa_apoz_cifar10.png, read by eye to
 about +-0.01 in fit and +-2 points of PoZ) and the independent PyTorch runs
-quoted in the study's METHOD.md (SGD, 10 epochs, 3-4 seeds).
+reported with the study's method notes, restated in docs/method.md
+(SGD, 10 epochs, 3-4 seeds).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ REFERENCE = {
         [1.0, 0.998, 0.99, 0.975, 0.95, 0.925, 0.885, 0.84, 0.73, 0.49],
         [1.0, 0.77, 0.61, 0.49, 0.41, 0.33, 0.26, 0.20, 0.13, 0.07],
     ),
-    "METHOD.md PyTorch SGD, 10 epochs": (
+    "independent PyTorch SGD, 10 epochs": (
         [1.0, 0.997, 0.99, 0.97, 0.945, 0.92, 0.87, 0.84, 0.68, 0.62],
         [None, 0.87, 0.66, 0.48, 0.36, 0.27, 0.21, 0.16, 0.10, 0.06],  # 100% not quoted
     ),
-    # METHOD.md quotes only these levels for Adam.
-    "METHOD.md PyTorch Adam, 10 epochs": (
+    # docs/method.md quotes only these levels for Adam.
+    "independent PyTorch Adam, 10 epochs": (
         [1.0, None, None, None, None, 0.83, None, 0.71, None, None],
         [None, None, 0.85, None, None, None, None, None, None, 0.27],
     ),

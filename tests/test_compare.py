@@ -385,3 +385,36 @@ def test_compare_command_refuses_bad_settings_before_writing(stimuli, tmp_path, 
         assert cli.main([*base, *extra, "--out", str(out), "--no-progress"]) == 2
         assert message in capsys.readouterr().err
         assert not out.exists()
+
+
+def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(stimuli, tmp_path):
+    # compare_set's cache hit must rebuild every field (it once returned empty
+    # orders and no importances, weights or penalties).
+    import dataclasses
+
+    from poz_jax.data import load_embeddings, load_stimulus_sets
+    from poz_jax.pipelines.compare import CompareConfig, compare_set
+    from poz_jax.runtime import progress_bar
+
+    sets = load_stimulus_sets(stimuli, ["discs"])
+    x = load_embeddings(stimuli / "embeddings.npz", sets)["discs"].astype(np.float64)
+    t = sets["discs"].similarity
+    cfg = CompareConfig(folds=3, repeats=1, n_random=2)
+    with progress_bar(6, "", False) as bar:
+        fresh = compare_set(cfg, tmp_path, "discs", x, t, bar)
+        assert (tmp_path / "compare_discs.npz").exists()
+        again = compare_set(cfg, tmp_path, "discs", x, t, bar)
+    for field in dataclasses.fields(fresh):
+        a, b = getattr(fresh, field.name), getattr(again, field.name)
+        if isinstance(a, dict):
+            assert a.keys() == b.keys() and a, field.name
+            for k in a:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=f"{field.name}[{k}]")
+        elif field.name == "splits":
+            assert [(s.train.tolist(), s.test.tolist()) for s in a] == [
+                (s.train.tolist(), s.test.tolist()) for s in b
+            ]
+        elif a is None or b is None:
+            assert a is None and b is None, field.name
+        else:
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=field.name)

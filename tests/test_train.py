@@ -65,7 +65,7 @@ def test_chunks_cover_the_epoch_once():
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="optimizer must be 'sgd' or 'adam'"):
+    with pytest.raises(ValueError, match="optimizer must be one of 'sgd', 'adam'"):
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match="seeds must be at least 1"):
         TrainConfig(seeds=0)

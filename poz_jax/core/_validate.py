@@ -184,6 +184,14 @@ def check_int(value, name: str, lo: int, hi: int | None = None) -> int:
     return value
 
 
+def check_choice(value, name: str, choices) -> str:
+    """``value`` if it is one of ``choices``; else a ``ValueError`` naming them."""
+    if value not in tuple(choices):
+        names = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {names}, got {value!r}")
+    return value
+
+
 def check_seed(value, name: str = "seed") -> int:
     """A random seed: a whole number in ``0..2**31 - 1``."""
     return check_int(value, name, 0, MAX_SEED)

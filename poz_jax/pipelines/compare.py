@@ -24,6 +24,7 @@ from poz_jax.core import _validate as v
 from poz_jax.core.crossval import item_splits
 from poz_jax.core.reweight import ALPHAS
 from poz_jax.data import load_embeddings, load_stimulus_sets
+from poz_jax.pipelines.exp2 import PRECISIONS, check_set_names
 from poz_jax.plots import compare_figure, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar, status
@@ -44,18 +45,20 @@ class CompareConfig:
     precision: str = "float64"
     sets: tuple[str, ...] | None = None
 
-
-def _check_config(cfg: CompareConfig) -> None:
-    if cfg.precision not in ("float32", "float64"):
-        raise ValueError(f"precision must be 'float32' or 'float64', got {cfg.precision!r}")
-    unknown = [m for m in cfg.methods if m not in METHODS]
-    if unknown or not cfg.methods or len(set(cfg.methods)) != len(cfg.methods):
-        raise ValueError(f"--methods must be distinct names from {', '.join(METHODS)}")
-    v.check_int(cfg.folds, "folds (--folds)", 2)
-    v.check_int(cfg.repeats, "repeats (--repeats)", 1)
-    v.check_seed(cfg.seed, "seed (--seed)")
-    v.check_int(cfg.n_random, "n_random (--n-random)", 1)
-    v.check_int(cfg.inner_folds, "inner_folds (--inner-folds)", 2)
+    def __post_init__(self) -> None:
+        v.check_choice(self.precision, "precision", PRECISIONS)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(
+                f"methods must be distinct names from {', '.join(METHODS)}, got "
+                f"{list(self.methods)}"
+            )
+        v.check_int(self.folds, "folds", 2)
+        v.check_int(self.repeats, "repeats", 1)
+        v.check_seed(self.seed, "seed")
+        v.check_int(self.n_random, "n_random", 1)
+        v.check_int(self.inner_folds, "inner_folds", 2)
+        check_set_names(self.sets)
 
 
 def run(
@@ -69,7 +72,6 @@ def run(
 
     Every input is checked before anything is written.
     """
-    _check_config(cfg)
     out = files.check_out_dir(out)
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     emb = load_embeddings(embeddings, sets)
@@ -119,10 +121,13 @@ def compare_set(cfg: CompareConfig, out: Path, name: str, x, t, bar) -> Comparis
     splits = item_splits(x.shape[0], cfg.folds, cfg.repeats, cfg.seed)
     if arrays is not None:
         bar.update(len(splits))
+        # The whole product, as a fresh run returns it (tested field by field).
         return Comparison(
             cfg.methods, splits, arrays["keep_counts"], x.shape[1],
-            *(arrays[k] for k in _SAVED[:4]), orders={}, importance=None, alpha=None,
-            weights=None,
+            *(arrays[k] for k in _SAVED[:4]),
+            orders={m: arrays[f"order_{m}"] for m in cfg.methods if f"order_{m}" in arrays},
+            importance=arrays.get("importance"), alpha=arrays.get("alpha"),
+            weights=arrays.get("weights"),
         )  # fmt: skip
     if why:
         status(f"recomputing {path.name}: {why}")

@@ -20,6 +20,7 @@ import numpy as np
 
 from poz_jax import files
 from poz_jax.analysis import Analysis, analyse
+from poz_jax.core import _validate as v
 from poz_jax.core.nulls import improvement_test, null_fits, trend_test
 from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
@@ -29,7 +30,8 @@ from poz_jax.plots import figure2, figure3, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar, status
 
-POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
+POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)
+PRECISIONS = ("float64", "float32")  # Figure 3's ticks: where the kept PoZ falls below these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +58,29 @@ class Exp2Config:
     image_batch: int = 20
     weights: str | None = None
     sets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        from poz_jax.models.vgg import LAYERS
+
+        for name in ("precision", "null_precision"):
+            v.check_choice(getattr(self, name), name, PRECISIONS)
+        v.check_choice(self.layer, "layer", LAYERS)
+        v.check_int(self.n_null, "n_null", 1)
+        v.check_seed(self.null_seed, "null_seed")
+        v.check_int(self.keep_step, "keep_step", 1)
+        v.check_int(self.image_batch, "image_batch", 1)
+        check_set_names(self.sets)
+
+
+def check_set_names(names) -> None:
+    """``sets`` of a config: ``None`` (every set) or distinct, non-empty names."""
+    if names is None:
+        return
+    if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"sets must be a tuple of non-empty set names, got {names!r}")
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise ValueError(f"sets lists {', '.join(twice)} more than once")
 
 
 def _all_level_fits(acts, human, order, chunk: int = 512) -> np.ndarray:
@@ -209,21 +234,6 @@ def tables(names, res: Analysis, all_fits, nulls, stats, n_items) -> tuple[list,
     return summary, levels, stat_rows
 
 
-def _check_config(cfg: Exp2Config) -> None:
-    from poz_jax.core import _validate as v
-    from poz_jax.models.vgg import LAYERS
-
-    for name in ("precision", "null_precision"):
-        if getattr(cfg, name) not in ("float32", "float64"):
-            raise ValueError(f"{name} must be 'float32' or 'float64', got {getattr(cfg, name)!r}")
-    if cfg.layer not in LAYERS:
-        raise ValueError(f"unknown layer {cfg.layer!r}; choose one of {LAYERS}")
-    v.check_int(cfg.n_null, "n_null (--n-null)", 1)
-    v.check_seed(cfg.null_seed, "null_seed (--seed)")
-    v.check_int(cfg.keep_step, "keep_step", 1)
-    v.check_int(cfg.image_batch, "image_batch", 1)
-
-
 def run(
     cfg: Exp2Config,
     out: str | Path,
@@ -239,7 +249,6 @@ def run(
     digests of images, weights, embeddings and matrices, and the settings);
     otherwise they are recomputed and the run says why.
     """
-    _check_config(cfg)
     out = files.check_out_dir(out)
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     if embeddings is not None:

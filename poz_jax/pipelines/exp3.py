@@ -45,6 +45,10 @@ from poz_jax.runtime import float64, progress_bar, status
 N_CLASSES = 10
 
 
+CLASS_SIMILARITIES = ("mean", "shepard")  # see cifar10h.class_similarity
+IMAGE_SIMILARITIES = ("agreement", "cosine", "jsd")  # see cifar10h.image_similarity
+
+
 @dataclasses.dataclass(frozen=True)
 class Exp3Config:
     """Settings of one Experiment 3 run (saved with its results)."""
@@ -58,24 +62,17 @@ class Exp3Config:
     set_seed: int = 0
     compare_networks: int = 5  # networks run through poz-jax compare per image set (0: none)
 
+    def __post_init__(self) -> None:
+        from poz_jax.core import _validate as v
 
-def _check_config(cfg: Exp3Config) -> None:
-    from poz_jax.core import _validate as v
-
-    v.check_int(cfg.n_null, "n_null (--n-null)", 1)
-    v.check_seed(cfg.null_seed, "null_seed (--seed)")
-    v.check_int(cfg.per_class, "per_class (--per-class)", 3)
-    v.check_int(cfg.n_sets, "n_sets (--n-sets)", 1)
-    v.check_seed(cfg.set_seed, "set_seed")
-    v.check_int(cfg.compare_networks, "compare_networks (--compare-networks)", 0)
-    if cfg.class_similarity not in ("mean", "shepard"):
-        raise ValueError(
-            f"class_similarity must be 'mean' or 'shepard', got {cfg.class_similarity!r}"
-        )
-    if cfg.image_similarity not in ("agreement", "cosine", "jsd"):
-        raise ValueError(
-            f"image_similarity must be 'agreement', 'cosine' or 'jsd', got {cfg.image_similarity!r}"
-        )
+        v.check_int(self.n_null, "n_null", 1)
+        v.check_seed(self.null_seed, "null_seed")
+        v.check_int(self.per_class, "per_class", 3)
+        v.check_int(self.n_sets, "n_sets", 1)
+        v.check_seed(self.set_seed, "set_seed")
+        v.check_int(self.compare_networks, "compare_networks", 0)
+        v.check_choice(self.class_similarity, "class_similarity", CLASS_SIMILARITIES)
+        v.check_choice(self.image_similarity, "image_similarity", IMAGE_SIMILARITIES)
 
 
 def prepare_inputs(embeddings: str | Path, cifar10h_dir: str | Path) -> dict[str, np.ndarray]:
@@ -196,7 +193,6 @@ def run(
     ``stats.csv``, ``figure_classes.png``/``.pdf`` and ``figure_images``; each
     null is saved once computed and reused while its inputs are the same.
     """
-    _check_config(cfg)
     out = files.check_out_dir(out)
     counts = cifar10h.load_counts(cifar10h_dir)
     data = files.load_arrays(inputs)[0]
