@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from poz_jax.core import _validate as v
 from poz_jax.core import kernels
+from poz_jax.core import validate as v
 from poz_jax.core.ranking import keep_order, max_kept_poz, poz
 
 
@@ -137,4 +137,4 @@ def analyse(x, target, keep_counts, poz_values=None, order=None) -> Analysis:
 
 @jax.jit
 def _analyse(x, t, k, p, o):
-    return kernels.sweep(x, t, k, o), max_kept_poz(p, k, o)
+    return kernels.sweep_kernel(x, t, k, o), max_kept_poz(p, k, o)

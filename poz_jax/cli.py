@@ -65,7 +65,7 @@ def _flag_names(flags: dict[str, str]):
 
 def _check_args(args: argparse.Namespace, rules: dict[str, tuple[int, int | None]]) -> None:
     """Each ``--flag`` value in its ``(lo, hi)`` range, or one line naming the flag."""
-    from poz_jax.core._validate import check_int
+    from poz_jax.core.validate import check_int
 
     for name, (lo, hi) in rules.items():
         value = getattr(args, name)

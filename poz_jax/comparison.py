@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from poz_jax.core import _validate as v
 from poz_jax.core import kernels
+from poz_jax.core import validate as v
 from poz_jax.core.crossval import Split, corrected_paired_t, item_splits
 from poz_jax.core.nulls import random_orders
 from poz_jax.core.ranking import (
@@ -367,8 +367,8 @@ def _reweight_split(xtr, ttr, xte, tte, alphas, inner_folds, inner_seed):
     scores = np.asarray(penalty_scores(xtr, ttr, alphas, inner_folds, inner_seed))
     best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
     w, b = reweighting_path(xtr, ttr, alphas[best : best + 1])
-    fit_te = float(kernels.fit(reweighted_similarity(xte, w[0], b[0]), tte))
-    fit_tr = float(kernels.fit(reweighted_similarity(xtr, w[0], b[0]), ttr))
+    fit_te = float(kernels.fit_kernel(reweighted_similarity(xte, w[0], b[0]), tte))
+    fit_tr = float(kernels.fit_kernel(reweighted_similarity(xtr, w[0], b[0]), ttr))
     return fit_te, fit_tr, float(alphas[best]), np.asarray(w[0])
 
 
@@ -389,5 +389,5 @@ def _in_sample(x, t, k, methods, nested, n_random, seed, alphas, inner_folds, n_
             scores = np.asarray(penalty_scores(x, t, alphas, inner_folds, seed))
             best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
             w, b = reweighting_path(x, t, alphas[best : best + 1])
-            out.append(float(kernels.fit(reweighted_similarity(x, w[0], b[0]), t)))
+            out.append(float(kernels.fit_kernel(reweighted_similarity(x, w[0], b[0]), t)))
     return np.array(out)

@@ -62,7 +62,7 @@ class TrainConfig:
     init_style: str = "torch"
 
     def __post_init__(self) -> None:
-        from poz_jax.core import _validate as v
+        from poz_jax.core import validate as v
 
         v.check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         v.check_choice(self.init_style, "init_style", INIT_STYLES)
@@ -110,7 +110,7 @@ class Compute:
     steps_per_call: int = 100
 
     def __post_init__(self) -> None:
-        from poz_jax.core import _validate as v
+        from poz_jax.core import validate as v
 
         if self.conv is not None:
             v.check_choice(self.conv, "conv", CONVS)

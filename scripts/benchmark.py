@@ -152,7 +152,7 @@ def sweep_exp2(args, check_only: bool) -> Table:
         impls[dt] = lambda xd=xd, td=td, co=co, od=od: sweep(xd, td, co, od)
         agree(f"poz_jax.sweep {np.dtype(dt).name} vs NumPy", impls[dt](), ref, tol)
     # The kernel poz-jax had before the streamed one: all prefix Grams, then every RSM.
-    prefix = jax.jit(lambda xd, td, co, od: kernels.fit(kernels.nested_rsms(xd, co, od), td))
+    prefix = jax.jit(lambda xd, td, co, od: kernels.fit_kernel(kernels.nested_rsms(xd, co, od), td))
     x32, t32 = jnp.asarray(x, np.float32), jnp.asarray(target, np.float32)
     co, od = jnp.asarray(counts), jnp.asarray(order)
     agree("prefix-Gram kernel float32 vs NumPy", prefix(x32, t32, co, od), ref, 1e-4)

@@ -148,7 +148,9 @@ def _fake_embeddings(path, labels, n_networks=3, seed=0):
     return fc2
 
 
-def test_exp3_on_generated_data_writes_results_and_resumes(fake, local_labels, tmp_path):
+def test_exp3_on_generated_data_writes_results_and_resumes(
+    fake, local_labels, tmp_path, monkeypatch
+):
     folder, arrays = fake
     fc2 = _fake_embeddings(tmp_path / "embeddings.npz", local_labels)
     cfg = exp3.Exp3Config(n_null=15, per_class=4, n_sets=2, compare_networks=1)
@@ -196,6 +198,12 @@ def test_exp3_on_generated_data_writes_results_and_resumes(fake, local_labels, t
         "compare_set1_network0.npz",
     )
     before = {f: (out / f).read_bytes() for f in names}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished product was recomputed")
+
+    monkeypatch.setattr(exp3, "null_fits", refuse)
+    monkeypatch.setattr("poz_jax.pipelines.compare.compare", refuse)
     exp3.run(cfg, out, out / "inputs.npz", folder, progress=False)  # from the committed inputs
     for f, b in before.items():
         assert (out / f).read_bytes() == b, f

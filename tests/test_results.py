@@ -17,8 +17,33 @@ RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 RUNS = sorted(p.parent for p in RESULTS.glob("*/analysis.npz"))
 
 
+# Results folders re-derived by their own study's analysis (below), by name.
+EXP3_RUNS = ("cifar10h",)
+CIFAR10H = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10h"
+
+
 def test_every_committed_run_is_checked():
-    assert {p.name for p in RUNS} >= {"exp1", "exp1_adam"}
+    # Every folder under experiments/results has a check here; a new folder
+    # without one fails this test until it gets one.
+    committed = {p.name for p in RESULTS.iterdir() if p.is_dir()}
+    checked = {p.name for p in RUNS} | set(EXP3_RUNS)
+    assert committed == checked, f"unchecked: {sorted(committed - checked)}"
+    assert {"exp1", "exp1_adam", "cifar10h"} <= committed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CIFAR10H.is_dir(), reason="needs ../shared/data/cifar10h")
+@pytest.mark.parametrize("name", EXP3_RUNS)
+def test_exp3_tables_are_reproduced_from_the_committed_inputs(name, tmp_path):
+    import json
+
+    from poz_jax.pipelines import exp3
+
+    run = RESULTS / name
+    cfg = exp3.Exp3Config(**json.loads((run / "config.json").read_text())["exp3"])
+    exp3.run(cfg, tmp_path, run / "inputs.npz", CIFAR10H, progress=False)
+    for table in ("summary.csv", "stats.csv", "compare.csv"):
+        assert (tmp_path / table).read_text() == (run / table).read_text(), table
 
 
 @pytest.mark.parametrize("run", RUNS, ids=lambda p: p.name)

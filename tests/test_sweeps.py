@@ -281,10 +281,25 @@ def test_many_items_path_gives_the_same_fits(rng, monkeypatch):
     target = ref_rsm(rng.random((9, 4)))
     counts = np.arange(23, 0, -2)
     want = ref_sweep(x, target, counts, order)
-    monkeypatch.setattr(kernels, "_LARGE", 0)
+    # Count how often the traced fit builds the RSM: once on the few-items
+    # path, once per reduction (five) on the many-items one.
+    calls = []
+    real = kernels.rsm_from_moments
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(kernels, "rsm_from_moments", counting)
     jax.clear_caches()
     try:
+        pj.sweep(x, target, counts, order)
+        few = len(calls)
+        monkeypatch.setattr(kernels, "_LARGE", 0)
+        jax.clear_caches()
         got = pj.sweep(x, target, counts, order)
+        many = len(calls) - few
         _assert_close_nan(got, want, _bound(x, target, counts, order, fits=want))
     finally:
         jax.clear_caches()
+    assert few == 1 and many == 5, (few, many)  # the many-items path ran

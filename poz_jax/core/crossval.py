@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax.core import _validate as v
+from poz_jax.core import validate as v
 
 
 class Split(NamedTuple):

@@ -1,7 +1,8 @@
 """Unvalidated, jit-compiled kernels of the array core.
 
 The public functions (:func:`poz_jax.rsm`, :func:`poz_jax.sweep`, ...) check
-their inputs, then call these. Call a kernel directly only with inputs you
+their inputs, then call these, which carry the public name with ``_kernel``
+after it (``rsm_kernel``, ``sweep_kernel``, ...). Call a kernel directly only with inputs you
 have validated: a kernel never checks shapes, values or dtypes, and a wrong
 input gives a wrong number or a deep JAX error, not a clear message.
 """
@@ -95,7 +96,7 @@ def upper_triangle(m) -> jax.Array:
 
 
 @jax.jit
-def rsm(x) -> jax.Array:
+def rsm_kernel(x) -> jax.Array:
     """Kernel of :func:`poz_jax.rsm`: ``(..., n, f) -> (..., n, n)``."""
     xc = centered(x)
     gram = jnp.einsum("...if,...jf->...ij", xc, xc)
@@ -109,7 +110,7 @@ def rsm(x) -> jax.Array:
 
 
 @jax.jit
-def fit(a, b) -> jax.Array:
+def fit_kernel(a, b) -> jax.Array:
     """Kernel of :func:`poz_jax.fit`: ``(..., n, n), (..., n, n) -> (...)``."""
     ta, tb = upper_triangle(a), upper_triangle(b)
     ta, tb = jnp.broadcast_arrays(ta, tb)
@@ -123,7 +124,7 @@ def fit(a, b) -> jax.Array:
 
 
 @partial(jax.jit, static_argnums=2)
-def class_means(x, lab, n_classes: int) -> jax.Array:
+def class_means_kernel(x, lab, n_classes: int) -> jax.Array:
     """Kernel of :func:`poz_jax.class_means`: ``(..., n, f), (..., n) -> (..., c, f)``."""
     onehot = jax.nn.one_hot(lab, n_classes, dtype=x.dtype)  # (..., n_items, n_classes)
     totals = jnp.einsum("...ic,...if->...cf", onehot, x)
@@ -188,14 +189,14 @@ def masked_rsms(x, masks):
 
 
 @jax.jit
-def sweep_rsms(x, k, o):
+def sweep_rsms_kernel(x, k, o):
     """Kernel of :func:`poz_jax.sweep_rsms`: ``-> (..., L, n, n)``."""
     f = jnp.vectorize(lambda xx, oo: nested_rsms(xx, k, oo), signature="(n,d),(d)->(l,n,n)")
     return f(x, o)
 
 
 @jax.jit
-def sweep(x, t, k, o):
+def sweep_kernel(x, t, k, o):
     """Kernel of :func:`poz_jax.sweep`: ``(..., n, d), (..., n, n), (L,), (..., d) -> (..., L)``."""
     f = jnp.vectorize(
         lambda xx, tt, oo: nested_fits(xx, tt, k, oo), signature="(n,d),(n,n),(d)->(l)"
@@ -206,7 +207,7 @@ def sweep(x, t, k, o):
 def nested_fits(x, t, keep_counts, order):
     """Fits of the nested RSMs of one ``(n, d)`` matrix to ``t`` ``(n, n)``, streamed: ``(L,)``.
 
-    The same numbers as ``fit(nested_rsms(x, keep_counts, order), t)`` (up to
+    The same numbers as ``fit_kernel(nested_rsms(x, keep_counts, order), t)`` (up to
     rounding), without ever holding more than one Gram matrix: the columns in
     keep order are cut into pieces that end exactly at the level boundaries
     (no partial blocks), one scan step adds a piece's Gram to a running one,
@@ -319,7 +320,9 @@ class TriangleTarget:
 
 
 @jax.jit
-def sweep_masks(x, t, m):
+def sweep_masks_kernel(x, t, m):
     """Kernel of :func:`poz_jax.sweep_masks`: ``-> (..., L)``."""
-    f = jnp.vectorize(lambda xx, tt: fit(masked_rsms(xx, m), tt), signature="(n,d),(n,n)->(l)")
+    f = jnp.vectorize(
+        lambda xx, tt: fit_kernel(masked_rsms(xx, m), tt), signature="(n,d),(n,n)->(l)"
+    )
     return f(x, t)

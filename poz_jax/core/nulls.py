@@ -24,8 +24,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from poz_jax.core import _validate as v
 from poz_jax.core import kernels
+from poz_jax.core import validate as v
 
 
 def random_orders(seed: int, n_nodes: int, start: int, stop: int) -> jax.Array:
@@ -49,7 +49,7 @@ def _map_orders(x, t, k, orders, vmap_size: int):
     # lax.map runs the orders one after another inside one compiled call
     # (vmap_size at a time): on a CPU, vmapping many orders only adds memory
     # traffic, while an accelerator wants several in flight.
-    return jax.lax.map(lambda o: kernels.sweep(x, t, k, o), orders, batch_size=vmap_size)
+    return jax.lax.map(lambda o: kernels.sweep_kernel(x, t, k, o), orders, batch_size=vmap_size)
 
 
 @partial(jax.jit, static_argnames=("vmap_size", "mesh"))

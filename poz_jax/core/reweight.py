@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax.core import _validate as v
 from poz_jax.core import kernels
+from poz_jax.core import validate as v
 from poz_jax.core.crossval import item_splits
 
 ALPHAS = tuple(10.0**p for p in range(-3, 4))  # 0.001 .. 1000, relative penalties
@@ -159,4 +159,4 @@ def _similarity(f, w, b):
 @jax.jit
 def _validation_fits(f_train, y_train, f_val, y_val, alphas):
     w, b = _path(f_train, y_train, alphas)
-    return kernels.fit(_similarity(f_val, w, b), y_val)
+    return kernels.fit_kernel(_similarity(f_val, w, b), y_val)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from poz_jax.core import _validate as v
 from poz_jax.core import kernels
+from poz_jax.core import validate as v
 from poz_jax.core.kernels import rsm_from_moments, upper_triangle
 
 __all__ = ["class_means", "fit", "rsm", "rsm_from_moments", "upper_triangle"]
@@ -27,7 +27,7 @@ def rsm(x) -> jax.Array:
     if x.shape[-1] == 0:
         raise ValueError(f"x has no features (shape {tuple(x.shape)}); an RSM needs at least one")
     v.check_finite(x, "x")
-    return kernels.rsm(x)
+    return kernels.rsm_kernel(x)
 
 
 def fit(rsm_a, rsm_b) -> jax.Array:
@@ -55,7 +55,7 @@ def fit(rsm_a, rsm_b) -> jax.Array:
         raise ValueError(f"fit needs at least 3 items (2 pairs), got {a.shape[-1]}")
     v.check_symmetric(a, "rsm_a")
     v.check_symmetric(b, "rsm_b")
-    return kernels.fit(a, b)
+    return kernels.fit_kernel(a, b)
 
 
 def class_means(acts, labels, n_classes: int) -> jax.Array:
@@ -87,4 +87,4 @@ def class_means(acts, labels, n_classes: int) -> jax.Array:
             f"labels must lie in 0..{n_classes - 1}, got {int(lab.min())}..{int(lab.max())}"
         )
     v.check_finite(x, "acts")
-    return kernels.class_means(x, lab, int(n_classes))
+    return kernels.class_means_kernel(x, lab, int(n_classes))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from poz_jax.core import _validate as v
 from poz_jax.core import kernels
+from poz_jax.core import validate as v
 
 
 def leave_one_out_fits(x, target) -> jax.Array:

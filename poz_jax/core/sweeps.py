@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax.core import _validate as v
 from poz_jax.core import kernels
+from poz_jax.core import validate as v
 
 
 def sweep_rsms(x, keep_counts, order) -> jax.Array:
@@ -27,7 +27,7 @@ def sweep_rsms(x, keep_counts, order) -> jax.Array:
       kept features are all equal (e.g. all zero; every item at ``k = 1``).
     """
     x, k, o = v.prepare_sweep(x, keep_counts, order)
-    return kernels.sweep_rsms(x, k, o)
+    return kernels.sweep_rsms_kernel(x, k, o)
 
 
 def sweep(x, target, keep_counts, order) -> jax.Array:
@@ -48,7 +48,7 @@ def sweep(x, target, keep_counts, order) -> jax.Array:
     x, k, o = v.prepare_sweep(x, keep_counts, order)
     lead = np.broadcast_shapes(x.shape[:-2], o.shape[:-1])
     t = v.prepare_target(target, x.shape[-2], lead, x.dtype)
-    return kernels.sweep(x, t, k, o)
+    return kernels.sweep_kernel(x, t, k, o)
 
 
 def sweep_masks(x, target, masks) -> jax.Array:
@@ -76,4 +76,4 @@ def sweep_masks(x, target, masks) -> jax.Array:
     if v.is_concrete(m) and not bool(jnp.all(jnp.any(m, -1))):
         empty = [int(i) for i in jnp.nonzero(~jnp.any(m, -1))[0]]
         raise ValueError(f"masks rows {empty} keep no node; every level must keep at least one")
-    return kernels.sweep_masks(x, t, m)
+    return kernels.sweep_masks_kernel(x, t, m)

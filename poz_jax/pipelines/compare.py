@@ -20,7 +20,7 @@ import numpy as np
 
 from poz_jax import files
 from poz_jax.comparison import METHODS, Comparison, compare
-from poz_jax.core import _validate as v
+from poz_jax.core import validate as v
 from poz_jax.core.crossval import item_splits
 from poz_jax.core.reweight import ALPHAS
 from poz_jax.data import load_embeddings, load_stimulus_sets

@@ -20,7 +20,7 @@ import numpy as np
 
 from poz_jax import files
 from poz_jax.analysis import Analysis, analyse
-from poz_jax.core import _validate as v
+from poz_jax.core import validate as v
 from poz_jax.core.nulls import improvement_test, null_fits, trend_test
 from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep

@@ -63,7 +63,7 @@ class Exp3Config:
     compare_networks: int = 5  # networks run through poz-jax compare per image set (0: none)
 
     def __post_init__(self) -> None:
-        from poz_jax.core import _validate as v
+        from poz_jax.core import validate as v
 
         v.check_int(self.n_null, "n_null", 1)
         v.check_seed(self.null_seed, "null_seed")

@@ -1,4 +1,7 @@
-"""Input checks shared by the public functions.
+"""Input checks: the validation API every layer of poz-jax uses (the core, the
+models, training, the pipelines and the command line).
+
+Each check raises a ``ValueError`` that names the argument or config field.
 
 Shape checks always run (shapes are static, even under ``jit``). Checks on
 *values* (NaN, symmetry, keep-count range, label range) need concrete arrays:
