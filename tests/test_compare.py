@@ -186,6 +186,7 @@ def test_corrected_paired_t_matches_its_formula_with_scipy(rng):
     assert np.isnan(crossval.corrected_paired_t(np.ones(10), 8, 2).p)  # no spread
 
 
+@pytest.mark.slow
 def test_corrected_paired_t_is_valid_under_a_true_null():
     """Two representations of the same kind, scored over 5 x 10 splits of fresh data
     sets: neither fits new items better in expectation. The corrected test must
@@ -218,6 +219,7 @@ def test_corrected_paired_t_is_valid_under_a_true_null():
 # --- the comparison --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_split_chooses_on_training_items_and_scores_on_test_items(rng):
     x = sparse_acts(rng, 24, 30)
     x[:, 0] += 1.0  # no item silent everywhere
@@ -244,6 +246,7 @@ def test_one_split_chooses_on_training_items_and_scores_on_test_items(rng):
     assert len(c.split_rows("set")) == 3 * 3
 
 
+@pytest.mark.slow
 def test_nothing_fitted_reads_the_test_items_target():
     x, t = planted_comparison("dense", n_items=30, n_informative=10, n_noise=20, seed=2)
     kw = dict(folds=3, repeats=1, seed=5, n_random=4, keep_counts=np.arange(30, 0, -3))
@@ -274,6 +277,7 @@ def _scores(c):
     return {r["method"]: r for r in c.summary_rows()}
 
 
+@pytest.mark.slow
 def test_planted_noise_that_fires_rarely_poz_pruning_wins_out_of_sample():
     x, t = planted_comparison("dense", seed=0)
     r = _scores(compare(x, t, folds=5, repeats=2, seed=0))
@@ -285,6 +289,7 @@ def test_planted_noise_that_fires_rarely_poz_pruning_wins_out_of_sample():
     assert r["poz"]["percent_kept_mean"] < 40  # about the 20 informative nodes of 60
 
 
+@pytest.mark.slow
 def test_planted_signal_that_fires_rarely_poz_pruning_loses_supervised_does_not():
     x, t = planted_comparison("rare", seed=0)
     r = _scores(compare(x, t, folds=5, repeats=2, seed=0))
@@ -337,6 +342,7 @@ def _files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_compare_command_writes_tables_and_figure_and_resumes(stimuli, tmp_path, capsys):
     from poz_jax import cli
 
@@ -387,6 +393,7 @@ def test_compare_command_refuses_bad_settings_before_writing(stimuli, tmp_path, 
         assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(stimuli, tmp_path):
     # compare_set's cache hit must rebuild every field (it once returned empty
     # orders and no importances, weights or penalties).

@@ -15,6 +15,9 @@ from poz_jax.pipelines import exp1
 from poz_jax.synthetic import write_fake_cifar10
 from poz_jax.train import Compute, TrainConfig
 
+pytestmark = pytest.mark.slow  # training: outside the fast loop
+
+
 CFG = SMALL_TRAIN
 
 

@@ -98,6 +98,7 @@ def test_resume_reuses_finished_nulls(stimuli, result, monkeypatch):
     assert again["stats"] == res["stats"]
 
 
+@pytest.mark.slow
 def test_network_path_with_random_weights(tmp_path):
     # Three images: every VGG-16 forward at 224 x 224 costs seconds on a CPU.
     write_stimulus_sets(tmp_path / "stim", names=("discs", "hues"), n_items=3)
@@ -144,6 +145,7 @@ def test_cli(stimuli, tmp_path, capsys):
     assert (tmp_path / "gen" / "embeddings.npz").is_file()
 
 
+@pytest.mark.slow
 def test_float32_and_float64_agree(stimuli, tmp_path):
     runs = {}
     for prec in ("float32", "float64"):
@@ -161,6 +163,7 @@ def test_float32_and_float64_agree(stimuli, tmp_path):
     assert abs(a["peak_fit"] - b["peak_fit"]) <= np.nanmax(bound)
 
 
+@pytest.mark.slow
 def test_float32_null_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, tmp_path):
     # A float32 null (--null-float32) must give the same p-values as the
     # default float64 one, on sets sparse enough to cost float32 digits.
@@ -206,6 +209,7 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_changed_embeddings_or_matrix_recompute_the_null(stimuli, tmp_path):
     rng = np.random.default_rng(3)
     emb = dict(np.load(stimuli / "embeddings.npz"))
@@ -249,6 +253,7 @@ def _fake_embed(calls):
     return embed
 
 
+@pytest.mark.slow
 def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_path, monkeypatch):
     import shutil
 
@@ -291,7 +296,7 @@ def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
         (["--embeddings", str(tmp_path / "short.npz")], "embeddings must be (12, n_nodes)"),
         (["--embeddings", str(stimuli / "embeddings.npz"), "--sets", "birds"], "no stimulus set"),
         (["--embeddings", str(stimuli / "embeddings.npz"), "--n-null", "0"], "--n-null"),
-        (["--embeddings", str(stimuli / "embeddings.npz"), "--seed", "-1"], "--seed must be in"),
+        (["--embeddings", str(stimuli / "embeddings.npz"), "--seed", "-1"], "(--seed) must be in"),
         (["--weights", "random"], "have no images (a similarity-only file)"),
     ]
     for extra, msg in bad_runs:

@@ -13,6 +13,9 @@ from poz_jax.data.errors import DataError
 from poz_jax.pipelines import exp3
 from poz_jax.synthetic import write_fake_cifar10h
 
+pytestmark = pytest.mark.slow  # many nulls and comparisons: outside the fast loop
+
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL = SHARED / "cifar10h"
 

@@ -31,6 +31,7 @@ def np_lenet(params, x):
     return fc2 @ p["fc3"]["kernel"] + p["fc3"]["bias"], fc2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["rows", "patches", "lax"])
 def test_lenet_matches_numpy_float64(rng, impl):
     x = rng.normal(size=(3, 32, 32, 3))
@@ -61,6 +62,7 @@ def test_conv_formulations_equal_nn_conv_float32(rng):
         assert_within(got, want, bound, impl)
 
 
+@pytest.mark.slow
 def test_torch_init_draws_like_pytorch_defaults():
     params = LeNet5(init_style="torch").init(jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 3)))[
         "params"

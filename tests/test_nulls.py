@@ -35,6 +35,7 @@ def test_null_orders_are_permutations_independent_of_batching():
     assert not np.array_equal(a, nulls.random_orders(4, 50, 0, 10))
 
 
+@pytest.mark.slow
 def test_null_fits_equal_the_sweep_of_each_random_order():
     x = synthetic_activations(12, 40, seed=1, dtype=np.float64)
     target = _human(12, 2)
@@ -135,6 +136,7 @@ def _rejection_rate(p, n_used):
     return np.mean(p[ok] <= 0.05), expected.mean(), np.sqrt(0.05 * 0.95 / ok.sum())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("test", ["improvement", "trend", "trend_fixed"])
 def test_p_values_are_calibrated_under_exchangeable_curves(test):
     rng = np.random.default_rng(11)
@@ -215,6 +217,7 @@ def test_null_fits_refuses_bad_counts():
         nulls.null_fits(np.stack([x, x]), t, k, 4)
 
 
+@pytest.mark.slow
 def test_planted_structure_is_significant_and_a_random_target_is_not():
     import poz_jax as pj
     from poz_jax.synthetic import feature_similarity, planted_embeddings
@@ -273,6 +276,7 @@ print("sweep: sharded over 8 devices equals 1")
 """
 
 
+@pytest.mark.slow
 def test_null_and_sweep_over_eight_devices_equal_one_device():
     out = run_on_host_devices(EIGHT_DEVICES)
     assert "null: 8 devices equal 1" in out
@@ -301,6 +305,7 @@ print(jax.process_index(), null.shape, null.tobytes().hex())
 """
 
 
+@pytest.mark.slow
 def test_null_over_two_processes_equals_one_process():
     outs = run_processes(TWO_PROCESSES, n_processes=2, n_devices=2)
     x = synthetic_activations(10, 60, seed=0, dtype=np.float64)

@@ -1,6 +1,7 @@
 """Console tables and the closing lists of written files."""
 
 import numpy as np
+import pytest
 
 from poz_jax import cli, files
 from poz_jax.report import number, text, text_table
@@ -30,6 +31,7 @@ def test_describe_writes_lists_exactly_the_files_written(tmp_path):
     assert msg.count("config.json") == 1
 
 
+@pytest.mark.slow
 def test_exp2_names_what_it_wrote_and_nothing_else(tmp_path, capsys):
     from poz_jax.synthetic import write_stimulus_sets
 

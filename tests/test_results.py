@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,18 @@ def test_every_committed_run_is_checked():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not CIFAR10H.is_dir(), reason="needs ../shared/data/cifar10h")
+@pytest.mark.skipif(
+    os.environ.get("POZ_REPRODUCE") != "1",
+    reason="re-runs Experiment 3's nulls and comparisons (over 20 min on 2 cores); "
+    "set POZ_REPRODUCE=1",
+)
 @pytest.mark.parametrize("name", EXP3_RUNS)
 def test_exp3_tables_are_reproduced_from_the_committed_inputs(name, tmp_path):
+    """cifar10h's tables re-derived from its committed inputs.npz and CIFAR-10H.
+
+    Opt-in: its 50 networks x 1000-order nulls and comparisons take over 20
+    minutes on a 2-core CPU, beyond the suite's budget.
+    """
     import json
 
     from poz_jax.pipelines import exp3

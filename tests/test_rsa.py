@@ -125,6 +125,7 @@ def test_rsm_integer_input_is_promoted(rng):
     np.testing.assert_allclose(out, ref_rsm(x.astype(float)), atol=1e-6)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**31), n=st.integers(3, 9), d=st.integers(2, 12))
 def test_rsm_and_fit_property(seed, n, d):

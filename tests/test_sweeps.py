@@ -189,6 +189,7 @@ def test_shared_target_broadcasts_over_batch(rng):
 SHAPES = [(3, 1), (3, 2), (5, 7), (8, 16)]
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31), shape=st.sampled_from(SHAPES))
 def test_sweep_property(seed, shape):

@@ -16,6 +16,8 @@ from poz_jax import files
 from poz_jax.models import LeNet5
 from poz_jax.train import TrainConfig, Trainer, chunks, lenet_trainer, seed_keys
 
+pytestmark = pytest.mark.slow  # training: outside the fast loop
+
 
 def small_data(rng, n):
     x = jnp.asarray(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8))

@@ -12,6 +12,9 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
+pytestmark = pytest.mark.slow  # VGG-16 in PyTorch and Flax: outside the fast loop
+
+
 def _torch_vgg16() -> nn.Module:
     """torchvision's vgg16 layout (same state-dict keys), with He-scaled random weights."""
     layers, cin = [], 3
