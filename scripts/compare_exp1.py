@@ -1,6 +1,6 @@
 """Print Experiment 1 results side by side with the paper's, as a Markdown table.
 
-    python scripts/compare_exp1.py experiments/results/exp1 experiments/results/exp1_adam
+    python scripts/compare_exp1.py experiments/results/exp1 experiments/results/exp1_adam_flaxinit
 
 Reference rows: the authors' Figure 1 (rsa_apoz_cifar10.png, read by eye to
 about +-0.01 in fit and +-2 points of PoZ) and the independent PyTorch runs

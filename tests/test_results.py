@@ -29,7 +29,7 @@ def test_every_committed_run_is_checked():
     committed = {p.name for p in RESULTS.iterdir() if p.is_dir()}
     checked = {p.name for p in RUNS} | set(EXP3_RUNS)
     assert committed == checked, f"unchecked: {sorted(committed - checked)}"
-    assert {"exp1", "exp1_adam", "cifar10h"} <= committed
+    assert {"exp1", "exp1_adam_flaxinit", "cifar10h"} <= committed
 
 
 @pytest.mark.slow
