@@ -6,12 +6,8 @@ import jax
 
 
 def float64():
-    """A context in which JAX computes in float64 (``jax.enable_x64``, or its older home)."""
-    if hasattr(jax, "enable_x64"):
-        return jax.enable_x64(True)
-    from jax.experimental import enable_x64  # jax < 0.8
-
-    return enable_x64()
+    """A context in which JAX computes in float64."""
+    return jax.enable_x64(True)
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True):
