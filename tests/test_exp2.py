@@ -307,3 +307,17 @@ def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
     args = ["exp2", "--stimuli", str(stimuli / "similarity.npz"), "--weights", "random"]
     assert cli.main([*args, "--out", str(tmp_path / "new")]) == 2
     assert not (tmp_path / "new").exists()
+
+
+def test_a_set_whose_every_fit_is_nan_still_gets_its_tables_and_figures(tmp_path, capsys):
+    # All-zero embeddings: every RSM entry undefined. The run used to write
+    # every CSV and then fail drawing Figure 3 ("All-NaN slice encountered").
+    write_stimulus_sets(tmp_path / "st", n_items=6, n_nodes=40)
+    emb = dict(np.load(tmp_path / "st" / "embeddings.npz"))
+    emb["discs"] = np.zeros_like(emb["discs"])
+    np.savez(tmp_path / "zero.npz", **emb)
+    args = ["exp2", "--stimuli", str(tmp_path / "st"), "--embeddings", str(tmp_path / "zero.npz")]
+    assert cli.main([*args, "--n-null", "5", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    stats = {r["set"]: r for r in _read(tmp_path / "o" / "stats.csv")}
+    assert stats["discs"]["unpruned_fit"] == "nan" and stats["hues"]["unpruned_fit"] != "nan"
+    assert (tmp_path / "o" / "figure3.png").stat().st_size > 0
