@@ -45,6 +45,13 @@ def _default(config, field: str):
     return next(f.default for f in dataclasses.fields(config) if f.name == field)
 
 
+def _int_flags(parser, config, flags) -> None:
+    """``--flag`` ints whose defaults are ``config``'s: ``flags`` holds ``(flag, field, what)``."""
+    for flag, field, what in flags:
+        default = _default(config, field)
+        parser.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
+
+
 def _names(value: str | None) -> tuple[str, ...] | None:
     """A comma-separated flag as a tuple (``""`` gives ``("",)``, which the config refuses)."""
     return None if value is None else tuple(value.split(","))
@@ -300,15 +307,15 @@ def _exp2_parser(sub) -> None:
         choices=list(LAYERS),
         help=f"layer to analyse (default {layer}; fc6 and fc7 after their ReLU)",
     )
-    n_null = _default(Exp2Config, "n_null")
-    exp2.add_argument(
-        "--n-null", type=int, default=n_null, help=f"random keep orders per set (default {n_null})"
+    _int_flags(
+        exp2,
+        Exp2Config,
+        [
+            ("--n-null", "n_null", "random keep orders per set"),
+            ("--seed", "null_seed", "seed of the random orders"),
+        ],
     )
     exp2.add_argument("--sets", help="comma-separated set names to analyse (default: all)")
-    seed = _default(Exp2Config, "null_seed")
-    exp2.add_argument(
-        "--seed", type=int, default=seed, help=f"seed of the random orders (default {seed})"
-    )
     exp2.add_argument(
         "--float32",
         action="store_true",
@@ -355,17 +362,20 @@ def _exp3_parser(sub) -> None:
         help="folder with cifar10h-counts.npy, cifar10_test_labels_official.npy and, for a "
         "class-sorted local test set, official_to_npz_row.npy",
     )
-    exp3.add_argument(
-        "--n-null",
-        type=int,
-        default=default("n_null"),
-        help=f"random orders per network (default {default('n_null')})",
-    )
-    exp3.add_argument(
-        "--seed",
-        type=int,
-        default=default("null_seed"),
-        help=f"seed of the random orders (default {default('null_seed')})",
+    _int_flags(
+        exp3,
+        Exp3Config,
+        [
+            ("--n-null", "n_null", "random orders per network"),
+            ("--seed", "null_seed", "seed of the random orders"),
+            ("--n-sets", "n_sets", "disjoint image sets"),
+            ("--per-class", "per_class", "images per class"),
+            (
+                "--compare-networks",
+                "compare_networks",
+                "networks whose image sets also go through poz-jax compare; 0: none",
+            ),
+        ],
     )
     exp3.add_argument(
         "--class-similarity",
@@ -379,25 +389,6 @@ def _exp3_parser(sub) -> None:
         default=default("image_similarity"),
         help="label distributions to similarity: sum_k p_ik p_jk (default), cosine, 1 - JSD",
     )
-    exp3.add_argument(
-        "--n-sets",
-        type=int,
-        default=default("n_sets"),
-        help=f"disjoint image sets (default {default('n_sets')})",
-    )
-    exp3.add_argument(
-        "--per-class",
-        type=int,
-        default=default("per_class"),
-        help=f"images per class (default {default('per_class')})",
-    )
-    exp3.add_argument(
-        "--compare-networks",
-        type=int,
-        default=default("compare_networks"),
-        help="networks whose image sets also go through poz-jax compare "
-        f"(default {default('compare_networks')}; 0: none)",
-    )
     exp3.add_argument("--out", default="results/exp3", help="output folder (default results/exp3)")
     exp3.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp3.set_defaults(func=_exp3)
@@ -406,9 +397,6 @@ def _exp3_parser(sub) -> None:
 def _compare_parser(sub) -> None:
     from poz_jax.comparison import METHODS
     from poz_jax.pipelines.compare import CompareConfig
-
-    def default(field: str):
-        return _default(CompareConfig, field)
 
     cmp_ = sub.add_parser(
         "compare",
@@ -436,20 +424,21 @@ def _compare_parser(sub) -> None:
         "--methods",
         help=f"comma-separated methods to compare (default all: {', '.join(METHODS)})",
     )
-    for flag, field, what in (
-        ("--folds", "folds", "folds over stimuli"),
-        ("--repeats", "repeats", "seeded repeats"),
-        ("--seed", "seed", "seed of splits and random orders"),
-        ("--n-random", "n_random", "random keep orders per split"),
-        (
-            "--inner-folds",
-            "inner_folds",
-            "folds of the inner cross-validation choosing the ridge penalty",
-        ),
-    ):
-        cmp_.add_argument(
-            flag, type=int, default=default(field), help=f"{what} (default {default(field)})"
-        )
+    _int_flags(
+        cmp_,
+        CompareConfig,
+        [
+            ("--folds", "folds", "folds over stimuli"),
+            ("--repeats", "repeats", "seeded repeats"),
+            ("--seed", "seed", "seed of splits and random orders"),
+            ("--n-random", "n_random", "random keep orders per split"),
+            (
+                "--inner-folds",
+                "inner_folds",
+                "folds of the inner cross-validation choosing the ridge penalty",
+            ),
+        ],
+    )
     cmp_.add_argument("--sets", help="comma-separated set names (default: all)")
     cmp_.add_argument("--float32", action="store_true", help="float32 instead of float64")
     cmp_.add_argument(

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # headless: experiments run on servers and Colab alike
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from poz_jax.core.nulls import null_band  # noqa: E402
 from poz_jax.files import atomic_save  # noqa: E402
 
 
@@ -229,7 +230,7 @@ def exp3_figure(result, null: np.ndarray, reference=None, title: str = "classes"
         warnings.simplefilter("ignore", RuntimeWarning)
         mean, sd = np.nanmean(fit, 0), np.nanstd(fit, 0, ddof=1)
         pooled = np.nanmean(null, 0)
-        lo, hi = np.nanquantile(pooled, 0.025, axis=0), np.nanquantile(pooled, 0.975, axis=0)
+    lo, hi = null_band(pooled)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.plot(pct, mean, color="tab:blue", lw=2, label=f"PoZ pruning, {len(fit)} networks")
     ax.fill_between(pct, mean - sd, mean + sd, color="tab:blue", alpha=0.2, linewidth=0)

@@ -321,3 +321,21 @@ def test_null_over_two_processes_equals_one_process():
         for i, o in enumerate(np.asarray(nulls.random_orders(3, 60, 0, 13))):
             bound = 2 * sweep_bound(x, t, np.arange(60, 0, -7), o, np.float64, fits=want[i])
             assert_within(got[i], want[i], bound, f"process {pid}, order {i}")
+
+
+def test_null_band_is_the_quantiles_of_the_defined_draws():
+    rng = np.random.default_rng(7)
+    null = rng.random((200, 6))
+    null[rng.random(null.shape) < 0.2] = np.nan
+    null[:, 5] = np.nan  # a level where no draw is defined
+    lo, hi = nulls.null_band(null)
+    # Each quantile is one linear interpolation between two order statistics
+    # in [0, 1]; NumPy's nan- and plain paths write it differently: a few ulps.
+    tol = 4 * np.finfo(np.float64).eps
+    for j in range(5):
+        ok = null[~np.isnan(null[:, j]), j]
+        assert abs(lo[j] - np.quantile(ok, 0.025)) <= tol
+        assert abs(hi[j] - np.quantile(ok, 0.975)) <= tol
+    assert np.isnan(lo[5]) and np.isnan(hi[5])
+    lo90, _ = nulls.null_band(null, 0.9)
+    assert abs(lo90[0] - np.quantile(null[~np.isnan(null[:, 0]), 0], 0.05)) <= tol

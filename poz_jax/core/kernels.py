@@ -2,9 +2,10 @@
 
 The public functions (:func:`poz_jax.rsm`, :func:`poz_jax.sweep`, ...) check
 their inputs, then call these, which carry the public name with ``_kernel``
-after it (``rsm_kernel``, ``sweep_kernel``, ...). Call a kernel directly only with inputs you
-have validated: a kernel never checks shapes, values or dtypes, and a wrong
-input gives a wrong number or a deep JAX error, not a clear message.
+after it (``rsm_kernel``, ``sweep_kernel``, ...). Call a kernel directly only
+with inputs you have validated: a kernel never checks shapes, values or
+dtypes, and a wrong input gives a wrong number or a deep JAX error, not a
+clear message.
 """
 
 from __future__ import annotations

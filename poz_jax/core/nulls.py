@@ -170,6 +170,21 @@ class TrendResult(NamedTuple):
     n_used: jax.Array  # null draws whose slope is defined
 
 
+def null_band(null, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The band holding ``level`` of a null ``(..., n_null, L)`` per level: ``(low, high)``.
+
+    Host NumPy quantiles over the defined (non-NaN) draws; NaN at a level
+    where every draw is NaN.
+    """
+    import warnings
+
+    tail = (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a level where every draw is NaN
+        lo, hi = np.nanquantile(np.asarray(null), [tail, 1 - tail], axis=-2)
+    return lo, hi
+
+
 def _check_curves(observed, null, percent_kept=None):
     obs = v.as_float(observed, "observed")
     nul = v.as_float(null, "null")

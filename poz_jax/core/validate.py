@@ -195,6 +195,20 @@ def check_choice(value, name: str, choices) -> str:
     return value
 
 
+PRECISIONS = ("float64", "float32")  # a config's precision: float64 exact, float32 fast
+
+
+def check_set_names(names, name: str = "sets") -> None:
+    """A config's stimulus-set selection: ``None`` (every set) or distinct, non-empty names."""
+    if names is None:
+        return
+    if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"{name} must be a tuple of non-empty set names, got {names!r}")
+    twice = sorted({n for n in names if list(names).count(n) > 1})
+    if twice:
+        raise ValueError(f"{name} lists {', '.join(twice)} more than once")
+
+
 def check_seed(value, name: str = "seed") -> int:
     """A random seed: a whole number in ``0..2**31 - 1``."""
     return check_int(value, name, 0, MAX_SEED)

@@ -24,7 +24,6 @@ from poz_jax.core import validate as v
 from poz_jax.core.crossval import item_splits
 from poz_jax.core.reweight import ALPHAS
 from poz_jax.data import load_embeddings, load_stimulus_sets
-from poz_jax.pipelines.exp2 import PRECISIONS, check_set_names
 from poz_jax.plots import compare_figure, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar, status
@@ -46,7 +45,7 @@ class CompareConfig:
     sets: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        v.check_choice(self.precision, "precision", PRECISIONS)
+        v.check_choice(self.precision, "precision", v.PRECISIONS)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
             raise ValueError(
@@ -58,7 +57,7 @@ class CompareConfig:
         v.check_seed(self.seed, "seed")
         v.check_int(self.n_random, "n_random", 1)
         v.check_int(self.inner_folds, "inner_folds", 2)
-        check_set_names(self.sets)
+        v.check_set_names(self.sets)
 
 
 def run(

@@ -21,7 +21,7 @@ import numpy as np
 from poz_jax import files
 from poz_jax.analysis import Analysis, analyse
 from poz_jax.core import validate as v
-from poz_jax.core.nulls import improvement_test, null_fits, trend_test
+from poz_jax.core.nulls import improvement_test, null_band, null_fits, trend_test
 from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
@@ -30,8 +30,7 @@ from poz_jax.plots import figure2, figure3, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar, status
 
-POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)
-PRECISIONS = ("float64", "float32")  # Figure 3's ticks: where the kept PoZ falls below these
+POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,24 +62,13 @@ class Exp2Config:
         from poz_jax.models.vgg import LAYERS
 
         for name in ("precision", "null_precision"):
-            v.check_choice(getattr(self, name), name, PRECISIONS)
+            v.check_choice(getattr(self, name), name, v.PRECISIONS)
         v.check_choice(self.layer, "layer", LAYERS)
         v.check_int(self.n_null, "n_null", 1)
         v.check_seed(self.null_seed, "null_seed")
         v.check_int(self.keep_step, "keep_step", 1)
         v.check_int(self.image_batch, "image_batch", 1)
-        check_set_names(self.sets)
-
-
-def check_set_names(names) -> None:
-    """``sets`` of a config: ``None`` (every set) or distinct, non-empty names."""
-    if names is None:
-        return
-    if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"sets must be a tuple of non-empty set names, got {names!r}")
-    twice = sorted({n for n in names if list(names).count(n) > 1})
-    if twice:
-        raise ValueError(f"sets lists {', '.join(twice)} more than once")
+        v.check_set_names(self.sets)
 
 
 def _all_level_fits(acts, human, order, chunk: int = 512) -> np.ndarray:
@@ -299,7 +287,7 @@ def run(
             for i, n in enumerate(group):
                 poz_by_set[n] = res.poz[i]
                 curves[n] = (100.0 * counts / n_nodes, res.fit[i])
-                bands[n] = _null_band(nulls[n])
+                bands[n] = null_band(nulls[n])
                 arrays.update(
                     {
                         f"poz_{n}": res.poz[i],
@@ -343,16 +331,6 @@ def network_name(cfg: Exp2Config, embeddings) -> str:
     if cfg.weights == "random":
         return f"VGG-16 {cfg.layer}, RANDOM weights (a dry run)"
     return f"VGG-16 {cfg.layer}, {Path(cfg.weights).name}"
-
-
-def _null_band(null: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2.5% and 97.5% quantiles per level of a set's null ``(n_null, L)``, over defined draws."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a level where every draw is NaN
-        lo, hi = np.nanquantile(null, [0.025, 0.975], axis=0)
-    return lo, hi
 
 
 def format_stats(stats: list[dict]) -> str:
