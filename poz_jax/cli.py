@@ -12,7 +12,7 @@ _EXP1_FLAGS = {
     "seeds": "--seeds",
     "epochs": "--epochs",
     "learning_rate": "--lr",
-    "base_seed": "--seed",
+    "seed": "--seed",
 }
 _EXP2_FLAGS = {
     "layer": "--layer",
@@ -122,7 +122,7 @@ def _exp1(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             epochs=args.epochs,
             learning_rate=args.lr,
-            base_seed=args.seed,
+            seed=args.seed,
             optimizer=args.optimizer,
             init_style=args.init,
         )
@@ -261,7 +261,7 @@ def _exp1_parser(sub) -> None:
     )
     exp1.add_argument("--lr", type=float, help="learning rate (overrides the preset)")
     exp1.add_argument(
-        "--seed", type=int, help=f"base random seed (default {_default(TrainConfig, 'base_seed')})"
+        "--seed", type=int, help=f"base random seed (default {_default(TrainConfig, 'seed')})"
     )
     exp1.add_argument(
         "--conv",

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from poz_jax import files
+from poz_jax import files, stats
 from poz_jax.data.cifar10 import cifar_scale
 from poz_jax.models.lenet import accuracy
 from poz_jax.runtime import progress_bar
@@ -47,8 +47,9 @@ class TrainConfig:
     ``optimizer`` is ``"sgd"`` (with ``momentum``) or ``"adam"``.
     ``init_style`` is ``"torch"`` (PyTorch's default initialisation, as the authors'
     networks had) or ``"flax"`` (Flax's defaults). ``train_subset`` > 0 trains
-    on that many training images drawn at random (seeded by ``base_seed``; for
-    quick runs); 0 uses all of them.
+    on that many training images drawn at random (seeded by ``seed``; for
+    quick runs); 0 uses all of them. ``seed``: network ``s`` is seeded by
+    ``fold_in(PRNGKey(seed), s)`` (its initialisation and data order).
     """
 
     seeds: int = 50
@@ -57,7 +58,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     learning_rate: float = 0.001
     momentum: float = 0.9
-    base_seed: int = 0
+    seed: int = 0
     train_subset: int = 0
     init_style: str = "torch"
 
@@ -69,7 +70,7 @@ class TrainConfig:
         for name in ("seeds", "epochs", "batch_size"):
             v.check_int(getattr(self, name), name, 1)
         v.check_int(self.train_subset, "train_subset", 0)
-        v.check_seed(self.base_seed, "base_seed")
+        v.check_seed(self.seed, "seed")
         # A NaN or infinite rate would train for hours on NaN: refuse it here.
         for name in ("learning_rate", "momentum"):
             value = getattr(self, name)
@@ -87,13 +88,21 @@ class TrainConfig:
         """The config a checkpoint's or ``config.json``'s ``"train"`` entry describes.
 
         Entries that only ever said *how* to compute (``conv``,
-        ``steps_per_call``, stored by earlier versions) are dropped.
+        ``steps_per_call``, stored by earlier versions) are dropped, and
+        renamed fields (``base_seed``) take their new names.
         """
-        return cls(**{k: v for k, v in saved.items() if k not in _COMPUTE_ONLY})
+        return cls(**_current_names(saved))
 
 
 # TrainConfig fields of earlier versions that moved to Compute.
 _COMPUTE_ONLY = ("conv", "steps_per_call")
+# Fields of earlier versions under their new names (one seed name across studies).
+_RENAMED = {"base_seed": "seed"}
+
+
+def _current_names(saved: dict) -> dict:
+    """A saved ``"train"`` entry with earlier versions' names brought up to date."""
+    return {_RENAMED.get(k, k): v for k, v in saved.items() if k not in _COMPUTE_ONLY}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +148,8 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 def seed_keys(cfg: TrainConfig) -> jax.Array:
-    """``(seeds, 2)`` keys: seed ``s`` owns ``fold_in(PRNGKey(base_seed), s)``."""
-    base = jax.random.PRNGKey(cfg.base_seed)
+    """``(seeds, 2)`` keys: network ``s`` owns ``fold_in(PRNGKey(seed), s)``."""
+    base = jax.random.PRNGKey(cfg.seed)
     return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(cfg.seeds))
 
 
@@ -294,7 +303,7 @@ def lenet_trainer(cfg: TrainConfig, compute: Compute | None = None) -> Trainer:
     One Trainer (so one compilation) per model and optimiser per process:
     settings that do not enter a step (seed count, epochs, seeds' base) share it.
     """
-    step_cfg = dataclasses.replace(cfg, seeds=1, epochs=1, base_seed=0, train_subset=0)
+    step_cfg = dataclasses.replace(cfg, seeds=1, epochs=1, seed=0, train_subset=0)
     return _trainer((compute or Compute()).resolved_conv(), step_cfg)
 
 
@@ -328,7 +337,7 @@ def check_resumable(meta: dict, cfg: TrainConfig, data: dict, path: Path) -> int
     epochs_done = _saved_epochs(meta, path)
     want = dataclasses.asdict(cfg)
     # A longer run may continue a shorter one; nothing else may change.
-    saved = {k: v for k, v in meta["train"].items() if k not in _COMPUTE_ONLY}
+    saved = _current_names(meta["train"])
     saved.pop("epochs", None)
     want.pop("epochs")
     diff = files.changed(saved, want)
@@ -352,7 +361,7 @@ def _train_subset(cfg: TrainConfig, x: np.ndarray, y: np.ndarray):
     if not cfg.train_subset:
         return x, y
     # A random subset: local copies may be sorted by class (../shared's npz is).
-    pick = np.sort(np.random.default_rng(cfg.base_seed).permutation(len(x))[: cfg.train_subset])
+    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(x))[: cfg.train_subset])
     return x[pick], y[pick]
 
 
@@ -430,7 +439,8 @@ def train_networks(
                 "train_loss": float(np.sum(losses) / n_steps / cfg.seeds),
                 "train_acc": float(np.sum(accs) / n_steps / cfg.seeds),
                 "test_acc_mean": float(test_acc.mean()),
-                "test_acc_sd": float(test_acc.std()),
+                "test_acc_sd": stats.sd(test_acc),
+                "test_acc": [float(a) for a in test_acc],  # per network, for re-analysis
             }
         )
         if not progress:

@@ -183,7 +183,7 @@ def test_bad_numbers_are_refused_before_training(fake, tmp_path, capsys):
         assert main(args) == 2
         assert msg in capsys.readouterr().err
     for flag, value, msg in (
-        ("--seed", "-1", "base_seed (--seed) must be in 0..2147483647"),
+        ("--seed", "-1", "seed (--seed) must be in 0..2147483647"),
         ("--seeds", "0", "seeds (--seeds) must be at least 1"),
         ("--epochs", "-2", "epochs (--epochs) must be at least 1"),
     ):

@@ -53,7 +53,7 @@ def test_networks_in_one_vmapped_step_do_not_touch_each_other(optimizer):
 
 
 def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
-    cfg = TrainConfig(seeds=2, base_seed=7)
+    cfg = TrainConfig(seeds=2, seed=7)
     trainer = Trainer(LeNet5(), cfg)
     a = trainer.epoch_order(seed_keys(cfg), 3, 100)
     np.testing.assert_array_equal(a, trainer.epoch_order(seed_keys(cfg), 3, 100))

@@ -13,7 +13,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files
+from poz_jax import files, stats
 from poz_jax.analysis import Analysis, analyse
 from poz_jax.core.ranking import keep_grid, poz
 from poz_jax.core.rsa import class_means, rsm
@@ -202,7 +202,7 @@ def format_summary(res: dict) -> str:
             ("sd", number("max_poz_sd", ".1f", 100, "%")),
         ],
     )
-    lines = [f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {acc.std():.4f}", table]
+    lines = [f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {stats.sd(acc):.4f} (sd)", table]
     if res["n_nan"]:
         lines.append(
             f"note: {res['n_nan']} (seed, level) fits with k > 2 kept nodes were NaN "

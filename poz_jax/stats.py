@@ -1,0 +1,76 @@
+"""The summary statistics every study reports, on the host, NaN-aware.
+
+One definition of each, so every table says the same thing by the same
+column name:
+
+- ``mean``: over the defined (non-NaN) values; NaN when none is defined.
+- ``sd``: the sample standard deviation (``ddof = 1``, :data:`SD_DDOF`) over
+  the defined values; NaN when fewer than two are defined.
+- ``quantiles``: NumPy's default (linear) quantiles of the defined values.
+- ``best``: the level with the largest defined fit (the first such, i.e. the
+  most nodes kept, when levels run from many nodes kept to few); ``None``
+  when no fit is defined.
+
+A fit is NaN where it is undefined (a constant RSM); NaN is never turned
+into 0, and every count of values left out is reported beside the statistic
+(``n_nan``, ``n_used``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SD_DDOF = 1  # the sample sd: the spread of networks / splits / draws as a sample
+
+
+def mean(values, axis: int | None = None) -> np.ndarray | float:
+    """Mean of the defined values along ``axis`` (all, by default); NaN where none is."""
+    a = np.asarray(values, np.float64)
+    ok = ~np.isnan(a)
+    n = ok.sum(axis)
+    total = np.where(ok, a, 0.0).sum(axis)
+    out = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def sd(values, axis: int | None = None) -> np.ndarray | float:
+    """Sample sd (``ddof = 1``) of the defined values along ``axis``; NaN below two values."""
+    a = np.asarray(values, np.float64)
+    ok = ~np.isnan(a)
+    n = ok.sum(axis)
+    m = mean(a, axis)
+    dev = np.where(ok, a - (m if axis is None else np.expand_dims(m, axis)), 0.0)
+    var = (dev**2).sum(axis) / np.maximum(n - SD_DDOF, 1)
+    out = np.where(n > SD_DDOF, np.sqrt(var), np.nan)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def quantiles(values, qs: Sequence[float]) -> list[float]:
+    """Quantiles ``qs`` (fractions) of the defined values of a 1-D array; NaN if none."""
+    a = np.asarray(values, np.float64).ravel()
+    a = a[~np.isnan(a)]
+    if not a.size:
+        return [float("nan")] * len(qs)
+    return [float(q) for q in np.quantile(a, qs)]
+
+
+def best(fit) -> int | None:
+    """Index of the largest defined value of a 1-D curve (the first of ties); None if none."""
+    f = np.asarray(fit, np.float64)
+    ok = ~np.isnan(f)
+    if not ok.any():
+        return None
+    return int(np.flatnonzero(ok)[np.argmax(f[ok])])
+
+
+def describe(values, prefix: str) -> dict[str, float]:
+    """``{prefix_mean, prefix_sd}`` of 1-D ``values`` (the table columns)."""
+    return {f"{prefix}_mean": mean(values), f"{prefix}_sd": sd(values)}
+
+
+def null_columns(draws) -> dict[str, float]:
+    """``null_mean, null_sd, null_q025, null_q975`` of one level's null draws."""
+    q025, q975 = quantiles(draws, (0.025, 0.975))
+    return {**describe(draws, "null"), "null_q025": q025, "null_q975": q975}
