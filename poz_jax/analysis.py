@@ -17,8 +17,10 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from poz_jax import stats
 from poz_jax.core import kernels
 from poz_jax.core import validate as v
+from poz_jax.core.nulls import improvement_test, trend_test
 from poz_jax.core.ranking import keep_order, max_kept_poz, poz
 
 
@@ -80,26 +82,21 @@ class Analysis:
         """One row per level: fit and max-PoZ mean and sd over units (NaN fits left out).
 
         ``{keep_count, keep_fraction, fit_mean, fit_sd, max_poz_mean, max_poz_sd,
-        n_nan, n_<unit>s}``; sd is NumPy's default (ddof = 0).
+        n_nan, n_<unit>s}``, by :mod:`poz_jax.stats` (sd: the sample sd, ddof 1).
         """
-        fit = self.fit.reshape(-1, self.fit.shape[-1]).astype(np.float64)
-        top = self.max_poz.reshape(fit.shape).astype(np.float64)
-        rows = []
-        for j, (k, frac) in enumerate(zip(self.keep_counts, self.keep_fraction, strict=True)):
-            f = fit[:, j][~np.isnan(fit[:, j])]
-            rows.append(
-                {
-                    "keep_count": int(k),
-                    "keep_fraction": float(frac),
-                    "fit_mean": float(f.mean()) if f.size else float("nan"),
-                    "fit_sd": float(f.std()) if f.size else float("nan"),
-                    "max_poz_mean": float(top[:, j].mean()),
-                    "max_poz_sd": float(top[:, j].std()),
-                    "n_nan": int(len(fit) - f.size),
-                    f"n_{unit}s": len(fit),
-                }
-            )
-        return rows
+        fit = self.fit.reshape(-1, self.fit.shape[-1])
+        top = self.max_poz.reshape(fit.shape)
+        return [
+            {
+                "keep_count": int(k),
+                "keep_fraction": float(frac),
+                **stats.describe(fit[:, j], "fit"),
+                **stats.describe(top[:, j], "max_poz"),
+                "n_nan": int(np.isnan(fit[:, j]).sum()),
+                f"n_{unit}s": len(fit),
+            }
+            for j, (k, frac) in enumerate(zip(self.keep_counts, self.keep_fraction, strict=True))
+        ]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The fields as a dict of arrays (for ``files.save_arrays``)."""
@@ -138,3 +135,43 @@ def analyse(x, target, keep_counts, poz_values=None, order=None) -> Analysis:
 @jax.jit
 def _analyse(x, t, k, p, o):
     return kernels.sweep_kernel(x, t, k, o), max_kept_poz(p, k, o)
+
+
+def null_tests(fit, null, percent_kept) -> dict[str, np.ndarray]:
+    """Both tests of Experiment 2 for curves ``fit`` ``(..., L)`` against ``null`` ``(..., n, L)``.
+
+    ``percent_kept``: ``(L,)``. Returns host arrays ``(...)``: ``improvement``,
+    ``p_improvement``, ``n_null_used_improvement`` (:func:`improvement_test`),
+    ``trend_slope_per_percent``, ``p_trend``, ``n_null_used_trend``
+    (:func:`trend_test`), in the precision of ``fit``.
+    """
+    imp = improvement_test(fit, null)
+    trend = trend_test(fit, null, percent_kept)
+    return {
+        k: np.asarray(a)
+        for k, a in jax.device_get(
+            {
+                "improvement": imp.improvement,
+                "p_improvement": imp.p,
+                "n_null_used_improvement": imp.n_used,
+                "trend_slope_per_percent": trend.slope,
+                "p_trend": trend.p,
+                "n_null_used_trend": trend.n_used,
+            }
+        ).items()
+    }
+
+
+def pooled(fit, null) -> tuple[np.ndarray, np.ndarray]:
+    """Curves ``(S, L)`` and nulls ``(S, n_null, L)`` with the networks' mean appended.
+
+    Returns ``(S + 1, L)`` and ``(S + 1, n_null, L)``: the last curve is the
+    mean of the networks' defined fits per level, and the last null's draw
+    ``j`` the mean of the networks' draws ``j`` (each network's orders drawn
+    independently), so the mean curve is tested against means of the same
+    number of networks pruned at random.
+    """
+    fit, null = np.asarray(fit, np.float64), np.asarray(null, np.float64)
+    curves = np.concatenate([fit, stats.mean(fit, axis=0)[None]])
+    nulls = np.concatenate([null, stats.mean(null, axis=0)[None]])
+    return curves, nulls

@@ -17,12 +17,14 @@ _EXP1_FLAGS = {
 _EXP2_FLAGS = {
     "layer": "--layer",
     "n_null": "--n-null",
-    "null_seed": "--seed",
+    "seed": "--seed",
+    "precision": "--precision",
     "sets": "--sets",
 }
 _EXP3_FLAGS = {
     "n_null": "--n-null",
-    "null_seed": "--seed",
+    "seed": "--seed",
+    "precision": "--precision",
     "per_class": "--per-class",
     "n_sets": "--n-sets",
     "compare_networks": "--compare-networks",
@@ -36,6 +38,7 @@ _COMPARE_FLAGS = {
     "seed": "--seed",
     "n_random": "--n-random",
     "inner_folds": "--inner-folds",
+    "precision": "--precision",
     "sets": "--sets",
 }
 
@@ -43,6 +46,13 @@ _COMPARE_FLAGS = {
 def _default(config, field: str):
     """A config field's default: the CLI's defaults are the library's, never copies."""
     return next(f.default for f in dataclasses.fields(config) if f.name == field)
+
+
+def _param_default(func, name: str):
+    """A function parameter's default (for commands whose settings are plain arguments)."""
+    import inspect
+
+    return inspect.signature(func).parameters[name].default
 
 
 def _int_flags(parser, config, flags) -> None:
@@ -81,6 +91,38 @@ def _check_args(args: argparse.Namespace, rules: dict[str, tuple[int, int | None
 
 
 _SEED = (0, 2**31 - 1)
+
+
+class _Renamed(argparse.Action):
+    """A flag of an earlier version: refused with one line saying what replaced it."""
+
+    def __init__(self, option_strings, dest, now: str, **kwargs):
+        self.now = now
+        super().__init__(option_strings, dest, nargs=0, help=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} was renamed: {self.now}")
+
+
+def _precision_flags(parser, config) -> None:
+    """``--precision`` (choices and default from ``config``) and its short form ``--float32``."""
+    from poz_jax.core.validate import PRECISIONS
+
+    default = _default(config, "precision")
+    parser.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        help=f"float type of every fit, null and test (default {default}; float32 is faster, "
+        "its fits differ by rounding)",
+    )
+    parser.add_argument("--float32", action="store_true", help="same as --precision float32")
+    parser.set_defaults(precision_default=default)
+
+
+def _precision(args: argparse.Namespace) -> str:
+    if args.float32 and args.precision not in (None, "float32"):
+        raise ValueError(f"--float32 and --precision {args.precision} contradict each other")
+    return "float32" if args.float32 else args.precision or args.precision_default
 
 
 @contextlib.contextmanager
@@ -140,9 +182,8 @@ def _exp2(args: argparse.Namespace) -> int:
         cfg = exp2.Exp2Config(
             layer=args.layer,
             n_null=args.n_null,
-            null_seed=args.seed,
-            precision="float32" if args.float32 else "float64",
-            null_precision="float32" if args.null_float32 else "float64",
+            seed=args.seed,
+            precision=_precision(args),
             weights=args.weights,
             sets=_names(args.sets),
         )
@@ -160,7 +201,8 @@ def _exp3(args: argparse.Namespace) -> int:
     with _flag_names(_EXP3_FLAGS):
         cfg = exp3.Exp3Config(
             n_null=args.n_null,
-            null_seed=args.seed,
+            seed=args.seed,
+            precision=_precision(args),
             class_similarity=args.class_similarity,
             image_similarity=args.image_similarity,
             per_class=args.per_class,
@@ -184,7 +226,7 @@ def _compare(args: argparse.Namespace) -> int:
             seed=args.seed,
             n_random=args.n_random,
             inner_folds=args.inner_folds,
-            precision="float32" if args.float32 else "float64",
+            precision=_precision(args),
             sets=_names(args.sets),
         )
     with _writes(args.out):
@@ -218,10 +260,16 @@ def _make_stimuli(args: argparse.Namespace) -> int:
 
 
 def _demo_parser(sub) -> None:
+    from poz_jax.pipelines.demo import run_demo
+
     demo = sub.add_parser("demo", help="sweep a generated layer and print a table")
-    demo.add_argument("--items", type=int, default=120, help="number of items (default 120)")
-    demo.add_argument("--nodes", type=int, default=4096, help="number of nodes (default 4096)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    for flag, param, what in (
+        ("--items", "n_items", "number of items"),
+        ("--nodes", "n_nodes", "number of nodes"),
+        ("--seed", "seed", "random seed"),
+    ):
+        default = _param_default(run_demo, param)
+        demo.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     demo.set_defaults(func=_demo)
 
 
@@ -312,20 +360,13 @@ def _exp2_parser(sub) -> None:
         Exp2Config,
         [
             ("--n-null", "n_null", "random keep orders per set"),
-            ("--seed", "null_seed", "seed of the random orders"),
+            ("--seed", "seed", "seed of the random orders"),
         ],
     )
     exp2.add_argument("--sets", help="comma-separated set names to analyse (default: all)")
+    _precision_flags(exp2, Exp2Config)
     exp2.add_argument(
-        "--float32",
-        action="store_true",
-        help="observed curves in float32 (faster on GPU/TPU) instead of float64",
-    )
-    exp2.add_argument(
-        "--null-float32",
-        action="store_true",
-        help="the random-pruning null in float32: about twice as fast on a CPU; its fits "
-        "differ from float64 by rounding, most where few, mostly silent nodes remain",
+        "--null-float32", action=_Renamed, now="--precision float32 sets curves and nulls alike"
     )
     exp2.add_argument(
         "--out",
@@ -367,7 +408,7 @@ def _exp3_parser(sub) -> None:
         Exp3Config,
         [
             ("--n-null", "n_null", "random orders per network"),
-            ("--seed", "null_seed", "seed of the random orders"),
+            ("--seed", "seed", "seed of the image sets and (+ network) of the random orders"),
             ("--n-sets", "n_sets", "disjoint image sets"),
             ("--per-class", "per_class", "images per class"),
             (
@@ -389,6 +430,7 @@ def _exp3_parser(sub) -> None:
         default=default("image_similarity"),
         help="label distributions to similarity: sum_k p_ik p_jk (default), cosine, 1 - JSD",
     )
+    _precision_flags(exp3, Exp3Config)
     exp3.add_argument("--out", default="results/exp3", help="output folder (default results/exp3)")
     exp3.add_argument("--no-progress", action="store_true", help="no progress bars")
     exp3.set_defaults(func=_exp3)
@@ -440,7 +482,7 @@ def _compare_parser(sub) -> None:
         ],
     )
     cmp_.add_argument("--sets", help="comma-separated set names (default: all)")
-    cmp_.add_argument("--float32", action="store_true", help="float32 instead of float64")
+    _precision_flags(cmp_, CompareConfig)
     cmp_.add_argument(
         "--out", default="results/compare", help="output folder (default results/compare)"
     )
@@ -466,9 +508,15 @@ def _make_stimuli_parser(sub) -> None:
         "make-stimuli",
         help="write generated stimulus sets (images, matrices, planted embeddings)",
     )
+    from poz_jax.synthetic import write_stimulus_sets
+
     make.add_argument("folder", help="output folder")
-    make.add_argument("--items", type=int, default=24, help="images per set (default 24)")
-    make.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    for flag, param, what in (
+        ("--items", "n_items", "images per set"),
+        ("--seed", "seed", "random seed"),
+    ):
+        default = _param_default(write_stimulus_sets, param)
+        make.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     make.set_defaults(func=_make_stimuli)
 
 

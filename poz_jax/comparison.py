@@ -1,6 +1,6 @@
 """Which way of fitting a layer to a target similarity holds up on stimuli it was not fitted on?
 
-``compare(x, target)`` puts side by side, for one stimulus set:
+``compare_methods(x, target)`` puts side by side, for one stimulus set:
 
 - ``unpruned``: all nodes;
 - unsupervised keep orders, computed from the training items' activations
@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
+from poz_jax import stats
 from poz_jax.core import kernels
 from poz_jax.core import validate as v
 from poz_jax.core.crossval import Split, corrected_paired_t, item_splits
@@ -94,7 +95,7 @@ def keep_orders(x, target, methods: Sequence[str] = ORDERINGS) -> dict[str, jax.
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """What :func:`compare` found; ``J`` splits, ``M`` methods, host NumPy arrays.
+    """What :func:`compare_methods` found; ``J`` splits, ``M`` methods, host NumPy arrays.
 
     Attributes:
       methods: the ``M`` method names.
@@ -126,6 +127,27 @@ class Comparison:
     alpha: np.ndarray | None
     weights: np.ndarray | None
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every array field by name (orders as ``order_<method>``), for the cache."""
+        arrays = {k: getattr(self, k) for k in _ARRAY_FIELDS}
+        arrays.update({f"order_{m}": o for m, o in self.orders.items()})
+        for name in _OPTIONAL_FIELDS:
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        return arrays
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], methods: Sequence[str], splits: list[Split]
+    ) -> Comparison:
+        """The :class:`Comparison` :meth:`to_arrays` stored (its methods and splits given)."""
+        return cls(
+            tuple(methods), splits, arrays["keep_counts"], int(arrays["n_nodes"]),
+            *(arrays[k] for k in _ARRAY_FIELDS[1:5]),
+            orders={m: arrays[f"order_{m}"] for m in methods if f"order_{m}" in arrays},
+            **{name: arrays.get(name) for name in _OPTIONAL_FIELDS},
+        )  # fmt: skip
+
     def paired(self, baseline: str = "unpruned") -> dict[str, tuple[float, float, float, int]]:
         """Per method: ``(mean difference, t, p, n_used)`` of its test fit minus ``baseline``'s.
 
@@ -156,7 +178,7 @@ class Comparison:
         for i, m in enumerate(self.methods):
             test = self.test_fit[:, i]
             diff, t, p, n_used = paired.get(m, (np.nan, np.nan, np.nan, 0))
-            mean, sd, n_ok = _nanmean(test), _nansd(test), int(np.sum(~np.isnan(test)))
+            mean, sd, n_ok = stats.mean(test), stats.sd(test), int(np.sum(~np.isnan(test)))
             half = (
                 float(scipy.stats.t.ppf(0.975, n_ok - 1) * np.sqrt((1 / n_ok + ratio) * sd**2))
                 if n_ok > 1
@@ -171,8 +193,8 @@ class Comparison:
                     "interval_low": mean - half,
                     "interval_high": mean + half,
                     "fit_in_sample": float(self.in_sample[i]),
-                    "fit_train_mean": _nanmean(self.train_fit[:, i]),
-                    "percent_kept_mean": 100.0 * _nanmean(self.kept[:, i]) / self.n_nodes,
+                    "fit_train_mean": stats.mean(self.train_fit[:, i]),
+                    "percent_kept_mean": 100.0 * stats.mean(self.kept[:, i]) / self.n_nodes,
                     "minus_unpruned_mean": diff,
                     "t_corrected": t,
                     "p_corrected": p,
@@ -201,23 +223,48 @@ class Comparison:
         ]
 
 
-def _nanmean(a) -> float:
-    a = np.asarray(a, float)
-    return float(np.mean(a[~np.isnan(a)])) if np.any(~np.isnan(a)) else float("nan")
+_ARRAY_FIELDS = ("keep_counts", "test_fit", "train_fit", "kept", "in_sample", "n_nodes")
+_OPTIONAL_FIELDS = ("importance", "alpha", "weights")
 
 
 def _nanmax(a) -> float:
-    a = np.asarray(a, float)
-    return float(np.max(a[~np.isnan(a)])) if np.any(~np.isnan(a)) else float("nan")
+    i = stats.best(a)
+    return float("nan") if i is None else float(np.asarray(a)[i])
 
 
-def _nansd(a) -> float:
-    a = np.asarray(a, float)
-    a = a[~np.isnan(a)]
-    return float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
+def check_design(
+    n_items: int,
+    n_nodes: int,
+    methods: Sequence[str] = METHODS,
+    folds: int = 5,
+    repeats: int = 10,
+    seed: int = 0,
+    n_random: int = 20,
+    inner_folds: int = 3,
+) -> list[Split]:
+    """Refuse a comparison that cannot run on ``n_items x n_nodes``; else return its splits.
+
+    Every check :func:`compare_methods` makes of its settings, without the
+    data, so a pipeline can check every set before it writes anything.
+    """
+    methods = tuple(methods)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct names from {METHODS}, got {list(methods)}")
+    if n_nodes < 2:
+        raise ValueError(f"comparing pruning methods needs at least 2 nodes, got {n_nodes}")
+    splits = item_splits(n_items, folds, repeats, seed)
+    v.check_int(n_random, "n_random", 1)
+    inner_folds = v.check_int(inner_folds, "inner_folds", 2)
+    if "reweighting" in methods and min(len(s.train) for s in splits) // inner_folds < 3:
+        raise ValueError(
+            f"{inner_folds} inner folds leave fewer than 3 validation items of "
+            f"{min(len(s.train) for s in splits)} training items"
+        )
+    return splits
 
 
-def compare(
+def compare_methods(
     x,
     target,
     methods: Sequence[str] = METHODS,
@@ -252,17 +299,8 @@ def compare(
     t = v.prepare_target(target, x.shape[0], dtype=x.dtype)
     v.check_finite(t, "target")
     methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods or len(set(methods)) != len(methods):
-        raise ValueError(f"methods must be distinct names from {METHODS}, got {list(methods)}")
     n_items, n_nodes = x.shape
-    if n_nodes < 2:
-        raise ValueError(f"comparing pruning methods needs at least 2 nodes, got {n_nodes}")
-    splits = item_splits(n_items, folds, repeats, seed)
-    n_random = v.check_int(n_random, "n_random", 1)
-    inner_folds = v.check_int(inner_folds, "inner_folds", 2)
-    if "reweighting" in methods and min(len(s.train) for s in splits) // inner_folds < 3:
-        raise ValueError(f"{inner_folds} inner folds leave fewer than 3 validation items")
+    splits = check_design(n_items, n_nodes, methods, folds, repeats, seed, n_random, inner_folds)
     if keep_counts is None:
         keep_counts = keep_grid(n_nodes, step=max(1, n_nodes // 200))
     k = np.unique(np.append(np.asarray(v.as_keep_counts(keep_counts, n_nodes)), n_nodes))[::-1]
@@ -341,9 +379,9 @@ def _nested_split(xtr, ttr, xte, tte, k, nested, methods, n_random, seed, j) -> 
         if "random" in methods:
             r = slice(len(nested), None)
             scores["random"] = (
-                _nanmean(best_te[r]),
-                _nanmean(best_tr[r]),
-                _nanmean(best_k[r]),
+                stats.mean(best_te[r]),
+                stats.mean(best_tr[r]),
+                stats.mean(best_k[r]),
             )
     return {"scores": scores, "orders": {m: np.asarray(named[m]) for m in nested}}
 
@@ -384,7 +422,7 @@ def _in_sample(x, t, k, methods, nested, n_random, seed, alphas, inner_folds, n_
         elif m == "random":
             # Orders numbered past every split's, so none is reused.
             o = random_orders(seed, x.shape[1], n_j * n_random, (n_j + 1) * n_random)
-            out.append(_nanmean([_nanmax(f) for f in np.asarray(sweep(x, t, k, o))]))
+            out.append(stats.mean([_nanmax(f) for f in np.asarray(sweep(x, t, k, o))]))
         else:  # reweighting
             scores = np.asarray(penalty_scores(x, t, alphas, inner_folds, seed))
             best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))

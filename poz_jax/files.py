@@ -148,6 +148,18 @@ def save_arrays(
         (np.savez_compressed if compressed else np.savez)(fh, **arrays)
 
 
+def not_npz(path: str | Path) -> str:
+    """Why ``path`` is not an ``.npz`` (``""`` when it is one): for one-line errors."""
+    path = Path(path)
+    if not path.exists():
+        return "it does not exist"
+    if not path.is_file():
+        return "it is a folder"
+    if not zipfile.is_zipfile(path):
+        return "it is not an .npz (the zip of NumPy arrays numpy.savez writes)"
+    return ""
+
+
 def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     """Read a file written by :func:`save_arrays`: ``(arrays, meta)``.
 
@@ -250,27 +262,6 @@ def changed(saved: dict, want: dict) -> list[str]:
     """Names of the entries of ``want`` that ``saved`` lacks or holds with another value."""
     keys = sorted(set(saved) | set(want))
     return [k for k in keys if saved.get(k) != want.get(k)]
-
-
-def load_current(path: str | Path, key: dict) -> tuple[dict[str, np.ndarray] | None, str]:
-    """A cached product's arrays if ``path`` was computed from ``key``; else ``(None, why)``.
-
-    ``key`` holds the content digests and settings the product depends on
-    (see :func:`fingerprint`); the file's own key, saved under ``"key"`` in its
-    meta, must equal it entry for entry. ``why`` names what differs ("" when
-    there is no file).
-    """
-    path = Path(path)
-    if not path.exists():
-        return None, ""
-    try:
-        arrays, meta = load_arrays(path)
-    except ValueError:
-        return None, "it is unreadable"
-    diff = changed(meta.get("key", {}), key)
-    if diff:
-        return None, f"its {', '.join(diff)} changed"
-    return arrays, ""
 
 
 def check_out_dir(path: str | Path, flag: str = "--out") -> Path:

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # headless: experiments run on servers and Colab alike
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from poz_jax import stats  # noqa: E402
 from poz_jax.core.nulls import null_band  # noqa: E402
 from poz_jax.files import atomic_save  # noqa: E402
 
@@ -221,16 +222,11 @@ def exp3_figure(result, null: np.ndarray, reference=None, title: str = "classes"
     pruning. ``reference``: optional ``(L,)`` mean fit to the unpruned
     network's own RSM (Experiment 1's curve), drawn dashed.
     """
-    import warnings
-
     pct = 100.0 * np.asarray(result.keep_counts) / result.n_nodes
     fit = np.asarray(result.fit)
-    with warnings.catch_warnings():
-        # Levels where every fit is NaN (1 and 2 nodes kept) are simply not drawn.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean, sd = np.nanmean(fit, 0), np.nanstd(fit, 0, ddof=1)
-        pooled = np.nanmean(null, 0)
-    lo, hi = null_band(pooled)
+    # Levels where every fit is NaN (1 and 2 nodes kept) are NaN here: not drawn.
+    mean, sd = stats.mean(fit, axis=0), stats.sd(fit, axis=0)
+    lo, hi = null_band(stats.mean(null, axis=0))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.plot(pct, mean, color="tab:blue", lw=2, label=f"PoZ pruning, {len(fit)} networks")
     ax.fill_between(pct, mean - sd, mean + sd, color="tab:blue", alpha=0.2, linewidth=0)

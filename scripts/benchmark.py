@@ -339,7 +339,7 @@ def numpy_compare_split(x, t, split, counts, random, alphas, inner_seed) -> dict
 
 def comparison(args, check_only: bool) -> Table:
     print("6. comparison: one 120 x 4096 set, 5 folds x 10 repeats, every method")
-    from poz_jax.comparison import compare
+    from poz_jax.comparison import compare_methods
     from poz_jax.core.reweight import ALPHAS
     from poz_jax.synthetic import feature_similarity, planted_embeddings
 
@@ -347,7 +347,7 @@ def comparison(args, check_only: bool) -> Table:
     t = feature_similarity(feats)
     counts = pj.keep_grid(4096, step=20)
     kw = dict(folds=5, repeats=args.compare_repeats, seed=0, keep_counts=counts)
-    got = compare(x, t, **kw)  # float64
+    got = compare_methods(x, t, **kw)  # float64
     split = got.splits[0]
     random = np.asarray(random_orders(0, 4096, 0, 20))
     want = numpy_compare_split(x, t, split, counts, random, np.asarray(ALPHAS), 1)
@@ -371,7 +371,7 @@ def comparison(args, check_only: bool) -> Table:
         xs, ts = x.astype(dtype), t.astype(dtype)
         tb.add(
             f"poz_jax compare, {name}",
-            once(lambda xs=xs, ts=ts: compare(xs, ts, **kw).test_fit),
+            once(lambda xs=xs, ts=ts: compare_methods(xs, ts, **kw).test_fit),
             1.0,
             "one run: all splits, the in-sample fits and compilation",
         )

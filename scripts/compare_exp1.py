@@ -11,9 +11,10 @@ reported with the study's method notes, restated in docs/method.md
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
+
+from poz_jax import provenance
 
 REFERENCE = {
     "authors' Figure 1 (by eye)": (
@@ -38,7 +39,7 @@ def read_csv(path: Path) -> list[dict]:
 
 def load(folder: Path) -> tuple[str, list[float], list[float]]:
     rows = [r for r in read_csv(folder / "summary.csv") if r["paper_level"] == "True"]
-    cfg = json.loads((folder / "config.json").read_text())["train"]
+    cfg = provenance.saved_config(folder)[1]
     acc = [float(r["test_accuracy"]) for r in read_csv(folder / "accuracy.csv")]
     label = (
         f"{folder.name}: {cfg['optimizer']}, init {cfg.get('init_style', 'flax')}, "

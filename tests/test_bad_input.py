@@ -293,3 +293,30 @@ def test_mixed_and_half_precision_inputs_compute_in_the_activations_dtype(rng):
         np.testing.assert_array_equal(
             got, pj.sweep(np.asarray(xh).astype(np.float32), h, counts, order)
         )
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 10.0, 1e6])
+def test_one_symmetry_rule_relative_to_the_matrix_scale(scale, tmp_path):
+    from poz_jax.core.validate import SYMMETRY_RTOL, check_symmetric
+    from poz_jax.data.errors import DataError
+    from poz_jax.data.stimuli import check_similarity
+
+    rng = np.random.default_rng(0)
+    a = rng.random((6, 6))
+    m = (a + a.T) * scale
+    near, far = m.copy(), m.copy()
+    big = np.abs(m).max()
+    near[1, 4] += 0.5 * SYMMETRY_RTOL * big  # within the rule, at any scale
+    far[1, 4] += 2.0 * SYMMETRY_RTOL * big
+    check_symmetric(near, "m")
+    check_similarity(near, "here")
+    with pytest.raises(ValueError, match=r"m must be symmetric: m\[1, 4\]"):
+        check_symmetric(far, "m")
+    with pytest.raises(DataError, match=r"here: the similarity matrix is not symmetric: m\[1, 4\]"):
+        check_similarity(far, "here")
+    nan = m.copy()
+    nan[2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"m\[2, 3\] = nan"):
+        check_symmetric(nan, "m")
+    nan[3, 2] = np.nan
+    check_symmetric(nan, "m")  # NaN faces NaN

@@ -10,7 +10,7 @@ from conftest import ref_fit, ref_rsm_fast, sparse_acts
 from scipy import stats
 
 import poz_jax as pj
-from poz_jax.comparison import METHODS, compare, keep_orders
+from poz_jax.comparison import METHODS, compare_methods, keep_orders
 from poz_jax.core import crossval, ranking, reweight, supervised
 from poz_jax.synthetic import planted_comparison
 
@@ -225,7 +225,7 @@ def test_one_split_chooses_on_training_items_and_scores_on_test_items(rng):
     x[:, 0] += 1.0  # no item silent everywhere
     t = _target(rng, 24)
     k = np.array([30, 20, 12, 6])
-    c = compare(x, t, methods=("unpruned", "poz", "std"), folds=3, repeats=1, keep_counts=k)
+    c = compare_methods(x, t, methods=("unpruned", "poz", "std"), folds=3, repeats=1, keep_counts=k)
     for j, s in enumerate(c.splits):
         xtr, xte = x[s.train], x[s.test]
         ttr, tte = t[np.ix_(s.train, s.train)], t[np.ix_(s.test, s.test)]
@@ -250,7 +250,7 @@ def test_one_split_chooses_on_training_items_and_scores_on_test_items(rng):
 def test_nothing_fitted_reads_the_test_items_target():
     x, t = planted_comparison("dense", n_items=30, n_informative=10, n_noise=20, seed=2)
     kw = dict(folds=3, repeats=1, seed=5, n_random=4, keep_counts=np.arange(30, 0, -3))
-    clean = compare(x, t, **kw)
+    clean = compare_methods(x, t, **kw)
     j = 1
     test = clean.splits[j].test
     corrupt = t.copy()
@@ -259,7 +259,7 @@ def test_nothing_fitted_reads_the_test_items_target():
     corrupt[:, test] = noise[test, :].T
     corrupt[np.ix_(test, test)] = (noise[np.ix_(test, test)] + noise[np.ix_(test, test)].T) / 2
     np.fill_diagonal(corrupt, 1.0)
-    dirty = compare(x, corrupt, **kw)
+    dirty = compare_methods(x, corrupt, **kw)
     # Split j's fitted quantities are unchanged: orders, importances, levels,
     # training fits, penalty and weights.
     for m in clean.orders:
@@ -280,7 +280,7 @@ def _scores(c):
 @pytest.mark.slow
 def test_planted_noise_that_fires_rarely_poz_pruning_wins_out_of_sample():
     x, t = planted_comparison("dense", seed=0)
-    r = _scores(compare(x, t, folds=5, repeats=2, seed=0))
+    r = _scores(compare_methods(x, t, folds=5, repeats=2, seed=0))
     poz, sup, full = (r[m]["fit_out_of_sample_mean"] for m in ("poz", "supervised", "unpruned"))
     # Measured: poz 1.00, supervised 0.93, unpruned 0.20.
     assert poz > full + 0.5 and r["poz"]["p_corrected"] < 0.01
@@ -292,7 +292,7 @@ def test_planted_noise_that_fires_rarely_poz_pruning_wins_out_of_sample():
 @pytest.mark.slow
 def test_planted_signal_that_fires_rarely_poz_pruning_loses_supervised_does_not():
     x, t = planted_comparison("rare", seed=0)
-    r = _scores(compare(x, t, folds=5, repeats=2, seed=0))
+    r = _scores(compare_methods(x, t, folds=5, repeats=2, seed=0))
     poz, sup, full = (r[m]["fit_out_of_sample_mean"] for m in ("poz", "supervised", "unpruned"))
     # Measured: poz 0.03 (it keeps every node), supervised 0.23, unpruned 0.03.
     assert poz < full + 0.02
@@ -303,19 +303,19 @@ def test_compare_refuses_bad_input(rng):
     x = sparse_acts(rng, 20, 10)
     t = _target(rng, 20)
     with pytest.raises(ValueError, match="methods must be distinct names"):
-        compare(x, t, methods=("poz", "magic"))
+        compare_methods(x, t, methods=("poz", "magic"))
     with pytest.raises(ValueError, match="fewer than 3 test items"):
-        compare(x, t, folds=8)
+        compare_methods(x, t, folds=8)
     with pytest.raises(ValueError, match="symmetric"):
-        compare(x, t + np.triu(np.ones((20, 20)), 1))
+        compare_methods(x, t + np.triu(np.ones((20, 20)), 1))
     bad = t.copy()
     bad[2, 3] = bad[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        compare(x, bad)
+        compare_methods(x, bad)
     with pytest.raises(ValueError, match="one set's activations"):
-        compare(np.stack([x, x]), t)
+        compare_methods(np.stack([x, x]), t)
     with pytest.raises(ValueError, match="inner folds"):
-        compare(x, t, folds=2, inner_folds=4)
+        compare_methods(x, t, folds=2, inner_folds=4)
     assert set(METHODS) >= {"poz", "supervised", "reweighting", "random", "unpruned"}
 
 
@@ -394,7 +394,9 @@ def test_compare_command_refuses_bad_settings_before_writing(stimuli, tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(stimuli, tmp_path):
+def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(
+    stimuli, tmp_path, monkeypatch
+):
     # compare_set's cache hit must rebuild every field (it once returned empty
     # orders and no importances, weights or penalties).
     import dataclasses
@@ -410,7 +412,14 @@ def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(stimuli, tm
     with progress_bar(6, "", False) as bar:
         fresh = compare_set(cfg, tmp_path, "discs", x, t, bar)
         assert (tmp_path / "compare_discs.npz").exists()
+        monkeypatch.setattr(
+            "poz_jax.pipelines.compare.compare_methods",
+            lambda *a, **k: pytest.fail("a finished set was recomputed"),
+        )
         again = compare_set(cfg, tmp_path, "discs", x, t, bar)
+    direct = compare_methods(x, t, folds=3, repeats=1, n_random=2)
+    assert fresh.importance is not None and fresh.weights is not None
+    np.testing.assert_array_equal(fresh.test_fit, direct.test_fit)
     for field in dataclasses.fields(fresh):
         a, b = getattr(fresh, field.name), getattr(again, field.name)
         if isinstance(a, dict):

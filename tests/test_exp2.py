@@ -42,7 +42,7 @@ def test_planted_answer_is_found(result):
     out, res = result
     for row in res["stats"]:
         # a quarter of the nodes carry the similarity: the fit peaks near 25% kept
-        assert 20.0 <= row["peak_percent_kept"] <= 30.0
+        assert 20.0 <= row["best_percent_kept"] <= 30.0
         assert row["improvement"] > 0.3
         assert row["p_improvement"] == pytest.approx(1 / 41)  # beats every null draw
         assert row["trend_slope_per_percent"] > 0 and row["p_trend"] == pytest.approx(1 / 41)
@@ -79,7 +79,7 @@ def test_tables_against_a_scipy_reference(stimuli, result):
             assert lv[k] == pytest.approx(fit_at(k), abs=1e-10)
         st = next(r for r in stats if r["set"] == name)
         assert float(st["share_poz_above_80"]) == pytest.approx(np.mean(poz > 0.8))
-        null = np.load(out / f"null_{name}.npz")["fit"]
+        null = np.load(out / f"null_{name}.npz")["null_fits"]
         fits = np.array([float(r["fit"]) for r in rows])
         gain = fits.max() - fits[0]
         ref_p = (1 + np.sum(np.nanmax(null, 1) - null[:, 0] >= gain)) / (1 + len(null))
@@ -160,28 +160,28 @@ def test_float32_and_float64_agree(stimuli, tmp_path):
     bound += sweep_bound(x, sets["discs"].similarity, counts, order, np.float64)
     assert abs(a["unpruned_fit"] - b["unpruned_fit"]) <= bound[0]
     # A maximum moves by at most the largest bound among the levels it may come from.
-    assert abs(a["peak_fit"] - b["peak_fit"]) <= np.nanmax(bound)
+    assert abs(a["best_fit"] - b["best_fit"]) <= np.nanmax(bound)
 
 
 @pytest.mark.slow
-def test_float32_null_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, tmp_path):
-    # A float32 null (--null-float32) must give the same p-values as the
-    # default float64 one, on sets sparse enough to cost float32 digits.
+def test_a_float32_run_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, tmp_path):
+    # A float32 run (--precision float32: curves and null) must give the same
+    # p-values as the default float64 one, on sets sparse enough to cost
+    # float32 digits.
     runs = {}
     for prec in ("float32", "float64"):
-        cfg = exp2.Exp2Config(n_null=200, null_precision=prec)
+        cfg = exp2.Exp2Config(n_null=200, precision=prec)
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
     for a, b in zip(runs["float32"]["stats"], runs["float64"]["stats"], strict=True):
         assert a["set"] == b["set"]
         for key in ("p_improvement", "p_trend", "n_null_used_improvement", "n_null_used_trend"):
             assert a[key] == b[key] or (np.isnan(a[key]) and np.isnan(b[key])), (a["set"], key)
-        assert a["unpruned_fit"] == b["unpruned_fit"]  # the observed curve stays float64
     sets = load_stimulus_sets(stimuli)
     emb = load_embeddings(stimuli / "embeddings.npz", sets)
     counts = keep_grid(4096, step=20)
     for name in runs["float32"]["stats"]:
-        f32 = np.load(tmp_path / "float32" / f"null_{name['set']}.npz")["fit"]
-        f64 = np.load(tmp_path / "float64" / f"null_{name['set']}.npz")["fit"]
+        f32 = np.load(tmp_path / "float32" / f"null_{name['set']}.npz")["null_fits"]
+        f64 = np.load(tmp_path / "float64" / f"null_{name['set']}.npz")["null_fits"]
         assert f32.dtype == np.float32 and f64.dtype == np.float64
         np.testing.assert_array_equal(np.isnan(f32), np.isnan(f64))
         # The rest, bounded by the sweep's rounding bound (tests/bounds.py), on
@@ -200,9 +200,9 @@ def test_float32_null_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, tm
             assert np.mean(np.isfinite(bound[~np.isnan(f64[i])])) > 0.5  # mostly informative
             assert_within(f32[i], f64[i], bound, f"null order {i} of {name['set']}")
     # The precision is part of the null's key: switching it recomputes.
-    cfg = exp2.Exp2Config(n_null=200, null_precision="float32")
+    cfg = exp2.Exp2Config(n_null=200, precision="float32")
     exp2.run(cfg, tmp_path / "float64", stimuli, stimuli / "embeddings.npz", False)
-    assert np.load(tmp_path / "float64" / "null_discs.npz")["fit"].dtype == np.float32
+    assert np.load(tmp_path / "float64" / "null_discs.npz")["null_fits"].dtype == np.float32
 
 
 def _snapshot(folder):
@@ -233,8 +233,8 @@ def test_changed_embeddings_or_matrix_recompute_the_null(stimuli, tmp_path):
                 fresh = (tmp_path / f"fresh{i}" / f).read_text()
                 assert (tmp_path / "reused" / f).read_text() == fresh
             for name in ("discs", "hues"):
-                a = np.load(tmp_path / "reused" / f"null_{name}.npz")["fit"]
-                b = np.load(tmp_path / f"fresh{i}" / f"null_{name}.npz")["fit"]
+                a = np.load(tmp_path / "reused" / f"null_{name}.npz")["null_fits"]
+                b = np.load(tmp_path / f"fresh{i}" / f"null_{name}.npz")["null_fits"]
                 np.testing.assert_array_equal(a, b)
 
 

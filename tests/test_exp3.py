@@ -177,7 +177,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
     human = cifar10h.class_similarity(
         cifar10h.class_confusion(counts, arrays["cifar10_test_labels_official.npy"])
     )
-    null = np.load(out / "null_classes.npz")["null"]
+    null = np.load(out / "null_classes.npz")["null_fits"]
     assert null.shape == (3, 15, 84)
     means = np.stack([[f[local_labels == c].mean(0) for c in range(10)] for f in fc2.astype(float)])
     node_poz = np.mean(fc2 == 0, axis=1)
@@ -206,7 +206,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
         raise AssertionError("a finished product was recomputed")
 
     monkeypatch.setattr(exp3, "null_fits", refuse)
-    monkeypatch.setattr("poz_jax.pipelines.compare.compare", refuse)
+    monkeypatch.setattr("poz_jax.pipelines.compare.compare_methods", refuse)
     exp3.run(cfg, out, out / "inputs.npz", folder, progress=False)  # from the committed inputs
     for f, b in before.items():
         assert (out / f).read_bytes() == b, f

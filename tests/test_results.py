@@ -13,6 +13,7 @@ from poz_jax import files
 from poz_jax.analysis import Analysis
 from poz_jax.core.ranking import keep_grid
 from poz_jax.pipelines import exp1
+from poz_jax.tables import exp1_tables
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 RUNS = sorted(p.parent for p in RESULTS.glob("*/analysis.npz"))
@@ -46,12 +47,11 @@ def test_exp3_tables_are_reproduced_from_the_committed_inputs(name, tmp_path):
     Opt-in: its 50 networks x 1000-order nulls and comparisons take over 20
     minutes on a 2-core CPU, beyond the suite's budget.
     """
-    import json
-
+    from poz_jax import provenance
     from poz_jax.pipelines import exp3
 
     run = RESULTS / name
-    cfg = exp3.Exp3Config(**json.loads((run / "config.json").read_text())["exp3"])
+    cfg = exp3.Exp3Config.from_dict(provenance.saved_config(run)[1])
     exp3.run(cfg, tmp_path, run / "inputs.npz", CIFAR10H, progress=False)
     for table in ("summary.csv", "stats.csv", "compare.csv"):
         assert (tmp_path / table).read_text() == (run / table).read_text(), table
@@ -64,7 +64,7 @@ def test_tables_are_reproduced_from_the_analysis(run, tmp_path):
     result = Analysis(**arrays)
     with open(run / "accuracy.csv") as fh:
         acc = np.array([float(r["test_accuracy"]) for r in csv.DictReader(fh)])
-    tables = exp1.tables(result, keep_grid(exp1.N_NODES), acc)
+    tables = exp1_tables(result, keep_grid(exp1.N_NODES), acc)
     for name, rows in zip(("summary.csv", "per_seed.csv", "accuracy.csv"), tables, strict=True):
         files.write_csv(tmp_path / name, rows)
         assert (tmp_path / name).read_text() == (run / name).read_text(), name

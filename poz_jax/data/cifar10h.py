@@ -44,7 +44,10 @@ def _load(path: Path, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{what}: {path} is not a readable .npy file ({err})") from err
+        # np.load says "pickled data" of anything that is not a plain .npy.
+        raise DataError(
+            f"{what}: {path} is not a readable .npy array of numbers (as numpy.save writes them)"
+        ) from err
 
 
 def load_counts(folder: str | Path) -> np.ndarray:
@@ -83,10 +86,34 @@ def load_official_labels(folder: str | Path) -> np.ndarray:
     path = Path(folder) / LABELS
     labels = _load(path, "official CIFAR-10 test labels")
     if labels.shape != (N_TEST,) or labels.dtype.kind not in "iu":
-        raise DataError(f"{path} must hold {N_TEST} integer labels, got {labels.shape}")
+        raise DataError(
+            f"{path} must hold {N_TEST} integer labels, got {labels.dtype} {labels.shape}"
+        )
     if labels.min() < 0 or labels.max() >= N_CLASSES:
         raise DataError(f"{path} holds labels outside 0..{N_CLASSES - 1}")
     return labels.astype(np.int64)
+
+
+# People's majority label agrees with the official one on 99.2% of CIFAR-10H's
+# images; counts in another row order agree on about 10% (chance). Anything
+# under this share is refused as counts that do not follow the official order.
+MIN_MAJORITY_AGREEMENT = 0.9
+
+
+def check_row_order(counts: np.ndarray, official_labels: np.ndarray, where: str = "") -> float:
+    """Refuse counts whose rows do not follow the official test order; returns the agreement.
+
+    The agreement is the share of images whose most chosen class (the first
+    of ties) is their official label.
+    """
+    agree = float(np.mean(np.argmax(counts, axis=1) == np.asarray(official_labels)))
+    if agree < MIN_MAJORITY_AGREEMENT:
+        raise DataError(
+            f"{where or COUNTS}: people's majority label matches the official label on only "
+            f"{100 * agree:.1f}% of images (CIFAR-10H: 99.2%); are the rows in the official "
+            "test order, and are the labels the official ones?"
+        )
+    return agree
 
 
 def align_to_local(
@@ -106,6 +133,8 @@ def align_to_local(
     if rows.ndim != 1 or rows.dtype.kind not in "iu" or len(rows) > N_TEST:
         raise DataError(f"{path} must be a 1-D integer array of at most {N_TEST} rows")
     rows = rows.astype(np.int64)
+    if not rows.size:
+        raise DataError(f"{path} maps no images")
     local_labels = np.asarray(local_labels)
     if rows.size and (rows.min() < 0 or rows.max() >= len(local_labels)):
         raise DataError(f"{path} points past the {len(local_labels)} local test images")
@@ -147,6 +176,11 @@ def class_similarity(confusion: np.ndarray, method: str = "mean") -> np.ndarray:
         return (p + p.T) / 2
     if method == "shepard":
         d = np.diag(p)
+        if np.any(d <= 0):
+            raise ValueError(
+                f"Shepard's similarity divides by P_aa: class {int(np.argmin(d))} was never "
+                "chosen for its own images; use the mean similarity"
+            )
         return np.sqrt(p * p.T / np.outer(d, d))
     raise ValueError(f"method must be 'mean' or 'shepard', got {method!r}")
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from poz_jax.core import validate as v
 from poz_jax.data.errors import DataError
+from poz_jax.files import not_npz
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".mat")
@@ -39,7 +41,7 @@ class StimulusSet:
         return self.similarity.shape[0]
 
 
-def check_similarity(m: np.ndarray, where: str, rtol: float = 1e-6) -> np.ndarray:
+def check_similarity(m: np.ndarray, where: str) -> np.ndarray:
     """``m`` as float64 after checking it is a finite, square, symmetric 2-D matrix."""
     if hasattr(m, "toarray"):  # a scipy.sparse matrix (sparse MATLAB variables load so)
         m = m.toarray()
@@ -58,13 +60,10 @@ def check_similarity(m: np.ndarray, where: str, rtol: float = 1e-6) -> np.ndarra
             f"{where}: the similarity matrix holds {int(np.sum(~np.isfinite(m)))} NaN or "
             "infinite value(s)"
         )
-    gap = np.max(np.abs(m - m.T))
-    if gap > rtol * max(np.max(np.abs(m)), 1e-300):
-        i, j = np.unravel_index(np.argmax(np.abs(m - m.T)), m.shape)
-        raise DataError(
-            f"{where}: the similarity matrix is not symmetric: m[{i}, {j}] = {m[i, j]:g} but "
-            f"m[{j}, {i}] = {m[j, i]:g}"
-        )
+    try:
+        v.check_symmetric(m, f"{where}: the similarity matrix")
+    except ValueError as err:
+        raise DataError(str(err).replace("must be symmetric", "is not symmetric", 1)) from None
     return m
 
 
@@ -210,7 +209,9 @@ def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict
     ``names`` keeps only those sets, in that order; an unknown name is an error.
     """
     path = Path(path)
-    if path.is_file() and path.suffix == ".npz":
+    if path.is_file() and path.suffix.lower() == ".npz":
+        if not_npz(path):
+            raise DataError(f"stimuli {path}: {not_npz(path)}")
         try:
             with np.load(path, allow_pickle=False) as z:
                 sets = {k: StimulusSet(k, check_similarity(z[k], f"{path}[{k}]")) for k in z.files}
@@ -233,6 +234,11 @@ def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict
         )
     if not sets:
         raise DataError(f"{path} holds no stimulus set")
+    for name in sets:
+        try:
+            v.check_safe_name(name, f"{path}: the stimulus set")
+        except ValueError as err:
+            raise DataError(str(err)) from None
     if names:
         unknown = [n for n in names if n not in sets]
         if unknown:
@@ -248,11 +254,12 @@ def load_embeddings(path: str | Path, sets: dict[str, StimulusSet]) -> dict[str,
     count, all values finite.
     """
     path = Path(path)
+    why = not_npz(path)
+    if why:
+        raise DataError(f"embeddings file {path}: {why}")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError as err:
-        raise DataError(f"embeddings file {path} does not exist") from err
     except Exception as err:
         raise DataError(f"{path} is not a readable .npz of embeddings ({err})") from err
     out = {}

@@ -1,7 +1,7 @@
 """``poz-jax compare``: every pruning and reweighting method, out of sample, per stimulus set.
 
 Loads the stimulus sets' similarity matrices and their embeddings (e.g.
-Experiment 2's ``embeddings.npz``), runs :func:`poz_jax.comparison.compare`
+Experiment 2's ``embeddings.npz``), runs :func:`poz_jax.comparison.compare_methods`
 per set, and writes ``compare.csv`` (a row per set and method),
 ``compare_splits.csv`` (a row per set, split and method) and
 ``compare.png``/``.pdf``. Each set's result is saved as it finishes
@@ -18,17 +18,15 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files
-from poz_jax.comparison import METHODS, Comparison, compare
+from poz_jax import cache, files, provenance
+from poz_jax.comparison import METHODS, Comparison, check_design, compare_methods
 from poz_jax.core import validate as v
 from poz_jax.core.crossval import item_splits
 from poz_jax.core.reweight import ALPHAS
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.plots import compare_figure, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, progress_bar, status
-
-_SAVED = ("test_fit", "train_fit", "kept", "in_sample", "keep_counts")
+from poz_jax.runtime import float64, progress_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,22 +70,20 @@ def run(
     Every input is checked before anything is written.
     """
     out = files.check_out_dir(out)
+    provenance.check_study(out, "compare")
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     emb = load_embeddings(embeddings, sets)
     for name, s in sets.items():
-        # Fold sizes are checked for every set before any set is computed.
-        item_splits(s.n_items, cfg.folds, 1, cfg.seed)
+        # Every set is checked before any is computed or anything written.
+        check_design(s.n_items, emb[name].shape[1], *_design(cfg))
         v.check_finite(jnp.asarray(s.similarity), f"the similarity matrix of {name}")
     out.mkdir(parents=True, exist_ok=True)
     files.clean_temporaries(out)
-    files.write_json(
-        out / "config.json",
-        {
-            "compare": dataclasses.asdict(cfg),
-            "stimuli": str(stimuli),
-            "embeddings": str(embeddings),
-        },
-    )
+    inputs = {
+        name: provenance.input_record(p)
+        for name, p in (("stimuli", stimuli), ("embeddings", embeddings))
+    }
+    provenance.write_config(out, "compare", cfg, inputs)
     x64 = cfg.precision == "float64"
     dtype = np.float64 if x64 else np.float32
     summary, per_split = [], []
@@ -109,45 +105,35 @@ def run(
     return {"rows": summary, "figures": figs}
 
 
+def _design(cfg: CompareConfig) -> tuple:
+    return cfg.methods, cfg.folds, cfg.repeats, cfg.seed, cfg.n_random, cfg.inner_folds
+
+
 def compare_set(cfg: CompareConfig, out: Path, name: str, x, t, bar) -> Comparison:
     """One set's comparison, reused from ``out`` while its inputs and settings are the same."""
-    settings = dataclasses.asdict(cfg)
-    settings.pop("sets")
-    key = {"activations": files.fingerprint(x), "similarity": files.fingerprint(t), **settings}
-    key["methods"] = list(cfg.methods)
-    path = out / f"compare_{name}.npz"
-    arrays, why = files.load_current(path, key)
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "sets"}
+    key = cache.product_key({"activations": x, "similarity": t}, **settings)
     splits = item_splits(x.shape[0], cfg.folds, cfg.repeats, cfg.seed)
-    if arrays is not None:
-        bar.update(len(splits))
-        # The whole product, as a fresh run returns it (tested field by field).
-        return Comparison(
-            cfg.methods, splits, arrays["keep_counts"], x.shape[1],
-            *(arrays[k] for k in _SAVED[:4]),
-            orders={m: arrays[f"order_{m}"] for m in cfg.methods if f"order_{m}" in arrays},
-            importance=arrays.get("importance"), alpha=arrays.get("alpha"),
-            weights=arrays.get("weights"),
-        )  # fmt: skip
-    if why:
-        status(f"recomputing {path.name}: {why}")
-    result = compare(
-        x,
-        t,
-        methods=cfg.methods,
-        folds=cfg.folds,
-        repeats=cfg.repeats,
-        seed=cfg.seed,
-        n_random=cfg.n_random,
-        alphas=ALPHAS,
-        inner_folds=cfg.inner_folds,
-        progress=bar.update,
+
+    def fresh():
+        result = compare_methods(
+            x,
+            t,
+            methods=cfg.methods,
+            folds=cfg.folds,
+            repeats=cfg.repeats,
+            seed=cfg.seed,
+            n_random=cfg.n_random,
+            alphas=ALPHAS,
+            inner_folds=cfg.inner_folds,
+            progress=bar.update,
+        )
+        return result.to_arrays()
+
+    arrays = cache.cached(
+        out / f"compare_{name}.npz", key, fresh, on_hit=lambda: bar.update(len(splits))
     )
-    extra = {f"order_{m}": o for m, o in result.orders.items()}
-    for field in ("importance", "alpha", "weights"):
-        if getattr(result, field) is not None:
-            extra[field] = getattr(result, field)
-    files.save_arrays(path, {"key": key}, **{k: getattr(result, k) for k in _SAVED}, **extra)
-    return result
+    return Comparison.from_arrays(arrays, cfg.methods, splits)
 
 
 def format_rows(rows: list[dict]) -> str:

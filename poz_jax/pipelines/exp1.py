@@ -13,7 +13,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files, stats
+from poz_jax import files, provenance, stats
 from poz_jax.analysis import Analysis, analyse
 from poz_jax.core.ranking import keep_grid, poz
 from poz_jax.core.rsa import class_means, rsm
@@ -22,6 +22,7 @@ from poz_jax.models.lenet import embed
 from poz_jax.plots import figure1, save_figure
 from poz_jax.report import number, text_table
 from poz_jax.runtime import float64, status
+from poz_jax.tables import exp1_tables
 from poz_jax.train import (
     Compute,
     TrainConfig,
@@ -75,27 +76,6 @@ def analyse_embeddings(fc2, labels, keep_counts) -> tuple[Analysis, np.ndarray]:
     return result, np.asarray(baseline)
 
 
-def tables(result: Analysis, paper_counts: np.ndarray, acc: np.ndarray):
-    """``(summary_rows, per_seed_rows, accuracy_rows)`` for the CSV files.
-
-    Means and sds over seeds ignore NaN fits (a level where some class mean is
-    constant); ``n_nan`` counts them. sd is NumPy's default (ddof=0).
-    """
-    summary = [
-        {
-            "keep_count": r["keep_count"],
-            "keep_fraction": r["keep_fraction"],
-            "paper_level": bool(r["keep_count"] in paper_counts),
-            **{k: v for k, v in r.items() if k not in ("keep_count", "keep_fraction")},
-        }
-        for r in result.summary_rows("seed")
-    ]
-    level = {int(k): j for j, k in enumerate(result.keep_counts)}
-    per_seed = sorted(result.rows("seed"), key=lambda r: level[r["keep_count"]])
-    accuracy_rows = [{"seed": s, "test_accuracy": float(a)} for s, a in enumerate(acc)]
-    return summary, per_seed, accuracy_rows
-
-
 def run(
     cfg: TrainConfig,
     out: str | Path,
@@ -112,6 +92,7 @@ def run(
     what: a run may resume with another.
     """
     out = files.check_out_dir(out)
+    provenance.check_study(out, "exp1")
     data = {s: load_cifar10(s, data_dir, verify=verify) for s in ("train", "test")}
     missing = np.setdiff1d(np.arange(N_CLASSES), data["test"][1])
     if missing.size:
@@ -125,10 +106,10 @@ def run(
         check_resumable(files.load_meta(ckpt), cfg, key, ckpt)
     out.mkdir(parents=True, exist_ok=True)
     files.clean_temporaries(out)
-    files.write_json(
-        out / "config.json",
-        {"train": dataclasses.asdict(cfg), "data_dir": str(data_dir) if data_dir else None},
-    )
+    # The data's digest is of the arrays read (any of the formats it may come in).
+    source = str(data_dir) if data_dir else "downloaded or tensorflow-datasets"
+    cifar = provenance.input_record(source, files.fingerprint(**key), "train and test arrays")
+    provenance.write_config(out, "exp1", cfg, {"cifar10": cifar})
     # Embeddings are written once training has finished all its epochs.
     if emb_epochs == cfg.epochs:
         arrays = files.load_arrays(emb_path)[0]
@@ -151,7 +132,7 @@ def run(
     all_counts = np.arange(N_NODES, 0, -1)
     status(f"analysing {len(fc2)} networks at {len(all_counts)} keep levels", progress)
     result, baseline = analyse_embeddings(fc2, labels, all_counts)
-    summary, per_seed, acc_rows = tables(result, paper_counts, acc)
+    summary, per_seed, acc_rows = exp1_tables(result, paper_counts, acc)
     files.write_csv(out / "summary.csv", summary)
     files.write_csv(out / "per_seed.csv", per_seed)
     files.write_csv(out / "accuracy.csv", acc_rows)
@@ -202,7 +183,10 @@ def format_summary(res: dict) -> str:
             ("sd", number("max_poz_sd", ".1f", 100, "%")),
         ],
     )
-    lines = [f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {stats.sd(acc):.4f} (sd)", table]
+    lines = [
+        f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {stats.sd(acc):.4f} (sd)",
+        table,
+    ]
     if res["n_nan"]:
         lines.append(
             f"note: {res['n_nan']} (seed, level) fits with k > 2 kept nodes were NaN "

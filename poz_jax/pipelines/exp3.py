@@ -12,7 +12,8 @@ At each level and for each network: the PoZ-ordered sweep at every keep
 count, the largest PoZ kept, and a random-pruning null with the two tests
 of Experiment 2; then the same for the networks' mean curve, whose null
 draw ``j`` is the mean of the networks' draws ``j`` (each network's orders
-are drawn independently, seeded by ``null_seed + network``).
+are drawn independently, seeded by ``seed + network``; the image sets are
+drawn with ``seed``).
 
 The image sets also go through ``poz-jax compare`` (every method fitted on
 some images of a set and scored on the others) for the first
@@ -25,22 +26,25 @@ PoZ over the test images and the fc2 embeddings of the matched images.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files
-from poz_jax.analysis import Analysis, analyse
-from poz_jax.core.nulls import improvement_test, null_fits, trend_test
+from poz_jax import cache, files, provenance
+from poz_jax.analysis import analyse, null_tests, pooled
+from poz_jax.core.nulls import null_fits
 from poz_jax.core.ranking import poz
 from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import cifar10h
 from poz_jax.pipelines.compare import CompareConfig, compare_set
 from poz_jax.plots import exp3_figure, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, progress_bar, status
+from poz_jax.runtime import float64, progress_bar
+from poz_jax.stats import mean as stats_mean
+from poz_jax.tables import exp3_tables
 
 N_CLASSES = 10
 
@@ -51,28 +55,105 @@ IMAGE_SIMILARITIES = ("agreement", "cosine", "jsd")  # see cifar10h.image_simila
 
 @dataclasses.dataclass(frozen=True)
 class Exp3Config:
-    """Settings of one Experiment 3 run (saved with its results)."""
+    """Settings of one Experiment 3 run (saved with its results).
+
+    ``seed`` draws the image sets and, as ``seed + network``, each network's
+    random keep orders. ``precision``: ``"float64"`` (default) or ``"float32"``
+    for every fit, null and comparison.
+    """
 
     n_null: int = 1000  # random keep orders per network and level
-    null_seed: int = 0
+    seed: int = 0
+    precision: str = "float64"
     class_similarity: str = "mean"  # see cifar10h.class_similarity
     image_similarity: str = "agreement"  # see cifar10h.image_similarity
     per_class: int = 12
     n_sets: int = 5
-    set_seed: int = 0
     compare_networks: int = 5  # networks run through poz-jax compare per image set (0: none)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> Exp3Config:
+        """The config a ``config.json`` holds, earlier versions' two seeds included."""
+        saved = dict(saved)
+        seeds = {saved.pop(k) for k in ("null_seed", "set_seed") if k in saved}
+        if len(seeds) > 1:
+            raise ValueError(
+                f"this run drew its sets and nulls with different seeds {sorted(seeds)}; "
+                "one seed now draws both"
+            )
+        if seeds:
+            saved["seed"] = seeds.pop()
+        return cls(**saved)
 
     def __post_init__(self) -> None:
         from poz_jax.core import validate as v
 
         v.check_int(self.n_null, "n_null", 1)
-        v.check_seed(self.null_seed, "null_seed")
+        v.check_seed(self.seed, "seed")
+        v.check_choice(self.precision, "precision", v.PRECISIONS)
         v.check_int(self.per_class, "per_class", 3)
         v.check_int(self.n_sets, "n_sets", 1)
-        v.check_seed(self.set_seed, "set_seed")
         v.check_int(self.compare_networks, "compare_networks", 0)
         v.check_choice(self.class_similarity, "class_similarity", CLASS_SIMILARITIES)
         v.check_choice(self.image_similarity, "image_similarity", IMAGE_SIMILARITIES)
+
+
+_INPUT_KEYS = ("class_means", "poz", "matched_fc2", "matched_official", "matched_labels")
+
+
+def _read_inputs(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if files.not_npz(path):
+        raise ValueError(f"--inputs {path}: {files.not_npz(path)}")
+    try:
+        return files.load_arrays(path)[0]
+    except ValueError as err:
+        # Never advise deleting an input.
+        raise ValueError(f"--inputs {path} is not a readable .npz file") from err
+
+
+def check_inputs(data: dict[str, np.ndarray], where, official: np.ndarray) -> None:
+    """Refuse an ``inputs.npz`` (see :func:`prepare_inputs`) whose arrays do not fit together.
+
+    Shapes (``S`` networks, ``m`` matched images, ``d`` nodes), finite
+    values, PoZ in [0, 1], official indices unique and in range, and labels
+    that are the official labels of those images (not a permutation of them).
+    """
+    missing = [k for k in _INPUT_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(missing)}: not an Experiment 3 inputs.npz")
+    means, node_poz, fc2 = (np.asarray(data[k]) for k in ("class_means", "poz", "matched_fc2"))
+    index, labels = np.asarray(data["matched_official"]), np.asarray(data["matched_labels"])
+    if means.ndim != 3 or means.shape[1] != N_CLASSES:
+        raise ValueError(f"{where}: class_means must be (networks, 10, nodes), got {means.shape}")
+    n_net, _, d = means.shape
+    want = {"poz": ((n_net, d), node_poz.shape), "matched_fc2": ((n_net, len(index), d), fc2.shape)}
+    for name, (shape, got) in want.items():
+        if got != shape:
+            raise ValueError(f"{where}: {name} must be {shape} beside class_means, got {got}")
+    if index.ndim != 1 or labels.shape != index.shape:
+        raise ValueError(f"{where}: matched_official and matched_labels must be (m,) alike")
+    for name, a in (("class_means", means), ("poz", node_poz), ("matched_fc2", fc2)):
+        if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)):
+            raise ValueError(f"{where}: {name} must hold finite numbers")
+    if np.any((node_poz < 0) | (node_poz > 1)):
+        raise ValueError(f"{where}: poz must lie in [0, 1]")
+    if (
+        index.dtype.kind not in "iu"
+        or index.min(initial=0) < 0
+        or index.max(initial=0) >= len(official)
+    ):
+        raise ValueError(
+            f"{where}: matched_official must be indices into the {len(official)} test images"
+        )
+    if len(np.unique(index)) != len(index):
+        raise ValueError(f"{where}: matched_official names an image twice")
+    wrong = int(np.sum(labels != official[index]))
+    if wrong:
+        raise ValueError(
+            f"{where}: {wrong} of {len(index)} matched_labels are not the official labels of "
+            "their images (matched_official): rows out of order?"
+        )
 
 
 def prepare_inputs(embeddings: str | Path, cifar10h_dir: str | Path) -> dict[str, np.ndarray]:
@@ -105,81 +186,6 @@ def prepare_inputs(embeddings: str | Path, cifar10h_dir: str | Path) -> dict[str
     }
 
 
-def level_analysis(acts, node_poz, human, n_null: int, seed: int, bar=None):
-    """Sweep, null and tests for ``S`` networks and their mean curve, at every keep count.
-
-    Args:
-      acts: ``(S, n_items, n_nodes)``; node_poz: ``(S, n_nodes)``;
-      human: ``(n_items, n_items)`` target.
-
-    Returns:
-      ``(analysis, null)``: the :class:`Analysis` and the nulls ``(S, n_null, n_nodes)``.
-    """
-    with float64():
-        result = analyse(acts, human, _all_counts(acts), poz_values=node_poz)
-        null = []
-        for s in range(acts.shape[0]):
-            null.append(null_fits(acts[s], human, _all_counts(acts), n_null, seed=seed + s))
-            if bar is not None:
-                bar.update(1)
-    return result, np.stack(null)
-
-
-def stats_rows(result: Analysis, null: np.ndarray, level: str, set_name: str = "") -> list[dict]:
-    """Per network and pooled (the networks' mean curve): unpruned and best fit, tests."""
-    pct = 100.0 * result.keep_counts / result.n_nodes
-    with float64():
-        curves = np.concatenate([result.fit, mean_curve(result.fit)[None]])
-        nulls = np.concatenate([null, mean_curve(null)[None]])
-        imp = improvement_test(curves, nulls)
-        trend = trend_test(curves, nulls, pct)
-    rows = []
-    for i, fit in enumerate(curves):
-        ok = ~np.isnan(fit)
-        best = int(np.flatnonzero(ok)[np.argmax(fit[ok])]) if ok.any() else None
-        rows.append(
-            {
-                "level": level,
-                "set": set_name,
-                "network": "pooled" if i == len(curves) - 1 else i,
-                "unpruned_fit": float(fit[0]),
-                "best_fit": np.nan if best is None else float(fit[best]),
-                "best_percent_kept": np.nan if best is None else float(pct[best]),
-                "improvement": float(imp.improvement[i]),
-                "p_improvement": float(imp.p[i]),
-                "trend_slope_per_percent": float(trend.slope[i]),
-                "p_trend": float(trend.p[i]),
-                "n_null": int(null.shape[1]),
-            }
-        )
-    return rows
-
-
-def summary_rows(result: Analysis, null: np.ndarray, level: str, set_name: str = "") -> list[dict]:
-    """One row per keep count: fit mean and sd over networks; the mean curve's null
-    mean and 95% band."""
-    pooled = mean_curve(null)  # (n_null, L): draw j of the mean curve
-    rows = []
-    for j, k in enumerate(result.keep_counts):
-        draws = pooled[:, j][~np.isnan(pooled[:, j])]
-        fits = result.fit[:, j][~np.isnan(result.fit[:, j])]
-        rows.append(
-            {
-                "level": level,
-                "set": set_name,
-                "keep_count": int(k),
-                "keep_fraction": float(result.keep_fraction[j]),
-                "fit_mean": float(np.mean(fits)) if fits.size else np.nan,
-                "fit_sd": float(np.std(fits, ddof=1)) if fits.size > 1 else np.nan,
-                "max_poz_mean": float(np.mean(result.max_poz[:, j])),
-                "null_mean": float(np.mean(draws)) if draws.size else np.nan,
-                "null_q025": float(np.quantile(draws, 0.025)) if draws.size else np.nan,
-                "null_q975": float(np.quantile(draws, 0.975)) if draws.size else np.nan,
-            }
-        )
-    return rows
-
-
 def run(
     cfg: Exp3Config,
     out: str | Path,
@@ -194,82 +200,110 @@ def run(
     null is saved once computed and reused while its inputs are the same.
     """
     out = files.check_out_dir(out)
+    provenance.check_study(out, "exp3")
     counts = cifar10h.load_counts(cifar10h_dir)
-    data = files.load_arrays(inputs)[0]
+    official = cifar10h.load_official_labels(cifar10h_dir)
+    cifar10h.check_row_order(counts, official, f"{cifar10h_dir}/{cifar10h.COUNTS}")
+    data = _read_inputs(inputs)
     made = "class_means" not in data
     if made:
         data = prepare_inputs(inputs, cifar10h_dir)
-    official = cifar10h.load_official_labels(cifar10h_dir)
+    check_inputs(data, inputs, official)
     human_classes = cifar10h.class_similarity(
         cifar10h.class_confusion(counts, official), cfg.class_similarity
     )
     matched = data["matched_official"]
-    sets = cifar10h.matched_sets(data["matched_labels"], cfg.per_class, cfg.n_sets, cfg.set_seed)
+    sets = cifar10h.matched_sets(data["matched_labels"], cfg.per_class, cfg.n_sets, cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     files.clean_temporaries(out)
-    files.write_json(out / "config.json", {"exp3": dataclasses.asdict(cfg), "inputs": str(inputs)})
+    provenance.write_config(
+        out,
+        "exp3",
+        cfg,
+        {
+            "inputs": provenance.input_record(inputs),
+            "cifar10h": provenance.input_record(cifar10h_dir),
+        },
+    )
     if made:
         files.save_arrays(out / "inputs.npz", {}, compressed=True, **data)
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
     n_net = len(data["class_means"])
-    summary, stats, curves = [], [], {}
-    with progress_bar(n_net * (1 + cfg.n_sets), "random-pruning nulls", progress) as bar:
-        res, null = _cached(
-            cfg, out, "classes", data["class_means"], data["poz"], human_classes, bar
+    # Each level: (name, level, set name, activations (S, n, 84), PoZ (S, 84), target).
+    levels = [("classes", "classes", "", data["class_means"], data["poz"], human_classes)]
+    for i, idx in enumerate(sets):
+        acts = data["matched_fc2"][:, idx]
+        with float64():
+            set_poz = np.asarray(poz(jnp.asarray(acts, jnp.float64)))
+        levels.append(
+            (
+                f"set{i}",
+                "images",
+                f"set{i}",
+                acts,
+                set_poz,
+                _image_target(cfg, counts, matched[idx]),
+            )
         )
-        summary += summary_rows(res, null, "classes")
-        stats += stats_rows(res, null, "classes")
-        curves["classes"] = (res, null)
-        for i, idx in enumerate(sets):
-            name = f"set{i}"
-            probs = counts[matched[idx]] / counts[matched[idx]].sum(1, keepdims=True)
-            human = cifar10h.image_similarity(probs, cfg.image_similarity)
-            acts = data["matched_fc2"][:, idx].astype(np.float64)
-            with float64():
-                set_poz = np.asarray(poz(jnp.asarray(acts)))
-            res, null = _cached(cfg, out, name, acts, set_poz, human, bar)
-            summary += summary_rows(res, null, "images", name)
-            stats += stats_rows(res, null, "images", name)
+    summary, stats, curves = [], [], {}
+    with (
+        _precision(cfg),
+        progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
+    ):
+        for name, level, set_name, acts, node_poz, human in levels:
+            acts, human = np.asarray(acts, dtype), np.asarray(human, dtype)
+            res = analyse(acts, human, _all_counts(acts), poz_values=node_poz)
+            null = _nulls(cfg, out, name, acts, node_poz, human, bar)
+            curves_, nulls_ = pooled(res.fit, null)
+            tests = null_tests(curves_, nulls_, 100.0 * res.keep_counts / res.n_nodes)
+            rows = exp3_tables(res, null, tests, level, set_name)
+            summary, stats = summary + rows[0], stats + rows[1]
             curves[name] = (res, null)
     files.write_csv(out / "summary.csv", summary)
     files.write_csv(out / "stats.csv", stats)
     n_cmp = min(cfg.compare_networks, n_net)
     if n_cmp:
-        rows = []
-        ccfg = CompareConfig()  # the comparison's defaults, in float64
-        total = n_cmp * len(sets) * ccfg.folds * ccfg.repeats
-        with float64(), progress_bar(total, "comparison splits", progress) as bar:
-            for i, idx in enumerate(sets):
-                probs = counts[matched[idx]] / counts[matched[idx]].sum(1, keepdims=True)
-                human = cifar10h.image_similarity(probs, cfg.image_similarity)
-                for n in range(n_cmp):
-                    acts = data["matched_fc2"][n][idx].astype(np.float64)
-                    res = compare_set(ccfg, out, f"set{i}_network{n}", acts, human, bar)
-                    rows += [{"network": n, **r} for r in res.summary_rows(f"set{i}")]
-        files.write_csv(out / "compare.csv", rows)
-    # Beside it, Experiment 1's curve for the same networks: the fit to each
-    # network's own unpruned class-mean RSM.
+        files.write_csv(out / "compare.csv", _compare(cfg, out, levels[1:], n_cmp, dtype, progress))
+    figs = _figures(cfg, data, curves, out)
+    pooled_rows = [r for r in stats if r["network"] == "pooled"]
+    return {"stats": pooled_rows, "figures": figs}
+
+
+def _precision(cfg: Exp3Config):
+    return float64() if cfg.precision == "float64" else contextlib.nullcontext()
+
+
+def _image_target(cfg: Exp3Config, counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The image-by-image human similarity of CIFAR-10H rows ``rows``."""
+    probs = counts[rows] / counts[rows].sum(1, keepdims=True)
+    return cifar10h.image_similarity(probs, cfg.image_similarity)
+
+
+def _compare(cfg: Exp3Config, out: Path, levels, n_cmp: int, dtype, progress) -> list[dict]:
+    """``poz-jax compare``'s rows for the first ``n_cmp`` networks on every image set."""
+    ccfg = CompareConfig(seed=cfg.seed, precision=cfg.precision)  # otherwise its defaults
+    rows = []
+    total = n_cmp * len(levels) * ccfg.folds * ccfg.repeats
+    with _precision(cfg), progress_bar(total, "comparison splits", progress) as bar:
+        for name, _, _, acts, _, human in levels:
+            for n in range(n_cmp):
+                x, t = np.asarray(acts[n], dtype), np.asarray(human, dtype)
+                res = compare_set(ccfg, out, f"{name}_network{n}", x, t, bar)
+                rows += [{"network": n, **r} for r in res.summary_rows(name)]
+    return rows
+
+
+def _figures(cfg: Exp3Config, data: dict, curves: dict, out: Path) -> list[Path]:
+    """The classes' and the first image set's figure, PNG and PDF."""
+    # Beside the classes, Experiment 1's curve for the same networks: the fit
+    # to each network's own unpruned class-mean RSM.
     with float64():
         means = data["class_means"]
         own = analyse(means, rsm(means), _all_counts(means), poz_values=data["poz"])
-    reference = mean_curve(own.fit)
-    fig = exp3_figure(*curves["classes"], reference=reference, title="10 classes")
+    fig = exp3_figure(*curves["classes"], reference=stats_mean(own.fit, axis=0), title="10 classes")
     figs = save_figure(fig, out / "figure_classes")
     fig = exp3_figure(*curves["set0"], title=f"images (set0, {cfg.per_class} per class)")
-    figs += save_figure(fig, out / "figure_images")
-    pooled = [r for r in stats if r["network"] == "pooled"]
-    return {"stats": pooled, "figures": figs}
-
-
-def mean_curve(curves: np.ndarray) -> np.ndarray:
-    """Mean over the networks (axis 0) of the defined values; NaN where none is defined.
-
-    At 1 and 2 nodes kept every fit is NaN by definition (constant rows, or
-    every r exactly 1), so those levels stay NaN without a warning.
-    """
-    curves = np.asarray(curves, float)
-    ok = ~np.isnan(curves)
-    n = ok.sum(0)
-    return np.where(n > 0, np.where(ok, curves, 0.0).sum(0) / np.maximum(n, 1), np.nan)
+    return figs + save_figure(fig, out / "figure_images")
 
 
 def _all_counts(acts) -> np.ndarray:
@@ -277,26 +311,25 @@ def _all_counts(acts) -> np.ndarray:
     return np.arange(acts.shape[-1], 0, -1)
 
 
-def _cached(cfg, out: Path, name: str, acts, node_poz, human, bar):
-    key = {
-        "acts": files.fingerprint(acts),
-        "poz": files.fingerprint(node_poz),
-        "human": files.fingerprint(human),
-        "n_null": cfg.n_null,
-        "null_seed": cfg.null_seed,
-    }
-    path = out / f"null_{name}.npz"
-    arrays, why = files.load_current(path, key)
-    if arrays is not None:
-        with float64():
-            res = analyse(acts, human, _all_counts(acts), poz_values=node_poz)
-        bar.update(len(acts))
-        return res, arrays["null"]
-    if why:
-        status(f"recomputing {path.name}: {why}")
-    res, null = level_analysis(acts, node_poz, human, cfg.n_null, cfg.null_seed, bar)
-    files.save_arrays(path, {"key": key}, null=null)
-    return res, null
+def _nulls(cfg: Exp3Config, out: Path, name: str, acts, node_poz, human, bar) -> np.ndarray:
+    """The random-pruning null ``(S, n_null, n_nodes)`` of every network at one level."""
+    key = cache.product_key(
+        {"activations": acts, "poz": node_poz, "similarity": human},
+        n_null=cfg.n_null,
+        seed=cfg.seed,
+        precision=cfg.precision,
+    )
+
+    def fresh():
+        null = []
+        for s in range(acts.shape[0]):
+            null.append(null_fits(acts[s], human, _all_counts(acts), cfg.n_null, seed=cfg.seed + s))
+            bar.update(1)
+        return {"null_fits": np.stack(null)}
+
+    return cache.cached(out / f"null_{name}.npz", key, fresh, on_hit=lambda: bar.update(len(acts)))[
+        "null_fits"
+    ]
 
 
 def format_stats(stats: list[dict]) -> str:
