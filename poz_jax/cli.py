@@ -546,8 +546,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as err:  # DataError is a ValueError; OSError: disk, permissions
+    except ValueError as err:  # DataError is a ValueError
         print(f"poz-jax: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the disk, permissions, a folder that cannot be made
+        where = f" {err.filename}" if err.filename else ""
+        print(f"poz-jax: error: cannot write{where}: {err.strerror or err}", file=sys.stderr)
         return 2
 
 

@@ -232,6 +232,24 @@ def _nanmax(a) -> float:
     return float("nan") if i is None else float(np.asarray(a)[i])
 
 
+# The random method's score is a mean over its orders: 10,000 put its
+# Monte-Carlo error (sd / 100) far below the spread over splits, and bound
+# the time a mistyped --n-random can take.
+MAX_RANDOM = 10_000
+# Orders swept at once: bounds memory (orders x levels x items^2 fits).
+_ORDER_CHUNK = 256
+
+
+def _sweep(x, t, k, orders) -> np.ndarray:
+    """Fits ``(R, L)`` of many keep orders, a bounded number at a time."""
+    return np.concatenate(
+        [
+            np.asarray(sweep(x, t, k, orders[i : i + _ORDER_CHUNK]))
+            for i in range(0, len(orders), _ORDER_CHUNK)
+        ]
+    )
+
+
 def check_design(
     n_items: int,
     n_nodes: int,
@@ -254,7 +272,7 @@ def check_design(
     if n_nodes < 2:
         raise ValueError(f"comparing pruning methods needs at least 2 nodes, got {n_nodes}")
     splits = item_splits(n_items, folds, repeats, seed)
-    v.check_int(n_random, "n_random", 1)
+    v.check_int(n_random, "n_random", 1, MAX_RANDOM)
     inner_folds = v.check_int(inner_folds, "inner_folds", 2)
     if "reweighting" in methods and min(len(s.train) for s in splits) // inner_folds < 3:
         raise ValueError(
@@ -298,6 +316,10 @@ def compare_methods(
     x = v.prepare_one_set(x)
     t = v.prepare_target(target, x.shape[0], dtype=x.dtype)
     v.check_finite(t, "target")
+    # Every method's answer is the same for any positive scale of x or t in
+    # exact arithmetic; a power-of-two scaling makes it so in floating point
+    # too, and keeps std's and the ridge's squares from under- or overflowing.
+    x, t = v.pow2_normalised(x), v.pow2_normalised(t)
     methods = tuple(methods)
     n_items, n_nodes = x.shape
     splits = check_design(n_items, n_nodes, methods, folds, repeats, seed, n_random, inner_folds)
@@ -373,7 +395,7 @@ def _nested_split(xtr, ttr, xte, tte, k, nested, methods, n_random, seed, j) -> 
         )
     if stacked:
         o = jnp.concatenate([jnp.atleast_2d(a) for a in stacked])  # (M_nested + R, nodes)
-        best_tr, best_te, best_k = _choose(sweep(xtr, ttr, k, o), sweep(xte, tte, k, o), k)
+        best_tr, best_te, best_k = _choose(_sweep(xtr, ttr, k, o), _sweep(xte, tte, k, o), k)
         for i, m in enumerate(nested):
             scores[m] = (best_te[i], best_tr[i], best_k[i])
         if "random" in methods:
@@ -422,7 +444,7 @@ def _in_sample(x, t, k, methods, nested, n_random, seed, alphas, inner_folds, n_
         elif m == "random":
             # Orders numbered past every split's, so none is reused.
             o = random_orders(seed, x.shape[1], n_j * n_random, (n_j + 1) * n_random)
-            out.append(stats.mean([_nanmax(f) for f in np.asarray(sweep(x, t, k, o))]))
+            out.append(stats.mean([_nanmax(f) for f in _sweep(x, t, k, o)]))
         else:  # reweighting
             scores = np.asarray(penalty_scores(x, t, alphas, inner_folds, seed))
             best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))

@@ -287,7 +287,7 @@ def clean_temporaries(folder: str | Path) -> int:
     """Remove temporary files left in ``folder`` by an interrupted atomic write; returns the count.
 
     Only the hidden names this module makes (``.<name>.<random>.poztmp[.suffix]``)
-    and those of earlier versions (``.<name>.<random>.tmp``) are touched.
+    are touched: any other file, hidden or not, is the user's.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -295,7 +295,7 @@ def clean_temporaries(folder: str | Path) -> int:
     n = 0
     for p in folder.iterdir():
         name = p.name
-        if name.startswith(".") and (_TMP in name or name.endswith(".tmp")) and p.is_file():
+        if name.startswith(".") and _TMP in name and p.is_file():
             p.unlink(missing_ok=True)
             n += 1
     return n

@@ -293,6 +293,16 @@ def test_mixed_and_half_precision_inputs_compute_in_the_activations_dtype(rng):
         np.testing.assert_array_equal(
             got, pj.sweep(np.asarray(xh).astype(np.float32), h, counts, order)
         )
+        # null_fits and the comparison take them too (they raised a cond TypeError).
+        from poz_jax.comparison import compare_methods
+        from poz_jax.core.nulls import null_fits
+
+        x32 = np.asarray(xh).astype(np.float32)
+        np.testing.assert_array_equal(null_fits(xh, h, counts, 4), null_fits(x32, h, counts, 4))
+        kw = dict(methods=("unpruned", "poz", "std"), folds=2, repeats=1)
+        np.testing.assert_array_equal(
+            compare_methods(xh, h, **kw).test_fit, compare_methods(x32, h, **kw).test_fit
+        )
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 10.0, 1e6])
@@ -320,3 +330,60 @@ def test_one_symmetry_rule_relative_to_the_matrix_scale(scale, tmp_path):
         check_symmetric(nan, "m")
     nan[3, 2] = np.nan
     check_symmetric(nan, "m")  # NaN faces NaN
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_whole_float_keep_counts_are_counts(x64, rng):
+    import jax
+
+    from poz_jax.core.nulls import null_fits
+
+    x = np.maximum(rng.normal(size=(12, 50)), 0)
+    t = np.asarray(pj.rsm(rng.normal(size=(12, 3))))
+    o = np.asarray(pj.keep_order(pj.poz(x)))
+    ints, floats = np.array([40, 30]), np.array([40.0, 30.0])
+    with jax.enable_x64(x64):
+        p = pj.poz(x)
+        for f in (
+            lambda k: pj.sweep(x, t, k, o),
+            lambda k: null_fits(x, t, k, 3),
+            lambda k: pj.max_kept_poz(p, k, o),
+            lambda k: pj.sweep_rsms(x, k, o),
+        ):
+            np.testing.assert_array_equal(np.asarray(f(floats)), np.asarray(f(ints)))
+        with pytest.raises(ValueError, match="whole numbers of nodes"):
+            pj.sweep(x, t, np.array([40.5]), o)
+        with pytest.raises(
+            ValueError, match=r"must lie in 1..50 \(the number of nodes\), got 1e\+10"
+        ):
+            pj.sweep(x, t, np.array([1e10]), o)
+
+
+def test_unclear_messages_made_clear(tmp_path, capsys):
+    from poz_jax import cli
+    from poz_jax.core.crossval import item_splits
+
+    with pytest.raises(ValueError, match=r"needs at least 6 \(2 folds of 3\)"):
+        item_splits(5, 2, 1, 0)
+    with pytest.raises(ValueError, match="use at most 3 folds"):
+        item_splits(9, 4, 1, 0)
+    # A folder that cannot be made: the path and the reason, not a bare errno.
+    assert cli.main(["make-stimuli", "/proc/poz_jax_cannot", "--items", "3"]) == 2
+    assert "cannot write /proc/poz_jax_cannot: No such file or directory" in capsys.readouterr().err
+    # A non-npz given where an .npz is wanted; an .NPZ suffix in capitals.
+    from poz_jax.synthetic import write_stimulus_sets
+
+    write_stimulus_sets(tmp_path / "s", n_items=6, n_nodes=12)
+    np.save(tmp_path / "e.npy", np.zeros((6, 12)))
+    stim = ["--stimuli", str(tmp_path / "s")]
+    assert (
+        cli.main(
+            ["exp2", *stim, "--embeddings", str(tmp_path / "e.npy"), "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    assert "it is not an .npz" in capsys.readouterr().err
+    (tmp_path / "s" / "similarity.npz").rename(tmp_path / "SIMS.NPZ")
+    from poz_jax.data import load_stimulus_sets
+
+    assert sorted(load_stimulus_sets(tmp_path / "SIMS.NPZ")) == ["discs", "hues"]

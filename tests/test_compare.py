@@ -387,6 +387,8 @@ def test_compare_command_refuses_bad_settings_before_writing(stimuli, tmp_path, 
         (["--folds", "6"], "fewer than 3 test items"),
         (["--methods", "poz,magic"], "--methods"),
         (["--seed", "-2"], "--seed"),
+        (["--n-random", "1000000"], "n_random (--n-random) must be in 1..10000"),
+        (["--inner-folds", "5"], "5 inner folds leave fewer than 3 validation items"),
     ):
         assert cli.main([*base, *extra, "--out", str(out), "--no-progress"]) == 2
         assert message in capsys.readouterr().err
@@ -434,3 +436,32 @@ def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(
             assert a is None and b is None, field.name
         else:
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=field.name)
+
+
+def test_an_undefined_difference_is_nan_not_zero():
+    res = crossval.corrected_paired_t(np.array([[np.nan] * 3, [0.1, np.nan, np.nan]]), 10, 10)
+    assert np.isnan(res.mean[0]) and int(res.n_used[0]) == 0
+    assert float(res.mean[1]) == pytest.approx(0.1) and np.isnan(res.p[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_comparison_does_not_depend_on_the_scale_of_its_inputs(dtype):
+    # Powers of two scale exactly, so the answer must be bit-identical; other
+    # scales differ from it by the rounding of x * scale alone: no NaN appears
+    # (before, float32 x 1e-10 made the reweighting NaN and 1e-18 broke std).
+    x, t = planted_comparison("dense", n_items=24, n_informative=8, n_noise=16, seed=1)
+    x, t = x.astype(dtype), t.astype(dtype)
+    kw = dict(folds=3, repeats=1, n_random=3)
+    base = compare_methods(x, t, **kw)
+    assert not np.isnan(base.test_fit).any()
+    e = 250 if dtype == np.float64 else 60
+    for scale in (2.0**-e, 2.0**-20, 2.0**e):
+        for xs, ts in ((x * dtype(scale), t), (x, t * dtype(scale))):
+            got = compare_methods(xs, ts, **kw)
+            np.testing.assert_array_equal(got.test_fit, base.test_fit, err_msg=str(scale))
+            np.testing.assert_array_equal(got.kept, base.kept)
+    decimal = (1e-80, 1e-9, 1e77) if dtype == np.float64 else (1e-18, 1e-9, 1e10)
+    for scale in decimal:
+        got = compare_methods(x * dtype(scale), t, **kw)
+        assert not np.isnan(got.test_fit).any(), scale

@@ -171,10 +171,11 @@ def test_bad_out_folders_and_leftover_temporaries(fake, tmp_path):
     # What a SIGKILL during an atomic write leaves behind is cleaned on the next run.
     (out / ".summary.csv.k2j3h4g5.poztmp").write_text("partial")
     (out / ".figure1.abcdefgh.poztmp.png").write_text("partial")
-    (out / ".checkpoint.npz.a1b2c3d4.tmp").write_text("partial")
+    (out / ".notes.a1b2c3d4.tmp").write_text("a user's file, though it looks temporary")
     (out / ".keep_me").write_text("user file")
     exp1.run(CFG, out, fake, progress=False, verify=False)
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".keep_me"]
+    left = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert left == [".keep_me", ".notes.a1b2c3d4.tmp"]
 
 
 def test_bad_numbers_are_refused_before_training(fake, tmp_path, capsys):

@@ -70,6 +70,15 @@ def test_loader_refuses_bad_files_with_clear_messages(fake, tmp_path, local_labe
     official = cifar10h.load_official_labels(bad)
     with pytest.raises(DataError, match="does not match the images' labels"):
         cifar10h.align_to_local(bad, local_labels, official)
+    empty = _copy(folder, tmp_path / "empty", **{"official_to_npz_row.npy": np.zeros(0, int)})
+    with pytest.raises(DataError, match="maps no images"):
+        cifar10h.align_to_local(empty, local_labels, official)
+    labels = np.load(folder / "cifar10_test_labels_official.npy")
+    floats = _copy(
+        folder, tmp_path / "floats", **{"cifar10_test_labels_official.npy": labels * 1.0}
+    )
+    with pytest.raises(DataError, match=r"integer labels, got float64 \(10000,\)"):
+        cifar10h.load_official_labels(floats)
     (tmp_path / "trunc").mkdir()
     (tmp_path / "trunc" / "cifar10h-counts.npy").write_bytes(b"\x93NUMPY garbage")
     with pytest.raises(DataError, match="not a readable .npy"):
@@ -124,6 +133,8 @@ def test_matched_sets_are_disjoint_balanced_and_seeded():
 def test_real_cifar10h_confusions_and_alignment():
     counts = cifar10h.load_counts(REAL)
     official = cifar10h.load_official_labels(REAL)
+    # People's majority label is the official one on 99.2% of images (row order check).
+    assert cifar10h.check_row_order(counts, official) == pytest.approx(0.992, abs=0.001)
     p = cifar10h.class_confusion(counts, official)
     # SOURCES.md: cat/dog 0.042 and 0.034, deer/horse 0.043, automobile/truck 0.022.
     assert p[3, 5] == pytest.approx(0.042, abs=5e-4) and p[5, 3] == pytest.approx(0.034, abs=5e-4)
@@ -223,3 +234,66 @@ def test_exp3_command_refuses_bad_input(fake, tmp_path, capsys, local_labels):
     assert cli.main([*base, "--per-class", "50", "--out", str(tmp_path / "o")]) == 2
     assert "too few" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_exp3_refuses_inputs_that_do_not_fit_and_leaves_out_as_it_was(
+    fake, local_labels, tmp_path, capsys
+):
+    from poz_jax import cli
+
+    folder, arrays = fake
+    _fake_embeddings(tmp_path / "emb.npz", local_labels)
+    out = tmp_path / "out"
+    base = ["exp3", "--cifar10h", str(folder), "--out", str(out), "--no-progress"]
+    small = ["--n-null", "3", "--per-class", "3", "--n-sets", "1", "--compare-networks", "0"]
+    assert cli.main([*base, "--inputs", str(tmp_path / "emb.npz"), *small]) == 0
+    capsys.readouterr()
+    snap = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    good = dict(np.load(out / "inputs.npz"))
+
+    def inputs(name, **change):
+        data = {k: v for k, v in good.items() if k != "__meta__"}
+        data.update(change)
+        for k in [k for k, v in change.items() if v is None]:
+            data.pop(k)
+        np.savez(tmp_path / name, **data)
+        return ["--inputs", str(tmp_path / name)]
+
+    perm = np.random.default_rng(0).permutation(len(good["matched_labels"]))
+    counts = arrays["cifar10h-counts.npy"]
+    rows = np.random.default_rng(1).permutation(len(counts))
+    probs = np.load(folder / "cifar10h-probs.npy")
+    shuffled = _copy(
+        folder,
+        tmp_path / "shuffled",
+        **{"cifar10h-counts.npy": counts[rows], "cifar10h-probs.npy": probs[rows]},
+    )
+    for args, message in (
+        (
+            inputs("a.npz", class_means=good["class_means"][:, :5]),
+            "class_means must be (networks, 10",
+        ),
+        (inputs("b.npz", matched_labels=good["matched_labels"][perm]), "not the official labels"),
+        (inputs("c.npz", matched_official=good["matched_official"] + 10**6), "indices into the"),
+        (inputs("d.npz", matched_fc2=good["matched_fc2"][:, :5]), "matched_fc2 must be"),
+        (inputs("e.npz", poz=None), "lacks poz"),
+        (inputs("f.npz", matched_fc2=good["matched_fc2"][0]), "matched_fc2 must be"),
+        (["--inputs", str(tmp_path / "missing.npz")], "it does not exist"),
+        (["--inputs", str(folder / "cifar10h-counts.npy")], "it is not an .npz"),
+    ):
+        assert cli.main([*base, *args, *small]) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and "delete" not in err, (message, err)
+        assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == snap, message
+    # CIFAR-10H rows out of the official order: people's majority meets the labels by chance.
+    args = ["exp3", "--cifar10h", str(shuffled), "--out", str(out), "--no-progress"]
+    assert cli.main([*args, "--inputs", str(out / "inputs.npz"), *small]) == 2
+    assert "majority label matches the official label on only" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == snap
+
+
+def test_shepard_similarity_refuses_a_class_never_chosen_for_itself():
+    p = np.full((3, 3), 0.5)
+    np.fill_diagonal(p, [0.5, 0.0, 0.5])
+    with pytest.raises(ValueError, match="class 1 was never chosen for its own images"):
+        cifar10h.class_similarity(p, "shepard")

@@ -153,3 +153,34 @@ def test_real_peterson_animals_matrix():
     assert m.min() >= 0.0 and m.max() <= 10.0
     raw = scipy.io.loadmat(ANIMALS)
     np.testing.assert_array_equal(m, raw["simMatrix"])
+
+
+def _write(path, array, mode=None):
+    Image.fromarray(array, mode).save(path)
+    return path
+
+
+def test_image_modes_are_decoded_as_they_look_on_a_white_page(tmp_path):
+    def colour(path):
+        img = load_image(path, resize=8, crop=8)
+        assert img.dtype == np.uint8 and img.shape == (8, 8, 3)
+        assert np.all(img == img[0, 0]), "a flat image stays flat"
+        return tuple(int(c) for c in img[0, 0])
+
+    grey16 = _write(tmp_path / "g16.png", np.full((6, 6), 40000, np.uint16))
+    assert colour(grey16) == (156, 156, 156)  # 40000 / 257, not white
+    f = _write(tmp_path / "f.tiff", np.full((6, 6), 0.5, np.float32))
+    assert colour(f) == (128, 128, 128)  # 0.5 * 255, not black
+    red = np.zeros((6, 6, 4), np.uint8)
+    red[..., 0] = 255
+    assert colour(_write(tmp_path / "clear.png", red, "RGBA")) == (255, 255, 255)
+    red[..., 3] = 128
+    assert colour(_write(tmp_path / "half.png", red, "RGBA")) == (255, 127, 127)
+    pal = Image.new("P", (6, 6), 0)
+    pal.putpalette([255, 0, 0] + [0] * 765)
+    pal.save(tmp_path / "pal.png", transparency=0)
+    assert colour(tmp_path / "pal.png") == (255, 255, 255)
+    assert colour(_write(tmp_path / "rgb.png", np.full((6, 6, 3), 7, np.uint8))) == (7, 7, 7)
+    bad = _write(tmp_path / "bad.tiff", np.full((6, 6), 3.0, np.float32))
+    with pytest.raises(DataError, match=r"float image must hold values in \[0, 1\]"):
+        load_image(bad)

@@ -129,6 +129,20 @@ def test_converter_errors_are_clear(tmp_path):
         convert.read_state_dict(bad)
     with pytest.raises(ValueError, match="features.0.weight"):
         convert.to_flax({"something.else": np.zeros(3)})
+    # A head of the wrong shape: the key is named, not a bare reshape error.
+    convs = {}
+    for index in convert.FEATURE_INDICES:
+        convs[f"features.{index}.weight"] = np.zeros((2, 2, 1, 1), np.float32)
+        convs[f"features.{index}.bias"] = np.zeros(2, np.float32)
+    for head, msg in (
+        (
+            {"classifier.0.weight": np.zeros((4, 50))},
+            "'classifier.0.weight' have shape \\(4, 50\\)",
+        ),
+        ({"pre_logits.fc1.weight": np.zeros((4, 50))}, "'pre_logits.fc1.weight' have shape"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            convert.to_flax({**convs, **head})
     (tmp_path / "other.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a readable .npz"):
         convert.load_params(tmp_path / "other.npz")

@@ -37,9 +37,14 @@ def item_splits(n_items: int, folds: int = 5, repeats: int = 1, seed: int = 0) -
     repeats = v.check_int(repeats, "repeats", 1)
     seed = v.check_seed(seed)
     if n_items // folds < 3:
+        most = n_items // 3
+        advice = (
+            f"use at most {most} folds"
+            if most >= 2
+            else "a cross-validation over items needs at least 6 (2 folds of 3)"
+        )
         raise ValueError(
-            f"{folds} folds of {n_items} items leave fewer than 3 test items per fold; "
-            f"use at most {max(n_items // 3, 1)} folds"
+            f"{folds} folds of {n_items} items leave fewer than 3 test items per fold; {advice}"
         )
     out = []
     for r in range(repeats):
@@ -74,8 +79,8 @@ def corrected_paired_t(diff, n_train: int, n_test: int) -> PairedResult:
       n_train, n_test: items per training and test fold.
 
     Returns:
-      :class:`PairedResult`; NaN where fewer than 2 differences are defined
-      or all are equal.
+      :class:`PairedResult`; ``t`` and ``p`` NaN where fewer than 2
+      differences are defined or all are equal, ``mean`` NaN where none is.
     """
     d = v.as_float(diff, "diff")
     v.check_min_rank(d, 1, "diff", "(..., n_splits)")
@@ -97,4 +102,6 @@ def _corrected(d, ratio):
     df = jnp.maximum(jf - 1, 1)
     # Two-sided Student-t tail through the regularised incomplete beta function.
     p = jax.scipy.special.betainc(df / 2, 0.5, df / (df + t * t))
+    # No defined difference: the mean is undefined too (NaN, never 0).
+    mean = jnp.where(j > 0, mean, jnp.nan)
     return PairedResult(mean, t, jnp.where(defined, p, jnp.nan), j)

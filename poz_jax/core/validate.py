@@ -158,11 +158,19 @@ def as_keep_counts(keep_counts, n_nodes: int) -> jax.Array:
     if k.ndim != 1 or k.shape[0] == 0:
         raise ValueError(f"keep_counts must be a non-empty 1-D array, got shape {tuple(k.shape)}")
     if not jnp.issubdtype(k.dtype, jnp.integer):
-        if is_concrete(k) and not bool(jnp.all(k == jnp.round(k))):
-            raise ValueError("keep_counts must be whole numbers of nodes")
-        if is_concrete(k) and not bool(jnp.all(jnp.abs(k) < 2**31)):
-            raise ValueError(f"keep_counts must lie in 1..{n_nodes} (the number of nodes)")
-        k = k.astype(jnp.int32)
+        # Whole floats (np.array([40., 30.])) are counts; checked on the host,
+        # where comparing with 2**31 cannot overflow an int32.
+        if is_concrete(k):
+            h = np.asarray(k)
+            if not np.all(h == np.round(h)):
+                raise ValueError("keep_counts must be whole numbers of nodes")
+            if not np.all((h >= 1) & (h <= n_nodes)):
+                raise ValueError(
+                    f"keep_counts must lie in 1..{n_nodes} (the number of nodes), "
+                    f"got {np.nanmin(h):g}..{np.nanmax(h):g}"
+                )
+        # The default int type (int64 under x64), as integer counts get.
+        k = k.astype(jax.dtypes.canonicalize_dtype(np.int64))
     if is_concrete(k):
         lo, hi = int(jnp.min(k)), int(jnp.max(k))
         if lo < 1 or hi > n_nodes:
@@ -285,6 +293,24 @@ def prepare_one_set(x, hint: str = ""):
             f"x must be one set's activations (n_items, n_nodes), got shape {tuple(x.shape)}{hint}"
         )
     return x
+
+
+def pow2_normalised(a):
+    """``a`` times the power of two that brings its largest magnitude into [0.5, 1).
+
+    Exact (a power-of-two scaling changes no digit, short of under/overflow),
+    so a method whose answer does not depend on the scale of its input gets
+    the same numbers for ``a`` and ``c * a`` with ``c`` any power of two,
+    and neither tiny nor huge inputs under- or overflow its sums of squares.
+    All-zero (or non-finite) ``a`` is returned as it is.
+    """
+    top = float(jnp.max(jnp.abs(a))) if a.size else 0.0
+    if not (top > 0 and np.isfinite(top)):
+        return a
+    e = -int(np.frexp(top)[1])
+    # In two halves: 2**e alone may not be representable in a's dtype.
+    half = e // 2
+    return a * np.asarray(2.0**half, a.dtype) * np.asarray(2.0 ** (e - half), a.dtype)
 
 
 def prepare_sweep(x, keep_counts, order):

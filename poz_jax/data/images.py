@@ -14,6 +14,39 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+def to_rgb(im):
+    """A PIL image as 8-bit RGB, as it looks on a white page.
+
+    Transparency (an alpha channel, or a palette or colour marked
+    transparent) is composited on white: the images were shown to people on
+    a white page, and a fully transparent pixel's hidden colour is not part
+    of the picture. 16-bit images are scaled to 8 bits (``v / 257``); float
+    images must lie in [0, 1] and are scaled by 255; other modes go through
+    PIL's own conversion. Raises ``ValueError`` for values it cannot place.
+    """
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if mode == "F":
+            if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+                raise ValueError("a float image must hold values in [0, 1]")
+            a = a * 255.0
+        else:
+            if a.min() < 0 or a.max() > 65535:
+                raise ValueError("an integer image must hold 8- or 16-bit values")
+            a = a / 257.0  # 65535 -> 255
+        grey = np.clip(np.round(a), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1), "RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float64)
+        alpha = rgba[..., 3:4] / 255.0
+        rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
+        return Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB")
+    return im.convert("RGB")
+
+
 def load_image(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarray:
     """One image as uint8 ``(crop, crop, 3)`` RGB: shorter side to ``resize``, centre crop.
 
@@ -25,7 +58,7 @@ def load_image(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarr
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = to_rgb(im)
             w, h = im.size
             size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
             im = im.resize(size, Image.BILINEAR)

@@ -88,6 +88,16 @@ def _get(state: dict, key: str, shape: tuple | None = None) -> np.ndarray:
     return arr
 
 
+def _reshaped(key: str, w: np.ndarray, how) -> np.ndarray:
+    """``how(w)``, or a ValueError naming the key when ``w`` has no VGG-16 shape."""
+    try:
+        return how(w)
+    except ValueError as err:
+        raise ValueError(
+            f"weights {key!r} have shape {w.shape}, which no VGG-16 layer has ({err})"
+        ) from None
+
+
 def to_flax(state: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     """Map a torchvision or timm VGG-16 state dict to :class:`~poz_jax.models.vgg.VGG16` params.
 
@@ -105,7 +115,7 @@ def to_flax(state: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         }
     if "classifier.0.weight" in state:  # torchvision
         w6 = _get(state, "classifier.0.weight")
-        w6 = w6.reshape(w6.shape[0], -1, 7, 7)
+        w6 = _reshaped("classifier.0.weight", w6, lambda a: a.reshape(a.shape[0], -1, 7, 7))
         heads = [("classifier.0", w6), ("classifier.3", None), ("classifier.6", None)]
     else:  # timm: the same numbers, stored as convolutions
         heads = [("pre_logits.fc1", None), ("pre_logits.fc2", None), ("head.fc", None)]
@@ -113,9 +123,11 @@ def to_flax(state: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
         w = _get(state, f"{key}.weight") if w is None else w
         if layer == "fc6":
             # (out, C, H, W) -> rows in H, W, C order for an NHWC flatten.
-            w = w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+            w = _reshaped(
+                f"{key}.weight", w, lambda a: a.transpose(2, 3, 1, 0).reshape(-1, a.shape[0])
+            )
         else:
-            w = w.reshape(w.shape[0], -1).T
+            w = _reshaped(f"{key}.weight", w, lambda a: a.reshape(a.shape[0], -1).T)
         params[layer] = {"kernel": np.ascontiguousarray(w), "bias": _get(state, f"{key}.bias")}
     check_params(params, "the converted weights")
     return params

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax import cache, files, provenance
-from poz_jax.comparison import METHODS, Comparison, check_design, compare_methods
+from poz_jax.comparison import MAX_RANDOM, METHODS, Comparison, check_design, compare_methods
 from poz_jax.core import validate as v
 from poz_jax.core.crossval import item_splits
 from poz_jax.core.reweight import ALPHAS
@@ -53,7 +53,7 @@ class CompareConfig:
         v.check_int(self.folds, "folds", 2)
         v.check_int(self.repeats, "repeats", 1)
         v.check_seed(self.seed, "seed")
-        v.check_int(self.n_random, "n_random", 1)
+        v.check_int(self.n_random, "n_random", 1, MAX_RANDOM)
         v.check_int(self.inner_folds, "inner_folds", 2)
         v.check_set_names(self.sets)
 
