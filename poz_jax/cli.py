@@ -237,6 +237,24 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from poz_jax.pipelines.reproduce import format_report, reproduce
+
+    if not args.tolerance >= 0:
+        raise ValueError(f"--tolerance must be a number >= 0, got {args.tolerance}")
+    report = reproduce(
+        args.folder,
+        data_dir=args.data_dir,
+        cifar10h_dir=args.cifar10h,
+        stimuli=args.stimuli,
+        embeddings=args.embeddings,
+        tolerance=args.tolerance,
+        progress=not args.no_progress,
+    )
+    print(format_report(report, args.folder))
+    return 0 if report.ok else 1
+
+
 def _convert(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -490,6 +508,31 @@ def _compare_parser(sub) -> None:
     cmp_.set_defaults(func=_compare)
 
 
+def _reproduce_parser(sub) -> None:
+    rep = sub.add_parser(
+        "reproduce",
+        help="re-derive a results folder's tables from its committed inputs and compare them",
+        description="Re-run the analysis of a results folder (its study and settings from its "
+        "config.json; Experiment 1 from its networks.npz, Experiment 3 from its inputs.npz) into "
+        "a temporary folder and compare every CSV table cell by cell with the committed one. "
+        "Exit 0: every cell reproduced; 1: some differ (each is printed); 2: an input is missing.",
+    )
+    rep.add_argument("folder", help="a results folder (e.g. experiments/results/exp1)")
+    rep.add_argument("--data-dir", help="CIFAR-10 (default: the path config.json records)")
+    rep.add_argument("--cifar10h", help="CIFAR-10H (default: the path config.json records)")
+    rep.add_argument("--stimuli", help="stimulus sets (default: the path config.json records)")
+    rep.add_argument("--embeddings", help="embeddings (default: the path config.json records)")
+    rep.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="largest absolute difference of a number to accept (default 0: every digit; "
+        "another XLA release or backend may move float32 results by rounding)",
+    )
+    rep.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rep.set_defaults(func=_reproduce)
+
+
 def _convert_parser(sub) -> None:
     conv = sub.add_parser(
         "convert-vgg16",
@@ -534,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
         _exp2_parser,
         _exp3_parser,
         _compare_parser,
+        _reproduce_parser,
         _convert_parser,
         _make_stimuli_parser,
     ):

@@ -179,7 +179,7 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
 _LEAF = "leaf:"  # prefix of a checkpoint leaf's key path in its .npz
 
 
-def save_tree(path: str | Path, tree: Any, meta: dict) -> None:
+def save_tree(path: str | Path, tree: Any, meta: dict, compressed: bool = False) -> None:
     """Save a pytree's leaves (gathered to host) under their key paths, and ``meta``, atomically.
 
     Each leaf is stored under its ``jax.tree_util.keystr`` path (e.g.
@@ -187,9 +187,18 @@ def save_tree(path: str | Path, tree: Any, meta: dict) -> None:
     shapes: two leaves of the same shape (Adam's ``mu`` and ``nu``) can never
     be loaded into each other's place.
     """
+    save_arrays(path, meta, compressed, **_leaves(tree))
+
+
+def _leaves(tree: Any) -> dict[str, np.ndarray]:
     leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
-    arrays = {f"{_LEAF}{jax.tree_util.keystr(k)}": np.asarray(x) for k, x in leaves}
-    save_arrays(path, meta, **arrays)
+    return {f"{_LEAF}{jax.tree_util.keystr(k)}": np.asarray(x) for k, x in leaves}
+
+
+def tree_digest(tree: Any) -> str:
+    """sha256 of a pytree's leaves (names, dtypes, shapes, bytes): the same for the same numbers."""
+    leaves = _leaves(tree)
+    return fingerprint(*(leaves[k] for k in sorted(leaves)), names=sorted(leaves))
 
 
 def load_tree(path: str | Path, like: Any) -> tuple[Any, dict]:

@@ -35,9 +35,10 @@ def read_csv(path):
 
 def test_tables_match_a_numpy_reference(fake, tmp_path):
     res = exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
-    arrays, meta = files.load_arrays(tmp_path / "embeddings.npz")
+    arrays, _ = files.load_arrays(tmp_path / "embeddings.npz")
     fc2, labels = arrays["fc2"].astype(np.float64), arrays["labels"]
-    assert fc2.shape == (2, 200, 84) and meta["train"]["seeds"] == 2
+    assert fc2.shape == (2, 200, 84)
+    assert files.load_meta(tmp_path / exp1.NETWORKS)["train"]["seeds"] == 2
     per_seed = read_csv(tmp_path / "per_seed.csv")
     summary = read_csv(tmp_path / "summary.csv")
     assert len(summary) == 84 and len(per_seed) == 2 * 84
@@ -79,9 +80,20 @@ def test_resumed_run_equals_uninterrupted_run(fake, tmp_path):
     exp1.run(CFG, tmp_path / "resumed", fake, progress=False, verify=False)  # "interrupted"
     exp1.run(two, tmp_path / "resumed", fake, progress=False, verify=False)
     a, _ = files.load_arrays(tmp_path / "straight" / "embeddings.npz")
-    b, meta = files.load_arrays(tmp_path / "resumed" / "embeddings.npz")
+    b, _ = files.load_arrays(tmp_path / "resumed" / "embeddings.npz")
     np.testing.assert_array_equal(a["fc2"], b["fc2"])
+    meta = files.load_meta(tmp_path / "resumed" / exp1.NETWORKS)
     assert [h["epoch"] for h in meta["history"]] == [1, 2]
+    # The networks themselves, and a re-run from them alone (no checkpoint).
+    nets = [files.load_arrays(tmp_path / d / exp1.NETWORKS)[0] for d in ("straight", "resumed")]
+    assert nets[0].keys() == nets[1].keys()
+    for k in nets[0]:
+        np.testing.assert_array_equal(nets[0][k], nets[1][k])
+    (tmp_path / "resumed" / "checkpoint.npz").unlink()
+    (tmp_path / "resumed" / "embeddings.npz").unlink()
+    exp1.run(two, tmp_path / "resumed", fake, progress=False, verify=False)
+    c, _ = files.load_arrays(tmp_path / "resumed" / "embeddings.npz")
+    np.testing.assert_array_equal(a["fc2"], c["fc2"])
     assert (tmp_path / "straight" / "summary.csv").read_text() == (
         tmp_path / "resumed" / "summary.csv"
     ).read_text()
@@ -100,7 +112,7 @@ def test_fewer_epochs_than_the_checkpoint_refuse_to_run(fake, tmp_path):
     with pytest.raises(ValueError, match=r"trained for 2 epochs, more than the 1 asked for"):
         exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
     # Either file alone is refused too: neither may be relabelled or overwritten.
-    for kept, dropped in (("checkpoint", "embeddings"), ("embeddings", "checkpoint")):
+    for kept, dropped in (("checkpoint", "networks"), ("networks", "checkpoint")):
         other = tmp_path / kept
         exp1.run(two, other, fake, progress=False, verify=False)
         (other / f"{dropped}.npz").unlink()
@@ -150,8 +162,8 @@ def test_other_data_refuses_to_resume_and_leaves_the_folder_as_it_was(fake, tmp_
     two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
     with pytest.raises(ValueError, match=r"different settings or data \(test data, train data\)"):
         exp1.run(two, tmp_path / "run", other, progress=False, verify=False)
-    (tmp_path / "run" / "embeddings.npz").unlink()  # the checkpoint alone is checked too
-    before.pop(next(k for k in before if k.name == "embeddings.npz"))
+    (tmp_path / "run" / exp1.NETWORKS).unlink()  # the checkpoint alone is checked too
+    before.pop(next(k for k in before if k.name == exp1.NETWORKS))
     with pytest.raises(ValueError, match=r"checkpoint\.npz was written with different"):
         exp1.run(two, tmp_path / "run", other, progress=False, verify=False)
     assert _snapshot(tmp_path / "run") == before  # config.json included

@@ -13,7 +13,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files, provenance, stats
+from poz_jax import cache, files, provenance, stats
 from poz_jax.analysis import Analysis, analyse
 from poz_jax.core.ranking import keep_grid, poz
 from poz_jax.core.rsa import class_means, rsm
@@ -29,11 +29,13 @@ from poz_jax.train import (
     check_resumable,
     data_key,
     lenet_trainer,
+    seed_keys,
     train_networks,
 )
 
 N_CLASSES = 10
 N_NODES = 84  # fc2
+NETWORKS = "networks.npz"  # the trained parameters, float32, compressed (committed with results)
 _EMB_KEYS = ("fc2", "labels", "test_accuracy")
 
 PRESETS = {
@@ -99,9 +101,9 @@ def run(
         raise ValueError(f"class {missing[0]} has no test images: class means are undefined")
     key = data_key(data)
     # Check everything already in `out` before writing anything to it.
-    emb_path, ckpt = out / "embeddings.npz", out / "checkpoint.npz"
-    emb_meta = files.load_meta(emb_path) if emb_path.exists() else {}
-    emb_epochs = check_resumable(emb_meta, cfg, key, emb_path) if emb_meta else 0
+    nets, ckpt = out / NETWORKS, out / "checkpoint.npz"
+    nets_meta = files.load_meta(nets) if nets.exists() else {}
+    nets_epochs = check_resumable(nets_meta, cfg, key, nets) if nets_meta else 0
     if ckpt.exists():
         check_resumable(files.load_meta(ckpt), cfg, key, ckpt)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,22 +112,32 @@ def run(
     source = str(data_dir) if data_dir else "downloaded or tensorflow-datasets"
     cifar = provenance.input_record(source, files.fingerprint(**key), "train and test arrays")
     provenance.write_config(out, "exp1", cfg, {"cifar10": cifar})
-    # Embeddings are written once training has finished all its epochs.
-    if emb_epochs == cfg.epochs:
-        arrays = files.load_arrays(emb_path)[0]
-        fc2, labels, acc = (arrays[k] for k in _EMB_KEYS)
-        history = emb_meta["history"]
-    else:  # no embeddings yet, or of a shorter run that this one continues
+    trainer = lenet_trainer(cfg, compute)
+    # The trained networks are written once training has finished all its epochs.
+    if nets_epochs == cfg.epochs:
+        params, _ = files.load_tree(nets, trainer.init(seed_keys(cfg))[0])
+        history = nets_meta["history"]
+    else:  # none yet, or of a shorter run that this one continues
         params, history = train_networks(cfg, data, out, compute, progress, key)
-        trainer = lenet_trainer(cfg, compute)
+        meta = {"epoch": cfg.epochs, "history": history, "train": dataclasses.asdict(cfg)}
+        files.save_tree(nets, params, {**meta, "data": key}, compressed=True)
+    # The embeddings follow from the networks' bytes and the test images alone.
+    emb_key = cache.product_key(
+        {"networks": files.tree_digest(params), "test_images": key["test_data"]}
+    )
+
+    def embed_test_set():
         status(f"embedding {len(data['test'][0])} test images", progress)
         logits, fc2 = embed(trainer.forward(), params, data["test"][0])
         labels = data["test"][1]
-        acc = (logits.argmax(-1) == labels[None]).mean(-1)
-        meta = {"epoch": cfg.epochs, "history": history, "train": dataclasses.asdict(cfg)}
-        files.save_arrays(
-            emb_path, {**meta, "data": key}, fc2=fc2, labels=labels, test_accuracy=acc
-        )
+        return {
+            "fc2": fc2,
+            "labels": labels,
+            "test_accuracy": (logits.argmax(-1) == labels[None]).mean(-1),
+        }
+
+    emb = cache.cached(out / "embeddings.npz", emb_key, embed_test_set)
+    fc2, labels, acc = (emb[k] for k in _EMB_KEYS)
     if not np.isfinite(fc2).all():
         raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
     paper_counts = keep_grid(N_NODES)
