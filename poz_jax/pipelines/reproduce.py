@@ -137,13 +137,15 @@ def reproduce(
     tolerance: float = 0.0,
     progress: bool = False,
     verify: bool = True,
+    workdir: str | Path | None = None,
 ) -> Report:
     """Re-derive ``folder``'s tables from its committed inputs; see the module docstring.
 
     The paths default to those ``config.json`` records (relative to the
     current folder). Raises ``ValueError`` when an input is missing or is not
     the one recorded. ``verify=False`` skips CIFAR-10's archive and size
-    checks (for generated data only).
+    checks (for generated data only). ``workdir``: an empty folder to re-derive
+    into and keep (default: a temporary one, removed).
     """
     folder = Path(folder)
     config = provenance.read_config(folder)
@@ -153,7 +155,9 @@ def reproduce(
     inputs = config.get("inputs") or {}
     warnings = environment_warnings(config.get("environment"))
     with tempfile.TemporaryDirectory(prefix="poz_reproduce_") as tmp:
-        out = Path(tmp) / "out"
+        out = Path(workdir) if workdir is not None else Path(tmp) / "out"
+        if out.exists() and any(out.iterdir()):
+            raise ValueError(f"workdir {out} is not empty")
         if study == "exp1":
             from poz_jax.pipelines import exp1
             from poz_jax.train import TrainConfig
@@ -163,7 +167,7 @@ def reproduce(
                 raise ValueError(
                     f"{folder} holds no {exp1.NETWORKS}: its networks were not committed"
                 )
-            out.mkdir()
+            out.mkdir(parents=True, exist_ok=True)
             shutil.copy(nets, out / exp1.NETWORKS)
             path = _path(data_dir, inputs.get("cifar10"), "CIFAR-10", "--data-dir")
             exp1.run(TrainConfig.from_dict(fields), out, path, progress=progress, verify=verify)
