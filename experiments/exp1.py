@@ -20,6 +20,7 @@ SMALL = (
     "per_seed.csv",
     "accuracy.csv",
     "analysis.npz",
+    "networks.npz",
     "config.json",
     "history.json",
     "figure1.png",

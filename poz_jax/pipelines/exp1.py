@@ -121,6 +121,11 @@ def run(
         params, history = train_networks(cfg, data, out, compute, progress, key)
         meta = {"epoch": cfg.epochs, "history": history, "train": dataclasses.asdict(cfg)}
         files.save_tree(nets, params, {**meta, "data": key}, compressed=True)
+    # From here on the networks are an input of the analysis: recorded with their
+    # digest, by their name in the folder (which travels with them).
+    record = provenance.input_record(NETWORKS, files.file_digest(nets), "file bytes")
+    inputs = {"cifar10": cifar, "networks": record}
+    provenance.write_config(out, "exp1", cfg, inputs)
     # The embeddings follow from the networks' bytes and the test images alone.
     emb_key = cache.product_key(
         {"networks": files.tree_digest(params), "test_images": key["test_data"]}
