@@ -103,7 +103,8 @@ def run(
     # Check everything already in `out` before writing anything to it.
     nets, ckpt = out / NETWORKS, out / "checkpoint.npz"
     nets_meta = files.load_meta(nets) if nets.exists() else {}
-    nets_epochs = check_resumable(nets_meta, cfg, key, nets) if nets_meta else 0
+    if nets_meta:
+        check_resumable(nets_meta, cfg, key, nets)
     if ckpt.exists():
         check_resumable(files.load_meta(ckpt), cfg, key, ckpt)
     out.mkdir(parents=True, exist_ok=True)
@@ -113,35 +114,12 @@ def run(
     cifar = provenance.input_record(source, files.fingerprint(**key), "train and test arrays")
     provenance.write_config(out, "exp1", cfg, {"cifar10": cifar})
     trainer = lenet_trainer(cfg, compute)
-    # The trained networks are written once training has finished all its epochs.
-    if nets_epochs == cfg.epochs:
-        params, _ = files.load_tree(nets, trainer.init(seed_keys(cfg))[0])
-        history = nets_meta["history"]
-    else:  # none yet, or of a shorter run that this one continues
-        params, history = train_networks(cfg, data, out, compute, progress, key)
-        meta = {"epoch": cfg.epochs, "history": history, "train": dataclasses.asdict(cfg)}
-        files.save_tree(nets, params, {**meta, "data": key}, compressed=True)
+    params, history = _networks(cfg, out, data, key, trainer, compute, progress, nets_meta)
     # From here on the networks are an input of the analysis: recorded with their
     # digest, by their name in the folder (which travels with them).
     record = provenance.input_record(NETWORKS, files.file_digest(nets), "file bytes")
-    inputs = {"cifar10": cifar, "networks": record}
-    provenance.write_config(out, "exp1", cfg, inputs)
-    # The embeddings follow from the networks' bytes and the test images alone.
-    emb_key = cache.product_key(
-        {"networks": files.tree_digest(params), "test_images": key["test_data"]}
-    )
-
-    def embed_test_set():
-        status(f"embedding {len(data['test'][0])} test images", progress)
-        logits, fc2 = embed(trainer.forward(), params, data["test"][0])
-        labels = data["test"][1]
-        return {
-            "fc2": fc2,
-            "labels": labels,
-            "test_accuracy": (logits.argmax(-1) == labels[None]).mean(-1),
-        }
-
-    emb = cache.cached(out / "embeddings.npz", emb_key, embed_test_set)
+    provenance.write_config(out, "exp1", cfg, {"cifar10": cifar, "networks": record})
+    emb = _embeddings(out, params, data["test"], key["test_data"], trainer, progress)
     fc2, labels, acc = (emb[k] for k in _EMB_KEYS)
     if not np.isfinite(fc2).all():
         raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
@@ -162,6 +140,33 @@ def run(
     # k = 1 (every class mean constant) and k = 2 (every r^2 exactly 1) are NaN by definition.
     n_nan = sum(r["n_nan"] for r in summary if r["keep_count"] > 2)
     return {"summary": rows, "test_accuracy": acc, "figures": figs, "n_nan": n_nan}
+
+
+def _networks(cfg, out: Path, data, key, trainer, compute, progress, saved_meta):
+    """The trained networks and their history: from ``networks.npz`` when it holds
+    all ``cfg.epochs``, else trained (resuming from the checkpoint) and saved there."""
+    nets = out / NETWORKS
+    if saved_meta and saved_meta["epoch"] == cfg.epochs:
+        params, _ = files.load_tree(nets, trainer.init(seed_keys(cfg))[0])
+        return params, saved_meta["history"]
+    params, history = train_networks(cfg, data, out, compute, progress, key)
+    meta = {"epoch": cfg.epochs, "history": history, "train": dataclasses.asdict(cfg)}
+    files.save_tree(nets, params, {**meta, "data": key}, compressed=True)
+    return params, history
+
+
+def _embeddings(out: Path, params, test, test_digest: str, trainer, progress) -> dict:
+    """fc2, labels and accuracy of the test set: they follow from the networks and images alone."""
+    images, labels = test
+    key = cache.product_key({"networks": files.tree_digest(params), "test_images": test_digest})
+
+    def embed_test_set():
+        status(f"embedding {len(images)} test images", progress)
+        logits, fc2 = embed(trainer.forward(), params, images)
+        accuracy = (logits.argmax(-1) == labels[None]).mean(-1)
+        return {"fc2": fc2, "labels": labels, "test_accuracy": accuracy}
+
+    return cache.cached(out / "embeddings.npz", key, embed_test_set)
 
 
 def draw_figure1(rows: list[dict], train: dict, stem: str | Path) -> list[Path]:

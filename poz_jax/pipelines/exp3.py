@@ -212,7 +212,6 @@ def run(
     human_classes = cifar10h.class_similarity(
         cifar10h.class_confusion(counts, official), cfg.class_similarity
     )
-    matched = data["matched_official"]
     sets = cifar10h.matched_sets(data["matched_labels"], cfg.per_class, cfg.n_sets, cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     files.clean_temporaries(out)
@@ -229,22 +228,7 @@ def run(
         files.save_arrays(out / "inputs.npz", {}, compressed=True, **data)
     dtype = np.float64 if cfg.precision == "float64" else np.float32
     n_net = len(data["class_means"])
-    # Each level: (name, level, set name, activations (S, n, 84), PoZ (S, 84), target).
-    levels = [("classes", "classes", "", data["class_means"], data["poz"], human_classes)]
-    for i, idx in enumerate(sets):
-        acts = data["matched_fc2"][:, idx]
-        with float64():
-            set_poz = np.asarray(poz(jnp.asarray(acts, jnp.float64)))
-        levels.append(
-            (
-                f"set{i}",
-                "images",
-                f"set{i}",
-                acts,
-                set_poz,
-                _image_target(cfg, counts, matched[idx]),
-            )
-        )
+    levels = _levels(cfg, data, counts, sets, human_classes)
     summary, stats, curves = [], [], {}
     with (
         _precision(cfg),
@@ -267,6 +251,22 @@ def run(
     figs = _figures(cfg, data, curves, out)
     pooled_rows = [r for r in stats if r["network"] == "pooled"]
     return {"stats": pooled_rows, "figures": figs}
+
+
+def _levels(cfg: Exp3Config, data: dict, counts, sets, human_classes) -> list[tuple]:
+    """Each level: ``(name, level, set name, activations (S, n, d), PoZ (S, d), target)``.
+
+    The classes (class means, PoZ over all test images), then each image set
+    (its matched images, PoZ over them).
+    """
+    levels = [("classes", "classes", "", data["class_means"], data["poz"], human_classes)]
+    for i, idx in enumerate(sets):
+        acts = data["matched_fc2"][:, idx]
+        with float64():
+            set_poz = np.asarray(poz(jnp.asarray(acts, jnp.float64)))
+        human = _image_target(cfg, counts, data["matched_official"][idx])
+        levels.append((f"set{i}", "images", f"set{i}", acts, set_poz, human))
+    return levels
 
 
 def _precision(cfg: Exp3Config):
