@@ -76,3 +76,16 @@ def test_exp2_and_compare_folders_are_reproduced(tmp_path, capsys):
     args = ["reproduce", str(tmp_path / "e2"), "--stimuli", str(tmp_path / "other")]
     assert cli.main(args) == 2
     assert "is not the input the folder was made from" in capsys.readouterr().err
+
+
+def test_reproduce_warns_when_the_environment_is_not_the_recorded_one():
+    from poz_jax import provenance
+    from poz_jax.pipelines.reproduce import environment_warnings
+
+    here = provenance.environment()
+    assert environment_warnings(here) == []
+    other = {**here, "jax": "0.0.1", "backend": "elsewhere"}
+    said = environment_warnings(other)
+    assert any(w.startswith("jax is") and "0.0.1" in w for w in said)
+    assert f"backend is {here['backend']} here, elsewhere in the folder" in said
+    assert "records no environment" in environment_warnings(None)[0]
