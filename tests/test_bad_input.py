@@ -293,16 +293,6 @@ def test_mixed_and_half_precision_inputs_compute_in_the_activations_dtype(rng):
         np.testing.assert_array_equal(
             got, pj.sweep(np.asarray(xh).astype(np.float32), h, counts, order)
         )
-        # null_fits and the comparison take them too (they raised a cond TypeError).
-        from poz_jax.comparison import compare_methods
-        from poz_jax.core.nulls import null_fits
-
-        x32 = np.asarray(xh).astype(np.float32)
-        np.testing.assert_array_equal(null_fits(xh, h, counts, 4), null_fits(x32, h, counts, 4))
-        kw = dict(methods=("unpruned", "poz", "std"), folds=2, repeats=1)
-        np.testing.assert_array_equal(
-            compare_methods(xh, h, **kw).test_fit, compare_methods(x32, h, **kw).test_fit
-        )
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 10.0, 1e6])
@@ -332,6 +322,7 @@ def test_one_symmetry_rule_relative_to_the_matrix_scale(scale, tmp_path):
     check_symmetric(nan, "m")  # NaN faces NaN
 
 
+@pytest.mark.slow  # compiles every kernel twice
 @pytest.mark.parametrize("x64", [False, True])
 def test_whole_float_keep_counts_are_counts(x64, rng):
     import jax
@@ -387,3 +378,22 @@ def test_unclear_messages_made_clear(tmp_path, capsys):
     from poz_jax.data import load_stimulus_sets
 
     assert sorted(load_stimulus_sets(tmp_path / "SIMS.NPZ")) == ["discs", "hues"]
+
+
+@pytest.mark.slow  # compiles the null and the comparison
+def test_null_and_comparison_take_half_precision_activations(rng):
+    # They raised a cond TypeError; now they compute in float32.
+    from poz_jax.comparison import compare_methods
+    from poz_jax.core.nulls import null_fits
+
+    x = np.maximum(rng.normal(size=(10, 30)), 0).astype(np.float32)
+    h = ref_rsm_fast(rng.normal(size=(10, 4)))
+    counts = [30, 12]
+    for half in (jnp.float16, jnp.bfloat16):
+        xh = jnp.asarray(x, half)
+        x32 = np.asarray(xh).astype(np.float32)
+        np.testing.assert_array_equal(null_fits(xh, h, counts, 4), null_fits(x32, h, counts, 4))
+        kw = dict(methods=("unpruned", "poz", "std"), folds=2, repeats=1)
+        np.testing.assert_array_equal(
+            compare_methods(xh, h, **kw).test_fit, compare_methods(x32, h, **kw).test_fit
+        )
