@@ -64,10 +64,35 @@ def environment() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             env[name] = None
     env["backend"] = jax.default_backend()
+    env["cpu_isa"] = cpu_isa()
     env["device_kind"] = jax.devices()[0].device_kind
     env["device_count"] = jax.device_count()
     env.update(_git(Path(__file__).resolve().parent.parent))
     return env
+
+
+_ISAS = ("SSE4_2", "AVX", "AVX2", "AVX512")
+
+
+def cpu_isa() -> str:
+    """The widest x86 instruction set XLA's CPU code may use here: ``AVX512``, ``AVX2``, ...
+
+    The CPU's own (``/proc/cpuinfo``), capped by ``XLA_FLAGS=--xla_cpu_max_isa``;
+    ``"unknown"`` off Linux/x86. CPU float32 results can differ between these
+    (a reduction vectorised another way rounds another way).
+    """
+    import os
+    import re
+
+    info = Path("/proc/cpuinfo")
+    flags = info.read_text() if info.exists() else ""
+    if " sse4_2" not in flags:
+        return "unknown"
+    best = "AVX512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE4_2"
+    cap = re.search(r"--xla_cpu_max_isa=(\w+)", os.environ.get("XLA_FLAGS", ""))
+    if cap and cap.group(1).upper() in _ISAS:
+        return min(best, cap.group(1).upper(), key=_ISAS.index)
+    return best
 
 
 def _git(root: Path) -> dict[str, Any]:

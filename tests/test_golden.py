@@ -62,23 +62,14 @@ def golden_run() -> dict:
     return {"losses": losses, "param_digests": digests}
 
 
-_TIERS = ("SSE4_2", "AVX", "AVX2", "AVX512")
-
-
 def kind() -> dict:
     """What the numbers depend on beyond the code: library versions, the instruction set."""
     import importlib.metadata as md
-    import os
-    import re
 
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    best = "AVX512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "SSE4_2"
-    cap = re.search(r"--xla_cpu_max_isa=(\w+)", os.environ.get("XLA_FLAGS", ""))
-    isa = best
-    if cap and cap.group(1).upper() in _TIERS:
-        isa = min(best, cap.group(1).upper(), key=_TIERS.index)
+    from poz_jax.provenance import cpu_isa
+
     versions = {p: md.version(p) for p in ("jax", "jaxlib", "flax", "optax", "numpy")}
-    return {**versions, "isa": isa}
+    return {**versions, "isa": cpu_isa()}
 
 
 @pytest.mark.slow

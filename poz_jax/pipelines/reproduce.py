@@ -99,7 +99,17 @@ def environment_warnings(saved: dict | None) -> list[str]:
             "the folder records no environment (an earlier layout): exact equality is not promised"
         ]
     now = provenance.environment()
-    keys = ("poz_jax", "jax", "jaxlib", "flax", "optax", "numpy", "backend", "device_kind")
+    keys = (
+        "poz_jax",
+        "jax",
+        "jaxlib",
+        "flax",
+        "optax",
+        "numpy",
+        "backend",
+        "device_kind",
+        "cpu_isa",
+    )
     return [
         f"{k} is {now.get(k)} here, {saved.get(k)} in the folder"
         for k in keys
