@@ -115,14 +115,9 @@ def _nulls(cfg, out: Path, acts, human, names, counts, bar) -> np.ndarray:
     return np.stack(nulls)
 
 
-def _weights_digest(cfg: Exp2Config) -> str:
-    if cfg.weights == "random":
-        return "random:0"
-    return files.file_digest(cfg.weights)
-
-
-def _embeddings(cfg, out: Path, sets, params, progress) -> dict[str, np.ndarray]:
-    """Each set's embeddings, computed once and reused while their inputs stay the same."""
+def _embeddings(cfg, out: Path, sets, params, weights: str, progress) -> dict[str, np.ndarray]:
+    """``weights``: the digest of the weights file (``"random:0"`` for random weights)."""
+    # Each set's embeddings, computed once and reused while their inputs stay the same.
     # The image files' bytes in the matrix's row order: editing order.txt,
     # replacing or reordering an image changes the key.
     images = {
@@ -130,7 +125,7 @@ def _embeddings(cfg, out: Path, sets, params, progress) -> dict[str, np.ndarray]
         for name, s in sets.items()
     }
     key = cache.product_key(
-        {**images, "weights": _weights_digest(cfg)}, layer=cfg.layer, image_batch=cfg.image_batch
+        {**images, "weights": weights}, layer=cfg.layer, image_batch=cfg.image_batch
     )
     return cache.cached(
         out / "embeddings.npz",
@@ -185,16 +180,19 @@ def run(
         params = _network(cfg, sets)
     out.mkdir(parents=True, exist_ok=True)
     files.clean_temporaries(out)
+    # The weights file (hundreds of MB) is hashed once, and only when it is used.
+    real = embeddings is None and cfg.weights != "random"
+    weights = files.file_digest(cfg.weights) if real else "random:0"
     inputs = {
         "stimuli": provenance.input_record(stimuli),
         "embeddings": provenance.input_record(embeddings),
-        "weights": provenance.input_record(
-            None if cfg.weights in (None, "random") else cfg.weights
-        ),
+        "weights": provenance.input_record(cfg.weights, weights, "file bytes")
+        if real
+        else provenance.input_record(None),
     }
     provenance.write_config(out, "exp2", cfg, inputs)
     if embeddings is None:
-        emb = _embeddings(cfg, out, sets, params, progress)
+        emb = _embeddings(cfg, out, sets, params, weights, progress)
     parts = []
     with (
         float64() if cfg.precision == "float64" else contextlib.nullcontext(),

@@ -164,7 +164,11 @@ def prepare_inputs(embeddings: str | Path, cifar10h_dir: str | Path) -> dict[str
     aligned with), ``matched_official`` ``(m,)`` their official indices, and
     ``matched_labels`` ``(m,)``.
     """
-    arrays, _ = files.load_arrays(embeddings)
+    return _prepare(files.load_arrays(embeddings)[0], embeddings, cifar10h_dir)
+
+
+def _prepare(arrays: dict, embeddings, cifar10h_dir) -> dict[str, np.ndarray]:
+    """:func:`prepare_inputs` of embeddings already read (``embeddings`` names them)."""
     if "fc2" not in arrays or "labels" not in arrays:
         raise ValueError(f"{embeddings} is not Experiment 1's embeddings.npz (fc2 and labels)")
     fc2, labels = arrays["fc2"], arrays["labels"]
@@ -206,8 +210,8 @@ def run(
     cifar10h.check_row_order(counts, official, f"{cifar10h_dir}/{cifar10h.COUNTS}")
     data = _read_inputs(inputs)
     made = "class_means" not in data
-    if made:
-        data = prepare_inputs(inputs, cifar10h_dir)
+    if made:  # Experiment 1's embeddings, read once (they are large)
+        data = _prepare(data, inputs, cifar10h_dir)
     check_inputs(data, inputs, official)
     human_classes = cifar10h.class_similarity(
         cifar10h.class_confusion(counts, official), cfg.class_similarity
