@@ -31,6 +31,16 @@ _EXP3_FLAGS = {
     "class_similarity": "--class-similarity",
     "image_similarity": "--image-similarity",
 }
+_PETERSON_FLAGS = {
+    "layers": "--layers",
+    "n_null": "--n-null",
+    "seed": "--seed",
+    "precision": "--precision",
+    "compare_networks": "--compare-networks",
+    "compare_layers": "--compare-layers",
+    "pixel_sizes": "--pixel-sizes",
+    "sets": "--sets",
+}
 _COMPARE_FLAGS = {
     "methods": "--methods",
     "folds": "--folds",
@@ -212,6 +222,35 @@ def _exp3(args: argparse.Namespace) -> int:
     with _writes(args.out):
         res = exp3.run(cfg, args.out, args.inputs, args.cifar10h, progress=not args.no_progress)
         print(exp3.format_stats(res["stats"]))
+    return 0
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    return None if value is None else tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def _peterson(args: argparse.Namespace) -> int:
+    from poz_jax.pipelines import peterson
+
+    with _flag_names(_PETERSON_FLAGS):
+        sizes = _names(args.pixel_sizes)
+        if not all(s.isdigit() for s in sizes):
+            raise ValueError(f"pixel_sizes must be whole numbers, got {args.pixel_sizes!r}")
+        cfg = peterson.PetersonConfig(
+            layers=_names(args.layers),
+            n_null=args.n_null,
+            seed=args.seed,
+            precision=_precision(args),
+            compare_networks=args.compare_networks,
+            compare_layers=_names(args.compare_layers),
+            pixel_sizes=tuple(int(s) for s in sizes),
+            sets=_names(args.sets),
+        )
+    with _writes(args.out):
+        res = peterson.run(
+            cfg, args.out, args.stimuli, args.networks, progress=not args.no_progress
+        )
+        print(peterson.format_stats(res["stats"]))
     return 0
 
 
@@ -454,6 +493,66 @@ def _exp3_parser(sub) -> None:
     exp3.set_defaults(func=_exp3)
 
 
+def _peterson_parser(sub) -> None:
+    from poz_jax.pipelines.peterson import PetersonConfig
+
+    def listed(field: str) -> str:
+        return ",".join(str(x) for x in _default(PetersonConfig, field))
+
+    cmd = sub.add_parser(
+        "peterson",
+        help="Experiment 2 on Peterson et al.'s human judgments, with Experiment 1's networks",
+        description="Each stimulus set's images (composited on white, resized to 32 x 32) "
+        "through every LeNet5 of a networks.npz; per set and layer the PoZ, the PoZ-ordered "
+        "sweep at every keep count against the human similarity matrix, each network's "
+        "random-pruning null and both tests, and the networks' mean curve; the pixel floor, "
+        "the split-half noise ceiling of a matrix with two rater batches, and poz-jax compare "
+        "for the first networks. Writes summary.csv, stats.csv, ceiling.csv, compare.csv and "
+        "Figures 2 and 3 per layer; a re-run with the same --out reuses every finished part.",
+    )
+    cmd.add_argument(
+        "--stimuli",
+        required=True,
+        help="a folder of set folders, each with its images, order.txt and similarity file "
+        "(../shared/data/peterson2018)",
+    )
+    cmd.add_argument(
+        "--networks",
+        default="experiments/results/exp1/networks.npz",
+        help="stacked LeNet5s (Experiment 1's networks.npz; default "
+        "experiments/results/exp1/networks.npz)",
+    )
+    cmd.add_argument(
+        "--layers", default=listed("layers"), help=f"comma-separated (default {listed('layers')})"
+    )
+    _int_flags(
+        cmd,
+        PetersonConfig,
+        [
+            ("--n-null", "n_null", "random orders per network"),
+            ("--seed", "seed", "seed (+ network) of the random orders, and of the comparison"),
+            ("--compare-networks", "compare_networks", "networks through poz-jax compare; 0: none"),
+        ],
+    )
+    cmd.add_argument(
+        "--compare-layers",
+        default=listed("compare_layers"),
+        help=f"layers the comparison runs on (default {listed('compare_layers')})",
+    )
+    cmd.add_argument(
+        "--pixel-sizes",
+        default=listed("pixel_sizes"),
+        help=f"image sizes of the pixel floor (default {listed('pixel_sizes')})",
+    )
+    cmd.add_argument("--sets", help="comma-separated set names to analyse (default: all)")
+    _precision_flags(cmd, PetersonConfig)
+    cmd.add_argument(
+        "--out", default="results/peterson", help="output folder (default results/peterson)"
+    )
+    cmd.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmd.set_defaults(func=_peterson)
+
+
 def _compare_parser(sub) -> None:
     from poz_jax.comparison import METHODS
     from poz_jax.pipelines.compare import CompareConfig
@@ -576,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
         _exp1_parser,
         _exp2_parser,
         _exp3_parser,
+        _peterson_parser,
         _compare_parser,
         _reproduce_parser,
         _convert_parser,

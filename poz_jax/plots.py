@@ -77,16 +77,43 @@ def figure1(
     return fig
 
 
+POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
+
+
+def poz_ticks(poz_values, levels: tuple[float, ...] = POZ_TICKS) -> np.ndarray:
+    """% of nodes kept when the highest kept PoZ first drops to each of ``levels``.
+
+    ``poz_values``: PoZ fractions of any shape (several networks' nodes pooled).
+    """
+    p = np.asarray(poz_values).ravel()
+    return np.array([100.0 * np.mean(p <= q) for q in levels])
+
+
 def figure2(poz_by_set: dict[str, np.ndarray], title: str = ""):
     """Figure 2: cumulative PoZ histogram per set: % of nodes with PoZ at or below x.
 
-    ``poz_by_set`` maps set names to ``(n_nodes,)`` PoZ fractions.
+    ``poz_by_set`` maps set names to ``(n_nodes,)`` PoZ fractions, or to
+    ``(S, n_nodes)`` for ``S`` networks: then the line is the networks' mean
+    and the band their mean +- 1 sd.
     """
     fig, ax = plt.subplots(figsize=(6.0, 4.5))
     grid = np.linspace(0.0, 1.0, 101)
-    for name, p in poz_by_set.items():
-        p = np.sort(np.asarray(p))
-        ax.plot(100 * grid, 100 * np.searchsorted(p, grid, side="right") / len(p), label=name)
+    colors = plt.get_cmap("tab10").colors
+    banded = False
+    for i, (name, p) in enumerate(poz_by_set.items()):
+        p = np.sort(np.atleast_2d(np.asarray(p)), axis=-1)
+        cum = np.stack([100 * np.searchsorted(row, grid, side="right") / p.shape[1] for row in p])
+        mean = cum.mean(0)
+        ax.plot(100 * grid, mean, color=colors[i % 10], label=name)
+        if len(cum) > 1:
+            sd = stats.sd(cum, axis=0)
+            ax.fill_between(
+                100 * grid, mean - sd, mean + sd, color=colors[i % 10], alpha=0.2, linewidth=0
+            )
+            banded = True
+    if banded:
+        n = len(np.atleast_2d(next(iter(poz_by_set.values()))))
+        ax.fill_between([], [], [], color="0.5", alpha=0.3, label=f"+- 1 sd over {n} networks")
     ax.set_xlabel("PoZ (% of the set's images on which the node is silent)")
     ax.set_ylabel("% of nodes with PoZ at or below")
     ax.set_xlim(0, 100)
@@ -103,6 +130,7 @@ def figure3(
     title: str = "",
     null_bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     tick_labels: tuple[float, ...] = (),
+    lines: dict[str, dict[str, float]] | None = None,
 ):
     """Figure 3: fit vs % of nodes kept, a line per set, a dot at each set's maximum.
 
@@ -111,8 +139,11 @@ def figure3(
     names to ``(low, high)`` ``(n_levels,)``: the band holding 95% of the
     random-pruning null, drawn in the set's colour. ``ticks`` optionally maps
     set names to the % kept at which the kept nodes' max PoZ falls to each
-    of ``tick_labels`` (fractions), marked on the curve and labelled. The x
-    axis is logarithmic, so levels below 1% kept stay apart.
+    of ``tick_labels`` (fractions), marked on the curve and labelled.
+    ``lines`` optionally maps set names to ``{label: fit}``: horizontal
+    reference lines in the set's colour (a noise ceiling, a pixel floor), one
+    line style per label. The x axis is logarithmic, so levels below 1% kept
+    stay apart.
     """
     fig, ax = plt.subplots(figsize=(10.0, 5.5))
     colors = plt.get_cmap("tab10").colors
@@ -145,6 +176,27 @@ def figure3(
                         fontsize=7,
                     )
                     last = xm
+    # A reference far above every curve (a noise ceiling) would flatten them:
+    # it is named in the legend with its value instead of drawn.
+    top = max(
+        [float(np.nanmax(np.asarray(f, float), initial=0.0)) for _, f in curves.values()]
+        + [
+            float(np.nanmax(np.asarray(b[1], float), initial=0.0))
+            for b in (null_bands or {}).values()
+        ]
+    )
+    styles, above = {}, []
+    for i, name in enumerate(curves):
+        for label, y in (lines or {}).get(name, {}).items():
+            if y > 3 * top > 0:
+                above.append(f"{label}, {name}: {y:.3f} (above the axis)")
+                continue
+            style = styles.setdefault(label, ("--", ":", "-.", (0, (5, 1)))[len(styles) % 4])
+            ax.axhline(y, color=colors[i % 10], ls=style, lw=1.2)
+    for label, style in styles.items():
+        ax.plot([], [], ls=style, color="black", lw=1.2, label=label)
+    for label in above:
+        ax.plot([], [], " ", label=label)
     ax.plot([], [], "o", color="white", mec="black", ms=8, label="each set's maximum")
     if tick_labels:
         qs = ", ".join(f"{100 * q:.0f}" for q in tick_labels)

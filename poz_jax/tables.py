@@ -124,26 +124,38 @@ def exp2_tables(
     return summary, levels, stat_rows
 
 
-def exp3_tables(
-    result: Analysis, null: np.ndarray, tests: dict, level: str, set_name: str = ""
+def network_tables(
+    result: Analysis, null: np.ndarray, tests: dict, labels: dict
 ) -> tuple[list, list]:
-    """Experiment 3's ``(summary, stats)`` rows for one level (classes, or one image set).
+    """``(summary, stats)`` rows of ``S`` networks at one level, each row led by ``labels``.
 
     Args:
       result: the networks' :class:`Analysis` ``(S, L)`` at every keep count.
       null: ``(S, n_null, L)``; the mean curve's draw ``j`` is the networks'
         mean of their draws ``j`` (:func:`poz_jax.analysis.pooled`).
       tests: ``null_tests`` of the ``S + 1`` curves (the networks', then the mean's).
+      labels: the level's columns (for example ``{"set": ..., "layer": ...}``).
+
+    ``summary``: a row per keep count, mean and sd over the networks and the
+    mean curve's null; ``stats``: a row per network and one, ``network``
+    ``"pooled"``, for the mean curve.
     """
     curves, nulls = pooled(result.fit, null)
     summary = [
-        {"level": level, "set": set_name, **row, **stats.null_columns(nulls[-1][:, j])}
+        {**labels, **row, **stats.null_columns(nulls[-1][:, j])}
         for j, row in enumerate(result.summary_rows("network"))
     ]
     rows = curve_rows(curves, tests, result.keep_counts, result.n_nodes, null.shape[1])
     names = [*range(len(result.fit)), "pooled"]
-    stat_rows = [
-        {"level": level, "set": set_name, "network": n, **r}
-        for n, r in zip(names, rows, strict=True)
-    ]
+    stat_rows = [{**labels, "network": n, **r} for n, r in zip(names, rows, strict=True)]
     return summary, stat_rows
+
+
+def exp3_tables(
+    result: Analysis, null: np.ndarray, tests: dict, level: str, set_name: str = ""
+) -> tuple[list, list]:
+    """Experiment 3's ``(summary, stats)`` rows for one level (classes, or one image set).
+
+    :func:`network_tables` with the columns ``level`` and ``set``.
+    """
+    return network_tables(result, null, tests, {"level": level, "set": set_name})

@@ -216,7 +216,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
     def refuse(*args, **kwargs):
         raise AssertionError("a finished product was recomputed")
 
-    monkeypatch.setattr(exp3, "null_fits", refuse)
+    monkeypatch.setattr("poz_jax.pipelines.per_network.null_fits", refuse)
     monkeypatch.setattr("poz_jax.pipelines.compare.compare_methods", refuse)
     exp3.run(cfg, out, out / "inputs.npz", folder, progress=False)  # from the committed inputs
     for f, b in before.items():

@@ -25,16 +25,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".mat")
 # Variable names of the Peterson et al. matrices in their MATLAB files.
 MAT_KEYS = ("simMatrix", "simmat", "simMatrixturk2016", "sim", "S")
+# The two rater batches whose mean is the animals simMatrix (Peterson et al.'s .mat).
+BATCH_KEYS = ("simMatrixFirstBatch", "simMatrixSecondBatch")
 ORDER_FILE = "order.txt"
 
 
 @dataclasses.dataclass(frozen=True)
 class StimulusSet:
-    """One set: its name, human similarity ``(n, n)`` float64, and ``n`` image paths (or None)."""
+    """One set: its name, human similarity ``(n, n)`` float64, ``n`` image paths (or None),
+    and the rater batches it is the mean of, ``(2, n, n)`` on its scale (or None)."""
 
     name: str
     similarity: np.ndarray
     images: tuple[Path, ...] | None = None
+    batches: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
@@ -153,6 +157,33 @@ def load_similarity(path: str | Path, key: str | None = None) -> np.ndarray:
     return check_similarity(m, str(path))
 
 
+def load_rater_batches(path: str | Path, similarity: np.ndarray) -> np.ndarray | None:
+    """The two rater batches ``(2, n, n)`` of a ``.mat`` that holds them, else None.
+
+    Checked like any similarity matrix, and against ``similarity`` (the
+    file's matrix): their mean must equal it (to float64 rounding), or they
+    are not the batches it came from.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".mat":
+        return None
+    arrays = _read_mat(path)
+    if not all(k in arrays for k in BATCH_KEYS):
+        return None
+    batches = np.stack([check_similarity(arrays[k], f"{path}[{k}]") for k in BATCH_KEYS])
+    if batches.shape[1:] != similarity.shape:
+        raise DataError(
+            f"{path}: rater batches of shape {batches.shape[1:]} beside a "
+            f"{similarity.shape} similarity matrix"
+        )
+    scale = max(float(np.abs(similarity).max()), 1.0)
+    if not np.allclose(batches.mean(0), similarity, rtol=0, atol=1e-12 * scale):
+        raise DataError(
+            f"{path}: the mean of {' and '.join(BATCH_KEYS)} is not its similarity matrix"
+        )
+    return batches
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -177,7 +208,8 @@ def load_stimulus_folder(folder: str | Path, name: str | None = None) -> Stimulu
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"stimulus folder {folder} does not exist")
-    sim = load_similarity(_matrix_file(folder))
+    matrix = _matrix_file(folder)
+    sim = load_similarity(matrix)
     images = _image_files(folder)
     order = folder / ORDER_FILE
     if order.is_file():
@@ -200,7 +232,7 @@ def load_stimulus_folder(folder: str | Path, name: str | None = None) -> Stimulu
             f"{folder}: {len(images)} image(s) but a {sim.shape[0]} x {sim.shape[0]} "
             "similarity matrix; they must match one to one"
         )
-    return StimulusSet(name or folder.name, sim, tuple(images))
+    return StimulusSet(name or folder.name, sim, tuple(images), load_rater_batches(matrix, sim))
 
 
 def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict[str, StimulusSet]:

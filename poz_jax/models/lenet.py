@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -128,12 +130,20 @@ class LeNet5(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = max_pool_2x2(nn.relu(Conv(6, (5, 5), self.conv, self.init_style, name="conv1")(x)))
-        x = max_pool_2x2(nn.relu(Conv(16, (5, 5), self.conv, self.init_style, name="conv2")(x)))
+        # Each layer's post-ReLU output is sown into "intermediates" (kept only
+        # when that collection is mutable: see layer_outputs); the outputs and
+        # parameters are unchanged by it.
+        x = nn.relu(Conv(6, (5, 5), self.conv, self.init_style, name="conv1")(x))
+        self.sow("intermediates", "conv1_relu", x)
+        x = nn.relu(Conv(16, (5, 5), self.conv, self.init_style, name="conv2")(max_pool_2x2(x)))
+        self.sow("intermediates", "conv2_relu", x)
+        x = max_pool_2x2(x)
         # Flatten in PyTorch's C x H x W order, so converted weights would line up.
         x = jnp.swapaxes(jnp.swapaxes(x, -1, -3), -1, -2).reshape(*x.shape[:-3], -1)
         x = nn.relu(self._dense(120, "fc1", x))
+        self.sow("intermediates", "fc1_relu", x)
         fc2 = nn.relu(self._dense(84, "fc2", x))
+        self.sow("intermediates", "fc2_relu", fc2)
         return self._dense(10, "fc3", fc2), fc2
 
 
@@ -151,3 +161,74 @@ def accuracy(forward, params, images: np.ndarray, labels: np.ndarray) -> np.ndar
     """``(seeds,)`` top-1 accuracy."""
     logits, _ = embed(forward, params, images)
     return (logits.argmax(-1) == np.asarray(labels)[None]).mean(-1)
+
+
+# Post-ReLU layers and their nodes (channels of a convolutional layer).
+LAYERS = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
+
+
+def layer_outputs(
+    params, images: np.ndarray, layers: tuple[str, ...] = ("fc2",), batch: int = 250
+) -> dict[str, np.ndarray]:
+    """Post-ReLU outputs of ``layers`` of stacked networks, in image batches.
+
+    Args:
+      params: a LeNet5 parameter tree stacked over ``S`` networks (leading axis).
+      images: uint8 ``(n, 32, 32, 3)``, scaled as in training (``cifar_scale``).
+      layers: names from :data:`LAYERS`.
+      batch: images per call (bounds memory: conv1's maps are 4,704 floats per
+        image and network).
+
+    Returns:
+      ``{layer: float32 (S, n, nodes)}`` for fully connected layers and
+      ``(S, n, H, W, channels)`` for convolutional ones.
+    """
+    unknown = [name for name in layers if name not in LAYERS]
+    if unknown or not layers:
+        raise ValueError(f"layers must be names from {list(LAYERS)}, got {list(layers)}")
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (n, 32, 32, 3), got {images.dtype} {images.shape}")
+    run = _layer_fn(tuple(layers))
+    parts = [run(params, jnp.asarray(images[i : i + batch])) for i in range(0, len(images), batch)]
+    return {name: np.concatenate([np.asarray(p[name]) for p in parts], axis=1) for name in layers}
+
+
+@functools.lru_cache(maxsize=8)
+def _layer_fn(layers: tuple[str, ...]):
+    from poz_jax.data.cifar10 import cifar_scale
+
+    model = LeNet5()
+
+    def one(params, x):
+        _, state = model.apply({"params": params}, cifar_scale(x), mutable=["intermediates"])
+        return {name: state["intermediates"][f"{name}_relu"][0] for name in layers}
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+
+
+def load_networks(path) -> tuple[dict, dict]:
+    """Stacked LeNet5 parameters from an Experiment 1 ``networks.npz``: ``(params, meta)``.
+
+    The number of networks is read from the file; raises ``ValueError`` for a
+    missing file or one that does not hold LeNet5 parameters.
+    """
+    from poz_jax import files
+
+    why = files.not_npz(path)
+    if why:
+        raise ValueError(f"networks {path}: {why}")
+    key = "leaf:['fc3']['bias']"
+    with np.load(path, allow_pickle=False) as z:
+        n = z[key].shape[0] if key in z.files and z[key].ndim == 2 else 0
+    one = LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    like = jax.tree_util.tree_map(lambda a: np.zeros((n, *a.shape), a.dtype), one)
+    try:
+        if not n:
+            raise ValueError
+        return files.load_tree(path, like)
+    except ValueError:
+        # An input is never to be deleted: say what it is not.
+        raise ValueError(
+            f"{path} does not hold stacked LeNet5 networks (Experiment 1's networks.npz)"
+        ) from None

@@ -25,12 +25,10 @@ from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
 from poz_jax.models.vgg import check_have_images, embed_sets
-from poz_jax.plots import figure2, figure3, save_figure
+from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar
 from poz_jax.tables import exp2_tables
-
-POZ_TICKS = (0.9, 0.8, 0.7, 0.6, 0.5)  # Figure 3's ticks: where the kept PoZ falls below these
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,11 +149,6 @@ def _network(cfg: Exp2Config, sets: dict[str, StimulusSet]):
     return load_params(cfg.weights)
 
 
-def _ticks(poz_values: np.ndarray) -> np.ndarray:
-    # % of nodes kept when the highest kept PoZ first drops to each tick level.
-    return np.array([100.0 * np.mean(poz_values <= q) for q in POZ_TICKS])
-
-
 def run(
     cfg: Exp2Config,
     out: str | Path,
@@ -255,7 +248,7 @@ def _figures(by_set: dict, source: str, out: Path) -> list[Path]:
     figs = save_figure(fig2, out / "figure2")
     fig3 = figure3(
         {n: (s["percent_kept"], s["fit"]) for n, s in by_set.items()},
-        {n: _ticks(s["poz"]) for n, s in by_set.items()},
+        {n: poz_ticks(s["poz"]) for n, s in by_set.items()},
         title=f"PoZ-ordered pruning against human similarity ({source})",
         null_bands={n: s["band"] for n, s in by_set.items()},
         tick_labels=POZ_TICKS,

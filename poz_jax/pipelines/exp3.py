@@ -33,13 +33,13 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import cache, files, provenance
-from poz_jax.analysis import analyse, null_tests, pooled
-from poz_jax.core.nulls import null_fits
+from poz_jax import files, provenance
+from poz_jax.analysis import analyse
 from poz_jax.core.ranking import poz
 from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import cifar10h
-from poz_jax.pipelines.compare import CompareConfig, compare_set
+from poz_jax.pipelines.compare import CompareConfig
+from poz_jax.pipelines.per_network import all_counts, analyse_networks, compare_networks
 from poz_jax.plots import exp3_figure, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, progress_bar
@@ -240,10 +240,9 @@ def run(
     ):
         for name, level, set_name, acts, node_poz, human in levels:
             acts, human = np.asarray(acts, dtype), np.asarray(human, dtype)
-            res = analyse(acts, human, _all_counts(acts), poz_values=node_poz)
-            null = _nulls(cfg, out, name, acts, node_poz, human, bar)
-            curves_, nulls_ = pooled(res.fit, null)
-            tests = null_tests(curves_, nulls_, 100.0 * res.keep_counts / res.n_nodes)
+            res, null, tests = analyse_networks(
+                out, name, acts, node_poz, human, cfg.n_null, cfg.seed, cfg.precision, bar
+            )
             rows = exp3_tables(res, null, tests, level, set_name)
             summary, stats = summary + rows[0], stats + rows[1]
             curves[name] = (res, null)
@@ -286,15 +285,16 @@ def _image_target(cfg: Exp3Config, counts: np.ndarray, rows: np.ndarray) -> np.n
 def _compare(cfg: Exp3Config, out: Path, levels, n_cmp: int, dtype, progress) -> list[dict]:
     """``poz-jax compare``'s rows for the first ``n_cmp`` networks on every image set."""
     ccfg = CompareConfig(seed=cfg.seed, precision=cfg.precision)  # otherwise its defaults
-    rows = []
     total = n_cmp * len(levels) * ccfg.folds * ccfg.repeats
     with _precision(cfg), progress_bar(total, "comparison splits", progress) as bar:
-        for name, _, _, acts, _, human in levels:
-            for n in range(n_cmp):
-                x, t = np.asarray(acts[n], dtype), np.asarray(human, dtype)
-                res = compare_set(ccfg, out, f"{name}_network{n}", x, t, bar)
-                rows += [{"network": n, **r} for r in res.summary_rows(name)]
-    return rows
+        return compare_networks(
+            ccfg,
+            out,
+            [(name, acts, human) for name, _, _, acts, _, human in levels],
+            n_cmp,
+            dtype,
+            bar,
+        )
 
 
 def _figures(cfg: Exp3Config, data: dict, curves: dict, out: Path) -> list[Path]:
@@ -303,37 +303,11 @@ def _figures(cfg: Exp3Config, data: dict, curves: dict, out: Path) -> list[Path]
     # to each network's own unpruned class-mean RSM.
     with float64():
         means = data["class_means"]
-        own = analyse(means, rsm(means), _all_counts(means), poz_values=data["poz"])
+        own = analyse(means, rsm(means), all_counts(means), poz_values=data["poz"])
     fig = exp3_figure(*curves["classes"], reference=stats_mean(own.fit, axis=0), title="10 classes")
     figs = save_figure(fig, out / "figure_classes")
     fig = exp3_figure(*curves["set0"], title=f"images (set0, {cfg.per_class} per class)")
     return figs + save_figure(fig, out / "figure_images")
-
-
-def _all_counts(acts) -> np.ndarray:
-    # Every keep count, all nodes down to 1.
-    return np.arange(acts.shape[-1], 0, -1)
-
-
-def _nulls(cfg: Exp3Config, out: Path, name: str, acts, node_poz, human, bar) -> np.ndarray:
-    """The random-pruning null ``(S, n_null, n_nodes)`` of every network at one level."""
-    key = cache.product_key(
-        {"activations": acts, "poz": node_poz, "similarity": human},
-        n_null=cfg.n_null,
-        seed=cfg.seed,
-        precision=cfg.precision,
-    )
-
-    def fresh():
-        null = []
-        for s in range(acts.shape[0]):
-            null.append(null_fits(acts[s], human, _all_counts(acts), cfg.n_null, seed=cfg.seed + s))
-            bar.update(1)
-        return {"null_fits": np.stack(null)}
-
-    return cache.cached(out / f"null_{name}.npz", key, fresh, on_hit=lambda: bar.update(len(acts)))[
-        "null_fits"
-    ]
 
 
 def format_stats(stats: list[dict]) -> str:

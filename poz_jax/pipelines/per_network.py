@@ -1,0 +1,83 @@
+"""What every study of many networks does per network: the sweep, the null, the tests.
+
+Experiment 3 and the Peterson study hold activations ``(S, n, d)`` of ``S``
+networks at one level; each network is swept at every keep count, gets its
+own random-pruning null (orders seeded by ``seed + network``, cached in the
+study's folder) and both tests, and so does the networks' mean curve
+(:func:`poz_jax.analysis.pooled`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from poz_jax import cache
+from poz_jax.analysis import Analysis, analyse, null_tests, pooled
+from poz_jax.core.nulls import null_fits
+
+
+def all_counts(acts) -> np.ndarray:
+    """Every keep count of ``acts`` ``(..., d)``: ``d, d - 1, ..., 1``."""
+    return np.arange(acts.shape[-1], 0, -1)
+
+
+def network_nulls(
+    out: Path, name: str, acts, node_poz, human, n_null: int, seed: int, precision: str, bar
+) -> np.ndarray:
+    """The random-pruning null ``(S, n_null, d)`` of every network at one level.
+
+    Cached as ``out/null_{name}.npz``, keyed by the numbers it is computed
+    from; ``bar.update(1)`` after each network.
+    """
+    key = cache.product_key(
+        {"activations": acts, "poz": node_poz, "similarity": human},
+        n_null=n_null,
+        seed=seed,
+        precision=precision,
+    )
+
+    def fresh():
+        null = []
+        for s in range(acts.shape[0]):
+            null.append(null_fits(acts[s], human, all_counts(acts), n_null, seed=seed + s))
+            bar.update(1)
+        return {"null_fits": np.stack(null)}
+
+    product = cache.cached(
+        out / f"null_{name}.npz", key, fresh, on_hit=lambda: bar.update(len(acts))
+    )
+    return product["null_fits"]
+
+
+def analyse_networks(
+    out: Path, name: str, acts, node_poz, human, n_null: int, seed: int, precision: str, bar
+) -> tuple[Analysis, np.ndarray, dict]:
+    """``(analysis, null, tests)`` of ``S`` networks at one level.
+
+    ``acts`` ``(S, n, d)``, ``node_poz`` ``(S, d)``, ``human`` ``(n, n)``;
+    ``null`` is ``(S, n_null, d)``, ``tests`` the ``S + 1`` curves' (the
+    networks', then their mean's) :func:`poz_jax.analysis.null_tests`.
+    """
+    res = analyse(acts, human, all_counts(acts), poz_values=node_poz)
+    null = network_nulls(out, name, acts, node_poz, human, n_null, seed, precision, bar)
+    curves, nulls = pooled(res.fit, null)
+    return res, null, null_tests(curves, nulls, 100.0 * res.keep_counts / res.n_nodes)
+
+
+def compare_networks(ccfg, out: Path, levels, n_cmp: int, dtype, bar) -> list[dict]:
+    """``poz-jax compare``'s rows for the first ``n_cmp`` networks at each level.
+
+    ``levels``: ``(name, acts (S, n, d), human (n, n))`` triples; each
+    network's comparison is cached as ``out/compare_{name}_network{i}.npz``.
+    """
+    from poz_jax.pipelines.compare import compare_set
+
+    rows = []
+    for name, acts, human in levels:
+        for n in range(n_cmp):
+            x, t = np.asarray(acts[n], dtype), np.asarray(human, dtype)
+            res = compare_set(ccfg, out, f"{name}_network{n}", x, t, bar)
+            rows += [{"network": n, **r} for r in res.summary_rows(name)]
+    return rows

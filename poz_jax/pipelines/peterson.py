@@ -1,0 +1,361 @@
+"""Experiment 2 on the paper's own human judgments (Peterson et al. 2018), many networks.
+
+The stimulus sets with images (``../shared/data/peterson2018``: animals,
+fruits, vegetables) go through every network of a stacked LeNet5
+``networks.npz`` (Experiment 1's): each image composited on white, its
+shorter side resized to 32 pixels with PIL's antialiased bilinear filter
+and centre-cropped to 32 x 32, the input size the networks were trained
+at, then scaled as in training. Per set and layer (fc2, the paper's
+penultimate layer, and fc1), as in Experiment 3 (:mod:`per_network`):
+PoZ over the set's images per network, the sweep at every keep count
+against the human matrix, each network's random-pruning null and both
+tests, and the same for the networks' mean curve. The first
+``compare_networks`` networks also go through ``poz-jax compare``.
+
+Two references: a floor, the fit of the images' own pixels (at 32 x 32 and
+at the 224 x 224 of VGG-16's preprocessing), and, for a set whose matrix is
+the mean of two rater batches (animals), the split-half noise ceiling
+(:mod:`poz_jax.core.reliability`), with every fit also as a fraction of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+
+from poz_jax import cache, files, provenance, stats
+from poz_jax.comparison import check_design
+from poz_jax.core import validate as v
+from poz_jax.core.nulls import null_band
+from poz_jax.core.ranking import poz
+from poz_jax.core.reliability import split_half
+from poz_jax.core.rsa import fit, rsm
+from poz_jax.data import load_stimulus_sets
+from poz_jax.data.images import load_images
+from poz_jax.models.lenet import LAYERS, layer_outputs, load_networks
+from poz_jax.models.vgg import check_have_images
+from poz_jax.pipelines.compare import CompareConfig, _design
+from poz_jax.pipelines.per_network import analyse_networks, compare_networks
+from poz_jax.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
+from poz_jax.report import number, text, text_table
+from poz_jax.runtime import float64, progress_bar, status
+from poz_jax.tables import network_tables
+
+INPUT_SIZE = 32  # the networks' input: CIFAR-10's images are 32 x 32
+FC_LAYERS = ("fc1", "fc2")  # PoZ over images needs one value per node and image
+
+
+@dataclasses.dataclass(frozen=True)
+class PetersonConfig:
+    """Settings of one Peterson study run (saved with its results).
+
+    ``layers``: of ``fc2`` (84 nodes) and ``fc1`` (120). ``n_null``: random
+    keep orders per network, seeded ``seed + network``. ``compare_networks``:
+    the first so many networks go through ``poz-jax compare`` (its defaults,
+    with this ``seed`` and ``precision``) at ``compare_layers``.
+    ``pixel_sizes``: image sizes of the pixel floor.
+    """
+
+    layers: tuple[str, ...] = ("fc2", "fc1")
+    n_null: int = 10000
+    seed: int = 0
+    precision: str = "float64"
+    compare_networks: int = 10
+    compare_layers: tuple[str, ...] = ("fc2",)
+    pixel_sizes: tuple[int, ...] = (32, 224)
+    sets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "compare_layers", "pixel_sizes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.sets is not None:
+            object.__setattr__(self, "sets", tuple(self.sets))
+        if not self.layers or len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers must be distinct names from {FC_LAYERS}, got {self.layers}")
+        for layer in self.layers:
+            v.check_choice(layer, "layers", FC_LAYERS)
+        extra = [layer for layer in self.compare_layers if layer not in self.layers]
+        if extra:
+            raise ValueError(f"compare_layers {extra} are not among layers {list(self.layers)}")
+        v.check_int(self.n_null, "n_null", 1)
+        v.check_seed(self.seed, "seed")
+        v.check_choice(self.precision, "precision", v.PRECISIONS)
+        v.check_int(self.compare_networks, "compare_networks", 0)
+        for size in self.pixel_sizes:
+            v.check_int(size, "pixel_sizes", 8, 1024)
+        v.check_set_names(self.sets)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> PetersonConfig:
+        """The config a ``config.json`` holds (lists become tuples)."""
+        return cls(**saved)
+
+
+def run(
+    cfg: PetersonConfig,
+    out: str | Path,
+    stimuli: str | Path,
+    networks: str | Path,
+    progress: bool = True,
+) -> dict:
+    """The Peterson study into ``out``; returns ``{"stats": pooled rows, "figures": paths}``.
+
+    ``stimuli``: a folder of set folders with images (or one set's folder);
+    ``networks``: a stacked LeNet5 ``networks.npz``. Every input is checked
+    before anything is written; the embeddings, every null and every
+    comparison are saved as they finish and reused while the numbers they
+    come from are the same.
+    """
+    out = files.check_out_dir(out)
+    provenance.check_study(out, "peterson")
+    sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
+    check_have_images(sets)
+    params, _ = load_networks(networks)
+    n_net = len(params["fc3"]["bias"])
+    n_cmp = min(cfg.compare_networks, n_net)
+    ccfg = CompareConfig(seed=cfg.seed, precision=cfg.precision)
+    if n_cmp:
+        for s in sets.values():
+            for layer in cfg.compare_layers:
+                check_design(s.n_items, LAYERS[layer], *_design(ccfg))
+    out.mkdir(parents=True, exist_ok=True)
+    files.clean_temporaries(out)
+    record = provenance.input_record(networks)
+    inputs = {"stimuli": provenance.input_record(stimuli), "networks": record}
+    provenance.write_config(out, "peterson", cfg, inputs)
+    images = {name: load_images(s.images, INPUT_SIZE, INPUT_SIZE) for name, s in sets.items()}
+    emb = _embeddings(cfg, out, sets, images, params, record["sha256"], progress)
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
+    with _precision(cfg):
+        floors = _pixel_floors(cfg, sets, images)
+        ceilings = {n: split_half(*s.batches) for n, s in sets.items() if s.batches is not None}
+    summary, stat_rows, curves = [], [], {}
+    levels = [(name, layer) for name in sets for layer in cfg.layers]
+    with (
+        _precision(cfg),
+        progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
+    ):
+        for name, layer in levels:
+            acts = np.asarray(emb[f"{layer}_{name}"], dtype)
+            human = np.asarray(sets[name].similarity, dtype)
+            node_poz = np.asarray(poz(jnp.asarray(acts)))
+            res, null, tests = analyse_networks(
+                out, f"{name}_{layer}", acts, node_poz, human, cfg.n_null, cfg.seed,
+                cfg.precision, bar,
+            )  # fmt: skip
+            rows = network_tables(res, null, tests, {"set": name, "layer": layer})
+            ceiling = float(ceilings[name].ceiling) if name in ceilings else np.nan
+            summary += _with_ceiling(rows[0], ceiling, ("fit_mean",))
+            shares = [float(np.mean(p > 0.8)) for p in res.poz]
+            for row, share in zip(rows[1], [*shares, stats.mean(shares)], strict=True):
+                row["share_poz_above_80"] = share
+            stat_rows += _with_ceiling(rows[1], ceiling, ("unpruned_fit", "best_fit"))
+            curves[name, layer] = (res, null)
+    files.write_csv(out / "summary.csv", summary)
+    files.write_csv(out / "stats.csv", stat_rows)
+    pooled_rows = [r for r in stat_rows if r["network"] == "pooled"]
+    files.write_csv(out / "ceiling.csv", _ceiling_rows(sets, floors, ceilings, pooled_rows))
+    figs = _figures(cfg, sets, curves, floors, ceilings, n_net, out)
+    if n_cmp:
+        rows = _compare(cfg, ccfg, out, sets, emb, n_cmp, dtype, progress)
+        files.write_csv(out / "compare.csv", rows)
+        means = [r for r in rows if r["network"] == "mean"]
+        title = f"Fit to new images, mean of {n_cmp} networks (95% interval over networks)"
+        figs += save_figure(compare_figure(means, title=title), out / "compare")
+    return {"stats": pooled_rows, "figures": figs}
+
+
+def _precision(cfg: PetersonConfig):
+    return float64() if cfg.precision == "float64" else contextlib.nullcontext()
+
+
+def _embeddings(cfg, out: Path, sets, images, params, networks: str, progress) -> dict:
+    """``{f"{layer}_{set}": (S, n, nodes)}``, computed once while images and networks stay."""
+    digests = {
+        f"images[{name}]": files.fingerprint(digests=[files.file_digest(p) for p in s.images])
+        for name, s in sets.items()
+    }
+    key = cache.product_key(
+        {**digests, "networks": networks}, layers=list(cfg.layers), input_size=INPUT_SIZE
+    )
+
+    def fresh():
+        status(f"embedding {sum(map(len, images.values()))} images in every network", progress)
+        emb = {}
+        for name, x in images.items():
+            for layer, a in layer_outputs(params, x, cfg.layers).items():
+                emb[f"{layer}_{name}"] = a
+        return emb
+
+    return cache.cached(out / "embeddings.npz", key, fresh)
+
+
+def _pixel_floors(cfg: PetersonConfig, sets, images) -> dict[str, dict[int, float]]:
+    """Each set's fit of its images' pixel RSM to the human matrix, at each size.
+
+    A row's Pearson r ignores its scale and offset, so raw pixels and the
+    networks' scaled inputs give the same RSM.
+    """
+    floors = {}
+    for name, s in sets.items():
+        floors[name] = {}
+        for size in cfg.pixel_sizes:
+            if size == INPUT_SIZE:
+                px = images[name]
+            else:  # as VGG-16's preprocessing at 224: shorter side to 8/7 of it, centre crop
+                px = load_images(s.images, round(size * 256 / 224), size)
+            x = jnp.asarray(px.reshape(len(px), -1), jnp.float64 if _x64(cfg) else jnp.float32)
+            floors[name][size] = float(fit(rsm(x), jnp.asarray(s.similarity, x.dtype)))
+    return floors
+
+
+def _x64(cfg: PetersonConfig) -> bool:
+    return cfg.precision == "float64"
+
+
+def _with_ceiling(rows: list[dict], ceiling: float, columns) -> list[dict]:
+    """``rows`` with the set's ``ceiling`` and each of ``columns`` as a fraction of it."""
+    for row in rows:
+        row["noise_ceiling"] = ceiling
+        for c in columns:
+            row[f"{c}_of_ceiling"] = row[c] / ceiling if np.isfinite(ceiling) else np.nan
+    return rows
+
+
+def _ceiling_rows(sets, floors, ceilings, pooled_rows) -> list[dict]:
+    """A row per set and measure: its fit, the set's ceiling and the fit as a fraction of it.
+
+    Measures: the pixel floors, and per layer the networks' mean unpruned
+    fit and the best fit of their mean curve. A set without rater batches
+    has no ceiling (NaN), none is invented.
+    """
+    rows = []
+    for name in sets:
+        split = ceilings.get(name)
+        ref = {
+            "noise_ceiling": np.nan if split is None else float(split.ceiling),
+            "split_half_r": np.nan if split is None else float(split.r),
+            "batch_to_batch_fit": np.nan if split is None else float(split.batch_fit),
+        }
+        measures = [(f"pixels {k}x{k}", f) for k, f in floors[name].items()]
+        for r in (r for r in pooled_rows if r["set"] == name):
+            measures += [
+                (f"{r['layer']} unpruned (networks' mean)", r["unpruned_fit"]),
+                (f"{r['layer']} best of the mean curve", r["best_fit"]),
+            ]
+        for measure, value in measures:
+            ceiling = ref["noise_ceiling"]
+            rows.append(
+                {
+                    "set": name,
+                    "measure": measure,
+                    "fit": value,
+                    **ref,
+                    "fraction_of_ceiling": value / ceiling if np.isfinite(ceiling) else np.nan,
+                }
+            )
+    return rows
+
+
+def _compare(cfg, ccfg, out: Path, sets, emb, n_cmp: int, dtype, progress) -> list[dict]:
+    """Per network comparison rows, then a ``network="mean"`` row per set, layer and method.
+
+    The mean row's interval is over networks (independent replicates):
+    mean +- t(0.975, n - 1) sd / sqrt(n) of the networks' out-of-sample means.
+    """
+    pairs = [(name, layer) for name in sets for layer in cfg.compare_layers]
+    total = n_cmp * len(pairs) * ccfg.folds * ccfg.repeats
+    rows = []
+    with _precision(cfg), progress_bar(total, "comparison splits", progress) as bar:
+        for name, layer in pairs:
+            level = [(f"{name}_{layer}", emb[f"{layer}_{name}"], sets[name].similarity)]
+            got = compare_networks(ccfg, out, level, n_cmp, dtype, bar)
+            for r in got:  # compare names the level f"{set}_{layer}": split it in two
+                rows.append({"network": r["network"], "set": name, "layer": layer, **r})
+                rows[-1]["set"] = name
+    means = []
+    for name, layer in pairs:
+        for method in ccfg.methods:
+            sel = [r for r in rows if (r["set"], r["layer"], r["method"]) == (name, layer, method)]
+            fits = np.array([r["fit_out_of_sample_mean"] for r in sel], np.float64)
+            m, sd, n = stats.mean(fits), stats.sd(fits), int(np.sum(np.isfinite(fits)))
+            half = scipy.stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
+            diffs = np.array([r["minus_unpruned_mean"] for r in sel], np.float64)
+            means.append(
+                {
+                    "network": "mean",
+                    "set": name,
+                    "layer": layer,
+                    "method": method,
+                    "fit_out_of_sample_mean": m,
+                    "fit_out_of_sample_sd": sd,
+                    "interval_low": m - half,
+                    "interval_high": m + half,
+                    "fit_in_sample": stats.mean([r["fit_in_sample"] for r in sel]),
+                    "minus_unpruned_mean": stats.mean(diffs),
+                    "n_networks_better": int(
+                        sum(r["minus_unpruned_mean"] > 0 and r["p_corrected"] < 0.05 for r in sel)
+                    ),
+                    "n_networks_worse": int(
+                        sum(r["minus_unpruned_mean"] < 0 and r["p_corrected"] < 0.05 for r in sel)
+                    ),
+                    "n_networks": n,
+                }
+            )
+    both = rows + means
+    columns = list(dict.fromkeys(k for r in both for k in r))  # a network's row lacks counts
+    return [{c: r.get(c, np.nan) for c in columns} for r in both]
+
+
+def _figures(cfg, sets, curves, floors, ceilings, n_net: int, out: Path) -> list[Path]:
+    """Figure 2 and Figure 3 per layer (PNG and PDF)."""
+    figs = []
+    for layer in cfg.layers:
+        by_set = {name: curves[name, layer] for name in sets}
+        fig2 = figure2(
+            {n: res.poz for n, (res, _) in by_set.items()},
+            title=f"Cumulative PoZ per set, {n_net} CIFAR-10 LeNet5s, {layer}",
+        )
+        figs += save_figure(fig2, out / f"figure2_{layer}")
+        lines = {}
+        for name in sets:
+            lines[name] = {f"pixels {k}x{k}": f for k, f in floors[name].items()}
+            if name in ceilings:
+                lines[name]["noise ceiling (split-half)"] = float(ceilings[name].ceiling)
+        mean_curve = {n: stats.mean(res.fit, axis=0) for n, (res, _) in by_set.items()}
+        pct = {n: 100.0 * res.keep_counts / res.n_nodes for n, (res, _) in by_set.items()}
+        fig3 = figure3(
+            {n: (pct[n], mean_curve[n]) for n in by_set},
+            {n: poz_ticks(res.poz) for n, (res, _) in by_set.items()},
+            title=f"PoZ-ordered pruning of {layer} against human similarity, mean of {n_net} "
+            "LeNet5s",
+            null_bands={n: null_band(stats.mean(null, axis=0)) for n, (_, null) in by_set.items()},
+            tick_labels=POZ_TICKS,
+            lines=lines,
+        )
+        figs += save_figure(fig3, out / f"figure3_{layer}")
+    return figs
+
+
+def format_stats(stats_rows: list[dict]) -> str:
+    """The networks' mean curves (``network == "pooled"``) as a text table."""
+    table = text_table(
+        stats_rows,
+        [
+            ("set", text("set")),
+            ("layer", text("layer")),
+            ("PoZ > 80%", number("share_poz_above_80", ".1f", 100, "%")),
+            ("unpruned fit", number("unpruned_fit")),
+            ("best fit", number("best_fit")),
+            ("best at % kept", number("best_percent_kept", ".1f", suffix="%")),
+            ("p (gain)", number("p_improvement")),
+            ("p (trend)", number("p_trend")),
+            ("of ceiling", number("unpruned_fit_of_ceiling")),
+        ],
+    )
+    return f"{table}\nthe networks' mean curve against the mean of their random-pruning nulls"
