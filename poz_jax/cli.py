@@ -287,6 +287,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         cifar10h_dir=args.cifar10h,
         stimuli=args.stimuli,
         embeddings=args.embeddings,
+        networks=args.networks,
         tolerance=args.tolerance,
         progress=not args.no_progress,
     )
@@ -621,6 +622,7 @@ def _reproduce_parser(sub) -> None:
     rep.add_argument("--cifar10h", help="CIFAR-10H (default: the path config.json records)")
     rep.add_argument("--stimuli", help="stimulus sets (default: the path config.json records)")
     rep.add_argument("--embeddings", help="embeddings (default: the path config.json records)")
+    rep.add_argument("--networks", help="networks.npz (default: the path config.json records)")
     rep.add_argument(
         "--tolerance",
         type=float,

@@ -79,3 +79,81 @@ def test_torch_init_draws_like_pytorch_defaults():
     assert not np.any(np.asarray(flax_params["params"]["fc2"]["bias"]))
     with pytest.raises(ValueError, match="init must be 'torch' or 'flax'"):
         LeNet5(init_style="he").init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+
+
+def np_layers(params, x):
+    """Every post-ReLU layer of a float64 LeNet5 forward pass, and a bound on float32's error.
+
+    The bound propagates, layer by layer, ``gamma(K) * (|W| |h| + |b|)`` (the
+    rounding of a K-term dot product) plus ``|W| err(h)`` (the error carried
+    in); ReLU and max pooling never enlarge an error.
+    """
+    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    pool = lambda a: a.reshape(a.shape[0], a.shape[1] // 2, 2, a.shape[2] // 2, 2, -1).max((2, 4))  # noqa: E731
+    p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
+    u = np.finfo(np.float32).eps / 2
+    h, err = x, 4 * u * (np.abs(x) + 1)  # cifar_scale: a division, a subtraction, a division
+    out, bounds = {}, {}
+    for name in ("conv1", "conv2"):
+        k, b = p[name]["kernel"], p[name]["bias"]
+        terms = np.prod(k.shape[:3]) + 1
+        pre = np_conv(h, k, b)
+        err = gamma(terms, np.float32) * np_conv(np.abs(h), np.abs(k), np.abs(b)) + np_conv(
+            err, np.abs(k), 0.0
+        )
+        h = relu(pre)
+        out[name], bounds[name] = h, err
+        h, err = pool(h), pool(err)
+    h, err = (a.transpose(0, 3, 1, 2).reshape(len(a), -1) for a in (h, err))
+    for name in ("fc1", "fc2"):
+        k, b = p[name]["kernel"], p[name]["bias"]
+        pre = h @ k + b
+        err = gamma(k.shape[0] + 1, np.float32) * (
+            np.abs(h) @ np.abs(k) + np.abs(b)
+        ) + err @ np.abs(k)
+        h = relu(pre)
+        out[name], bounds[name] = h, err
+    return out, bounds
+
+
+def test_layer_outputs_of_stacked_networks_match_numpy(rng):
+    from poz_jax.data.cifar10 import cifar_scale
+    from poz_jax.models.lenet import LAYERS, layer_outputs
+
+    images = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(1 << 30))), 3)
+    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(keys)
+    got = layer_outputs(params, images, tuple(LAYERS), batch=2)  # 3 batches, one short
+    x = np.asarray(cifar_scale(images), np.float64)
+    for s in range(3):
+        one = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
+        want, bound = np_layers(one, x)
+        for name, nodes in LAYERS.items():
+            assert got[name].shape[0] == 3 and got[name].shape[-1] == nodes
+            assert got[name].shape[1:] == want[name].shape
+            assert_within(got[name][s], want[name], bound[name], f"network {s} {name}")
+    assert (got["conv1"] == 0).any() and (got["conv1"] >= 0).all()  # post-ReLU
+
+
+def test_layer_outputs_and_load_networks_refuse_bad_input(tmp_path, rng):
+    from poz_jax.models.lenet import layer_outputs, load_networks
+
+    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(
+        jax.random.split(jax.random.PRNGKey(0), 2)
+    )
+    good = np.zeros((2, 32, 32, 3), np.uint8)
+    with pytest.raises(ValueError, match="layers must be names from"):
+        layer_outputs(params, good, ("fc7",))
+    with pytest.raises(ValueError, match=r"uint8 \(n, 32, 32, 3\)"):
+        layer_outputs(params, good.astype(np.float32), ("fc2",))
+    with pytest.raises(ValueError, match="does not exist"):
+        load_networks(tmp_path / "none.npz")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with pytest.raises(ValueError, match="does not hold stacked LeNet5 networks"):
+        load_networks(tmp_path / "other.npz")
+    from poz_jax import files
+
+    files.save_tree(tmp_path / "nets.npz", params, {"epoch": 1})
+    loaded, meta = load_networks(tmp_path / "nets.npz")
+    assert meta["epoch"] == 1
+    assert np.array_equal(loaded["fc2"]["kernel"], np.asarray(params["fc2"]["kernel"]))

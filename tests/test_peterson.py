@@ -87,3 +87,19 @@ def test_every_image_decodes_and_transparency_meets_white():
             img = load_image(path, resize=32, crop=32)
             assert img.shape == (32, 32, 3) and img.dtype == np.uint8
     assert with_alpha == 23  # SOURCES.md: 23 animals images have transparent pixels
+
+
+def test_the_animals_rater_batches_load_and_give_the_stated_reliability():
+    from poz_jax.core.reliability import split_half
+    from poz_jax.runtime import float64
+
+    sets = load_stimulus_sets(PETERSON)
+    animals = sets["animals"]
+    assert animals.batches is not None and animals.batches.shape == (2, 120, 120)
+    assert sets["fruits"].batches is None and sets["vegetables"].batches is None
+    np.testing.assert_array_equal(animals.batches.mean(0), animals.similarity)
+    with float64():
+        got = split_half(*animals.batches)
+    # SOURCES.md: split-half Pearson r .913 over the 7,140 pairs (Spearman-Brown .955).
+    assert round(float(got.r), 3) == 0.913
+    assert round(float(got.reliability), 3) == 0.955

@@ -4,7 +4,8 @@ A results folder's ``config.json`` names its study, its config and its
 inputs. :func:`reproduce` re-runs that study's analysis into a temporary
 folder from the committed inputs (Experiment 1: ``networks.npz`` and
 CIFAR-10; Experiment 3: ``inputs.npz`` and CIFAR-10H; Experiment 2 and the
-comparison: the stimuli and embeddings named in ``config.json``), then
+comparison: the stimuli and embeddings named in ``config.json``; the Peterson
+study: the stimuli and the networks it names), then
 compares every CSV table cell by cell with the committed one.
 
 Same code, same library versions and the same machine kind give the same
@@ -144,6 +145,7 @@ def reproduce(
     cifar10h_dir: str | Path | None = None,
     stimuli: str | Path | None = None,
     embeddings: str | Path | None = None,
+    networks: str | Path | None = None,
     tolerance: float = 0.0,
     progress: bool = False,
     verify: bool = True,
@@ -187,6 +189,14 @@ def reproduce(
             path = _path(cifar10h_dir, inputs.get("cifar10h"), "CIFAR-10H", "--cifar10h")
             _check_digest(path, inputs.get("cifar10h"), "CIFAR-10H")
             exp3.run(exp3.Exp3Config.from_dict(fields), out, folder / "inputs.npz", path, progress)
+        elif study == "peterson":
+            from poz_jax.pipelines import peterson
+
+            s = _path(stimuli, inputs.get("stimuli"), "stimuli", "--stimuli")
+            _check_digest(s, inputs.get("stimuli"), "stimuli")
+            n = _path(networks, inputs.get("networks"), "networks", "--networks")
+            _check_digest(n, inputs.get("networks"), "networks")
+            peterson.run(peterson.PetersonConfig.from_dict(fields), out, s, n, progress)
         elif study in ("exp2", "compare"):
             from poz_jax.pipelines import compare, exp2
 
