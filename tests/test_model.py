@@ -82,7 +82,9 @@ def test_torch_init_draws_like_pytorch_defaults():
 
 
 def np_layers(params, x):
-    """Every post-ReLU layer of a float64 LeNet5 forward pass, and a bound on float32's error.
+    """Every post-ReLU layer of a float64 LeNet5 forward pass, a bound on float32's error
+    (of the pre-activation, which the ReLU and pooling never enlarge), and the
+    pre-activations.
 
     The bound propagates, layer by layer, ``gamma(K) * (|W| |h| + |b|)`` (the
     rounding of a K-term dot product) plus ``|W| err(h)`` (the error carried
@@ -93,7 +95,7 @@ def np_layers(params, x):
     p = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), params)
     u = np.finfo(np.float32).eps / 2
     h, err = x, 4 * u * (np.abs(x) + 1)  # cifar_scale: a division, a subtraction, a division
-    out, bounds = {}, {}
+    out, bounds, pres = {}, {}, {}
     for name in ("conv1", "conv2"):
         k, b = p[name]["kernel"], p[name]["bias"]
         terms = np.prod(k.shape[:3]) + 1
@@ -102,7 +104,7 @@ def np_layers(params, x):
             err, np.abs(k), 0.0
         )
         h = relu(pre)
-        out[name], bounds[name] = h, err
+        out[name], bounds[name], pres[name] = h, err, pre
         h, err = pool(h), pool(err)
     h, err = (a.transpose(0, 3, 1, 2).reshape(len(a), -1) for a in (h, err))
     for name in ("fc1", "fc2"):
@@ -112,8 +114,8 @@ def np_layers(params, x):
             np.abs(h) @ np.abs(k) + np.abs(b)
         ) + err @ np.abs(k)
         h = relu(pre)
-        out[name], bounds[name] = h, err
-    return out, bounds
+        out[name], bounds[name], pres[name] = h, err, pre
+    return out, bounds, pres
 
 
 def test_layer_outputs_of_stacked_networks_match_numpy(rng):
@@ -127,7 +129,7 @@ def test_layer_outputs_of_stacked_networks_match_numpy(rng):
     x = np.asarray(cifar_scale(images), np.float64)
     for s in range(3):
         one = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
-        want, bound = np_layers(one, x)
+        want, bound, _ = np_layers(one, x)
         for name, nodes in LAYERS.items():
             assert got[name].shape[0] == 3 and got[name].shape[-1] == nodes
             assert got[name].shape[1:] == want[name].shape
@@ -157,3 +159,32 @@ def test_layer_outputs_and_load_networks_refuse_bad_input(tmp_path, rng):
     loaded, meta = load_networks(tmp_path / "nets.npz")
     assert meta["epoch"] == 1
     assert np.array_equal(loaded["fc2"]["kernel"], np.asarray(params["fc2"]["kernel"]))
+
+
+def test_apoz_of_every_layer_matches_numpy_and_does_not_depend_on_the_batch(rng):
+    from poz_jax.data.cifar10 import cifar_scale
+    from poz_jax.models.lenet import LAYERS, layer_apoz
+
+    images = rng.integers(0, 256, size=(7, 32, 32, 3), dtype=np.uint8)
+    keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(1 << 30))), 2)
+    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(keys)
+    got = layer_apoz(params, images, tuple(LAYERS), batch=3)
+    again = layer_apoz(params, images, tuple(LAYERS), batch=7)
+    x = np.asarray(cifar_scale(images), np.float64)
+    for s in range(2):
+        _, bound, pre = np_layers(jax.tree_util.tree_map(lambda a, s=s: a[s], params), x)
+        for name, nodes in LAYERS.items():
+            assert got[name].shape == (2, nodes)
+            np.testing.assert_array_equal(got[name], again[name])
+            # An output within its rounding bound of 0 may round either way: the
+            # APoZ lies between the shares of surely-zero and of possibly-zero outputs.
+            axes = tuple(range(pre[name].ndim - 1))
+            surely = np.mean(pre[name] + bound[name] <= 0, axis=axes)
+            maybe = np.mean(pre[name] <= bound[name], axis=axes)
+            assert np.all(got[name][s] >= surely - 1e-12), name
+            assert np.all(got[name][s] <= maybe + 1e-12), name
+    # For a dense layer APoZ is PoZ over the images.
+    from poz_jax.models.lenet import layer_outputs
+
+    fc2 = layer_outputs(params, images, ("fc2",))["fc2"]
+    np.testing.assert_array_equal(got["fc2"], np.mean(fc2 == 0, axis=1))

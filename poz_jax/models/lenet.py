@@ -183,15 +183,26 @@ def layer_outputs(
       ``{layer: float32 (S, n, nodes)}`` for fully connected layers and
       ``(S, n, H, W, channels)`` for convolutional ones.
     """
-    unknown = [name for name in layers if name not in LAYERS]
-    if unknown or not layers:
-        raise ValueError(f"layers must be names from {list(LAYERS)}, got {list(layers)}")
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 (n, 32, 32, 3), got {images.dtype} {images.shape}")
+    _check_layers(layers)
+    images = _check_images(images)
     run = _layer_fn(tuple(layers))
     parts = [run(params, jnp.asarray(images[i : i + batch])) for i in range(0, len(images), batch)]
     return {name: np.concatenate([np.asarray(p[name]) for p in parts], axis=1) for name in layers}
+
+
+def _check_layers(layers) -> None:
+    unknown = [name for name in layers if name not in LAYERS]
+    if unknown or not layers:
+        raise ValueError(f"layers must be names from {list(LAYERS)}, got {list(layers)}")
+
+
+def _check_images(images) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (n, 32, 32, 3), got {images.dtype} {images.shape}")
+    if not len(images):
+        raise ValueError("images must hold at least one image")
+    return images
 
 
 @functools.lru_cache(maxsize=8)
@@ -203,6 +214,54 @@ def _layer_fn(layers: tuple[str, ...]):
     def one(params, x):
         _, state = model.apply({"params": params}, cifar_scale(x), mutable=["intermediates"])
         return {name: state["intermediates"][f"{name}_relu"][0] for name in layers}
+
+    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+
+
+def layer_apoz(
+    params, images: np.ndarray, layers: tuple[str, ...] = tuple(LAYERS), batch: int = 250
+) -> dict[str, np.ndarray]:
+    """APoZ (Hu et al. 2016) of each node of ``layers``, stacked networks: ``{layer: (S, nodes)}``.
+
+    The share of zeros after the ReLU over all ``images`` and, for a
+    convolutional channel, all positions of its output map. Streamed:
+    each batch of images is reduced to zero counts inside one jitted call,
+    so no layer's maps for all images are ever held (conv1's are 4,704
+    floats per image and network).
+
+    Args:
+      params: a LeNet5 parameter tree stacked over ``S`` networks.
+      images: uint8 ``(n, 32, 32, 3)``; batch: images per call.
+    """
+    _check_layers(layers)
+    images = _check_images(images)
+    run = _apoz_fn(tuple(layers))
+    zeros = None
+    for i in range(0, len(images), batch):
+        counts = {
+            k: np.asarray(c, np.int64)
+            for k, c in run(params, jnp.asarray(images[i : i + batch])).items()
+        }
+        zeros = counts if zeros is None else {k: zeros[k] + counts[k] for k in layers}
+    # Positions per channel (conv1 28 x 28, conv2 10 x 10, a dense node 1), from the model.
+    shapes = jax.eval_shape(_layer_fn(tuple(layers)), params, jnp.asarray(images[:1]))
+    positions = {k: int(np.prod(a.shape[2:-1])) for k, a in shapes.items()}
+    return {k: zeros[k] / (len(images) * positions[k]) for k in layers}
+
+
+@functools.lru_cache(maxsize=8)
+def _apoz_fn(layers: tuple[str, ...]):
+    from poz_jax.data.cifar10 import cifar_scale
+
+    model = LeNet5()
+
+    def one(params, x):
+        _, state = model.apply({"params": params}, cifar_scale(x), mutable=["intermediates"])
+        maps = {name: state["intermediates"][f"{name}_relu"][0] for name in layers}
+        return {
+            k: jnp.sum(a == 0, axis=tuple(range(a.ndim - 1)), dtype=jnp.int32)
+            for k, a in maps.items()
+        }
 
     return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
