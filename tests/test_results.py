@@ -19,7 +19,11 @@ from poz_jax.tables import exp1_tables
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Every committed folder, by name: its study and the data beside the checkout it needs.
-FOLDERS = {"exp1": ("exp1", "cifar10"), "cifar10h": ("exp3", "cifar10h")}
+FOLDERS = {
+    "exp1": ("exp1", "cifar10"),
+    "cifar10h": ("exp3", "cifar10h"),
+    "peterson": ("peterson", "peterson2018"),
+}
 
 
 def test_every_committed_folder_is_checked_and_says_what_it_is():
@@ -88,3 +92,59 @@ def test_cifar10h_is_reproduced_from_its_inputs():
     _same_kind_or_skip(RESULTS / "cifar10h")
     report = reproduce(RESULTS / "cifar10h", cifar10h_dir=SHARED / "cifar10h")
     assert report.ok, format_report(report, RESULTS / "cifar10h")
+
+
+# The Peterson study's columns that follow from the networks and images alone,
+# not from the random-pruning nulls or the comparison.
+_NULL_FREE = {
+    "summary.csv": ("set", "layer", "keep_count", "fit_mean", "fit_sd", "max_poz_mean", "n_nan"),
+    "stats.csv": (
+        "set", "layer", "network", "unpruned_fit", "best_keep_count", "best_fit",
+        "share_poz_above_80", "noise_ceiling", "unpruned_fit_of_ceiling",
+    ),
+    "ceiling.csv": ("set", "measure", "fit", "noise_ceiling", "split_half_r"),
+}  # fmt: skip
+
+
+def _columns(path: Path, names) -> list[tuple]:
+    with open(path) as fh:
+        return [tuple(r[c] for c in names) for r in csv.DictReader(fh)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHARED / "peterson2018").is_dir(), reason="needs ../shared/data/peterson2018"
+)
+def test_peterson_fits_follow_from_the_committed_networks_and_images(tmp_path):
+    # Everything but the nulls and comparisons, re-derived in about a minute:
+    # the same run with 2 random orders and no comparison.
+    from poz_jax.pipelines import peterson
+
+    folder = RESULTS / "peterson"
+    _same_kind_or_skip(folder)
+    _, fields = provenance.saved_config(folder)
+    cfg = peterson.PetersonConfig.from_dict({**fields, "n_null": 2, "compare_networks": 0})
+    nets = RESULTS / "exp1" / exp1.NETWORKS
+    recorded = provenance.read_config(folder)["inputs"]["networks"]
+    assert files.file_digest(nets) == recorded["sha256"]
+    peterson.run(cfg, tmp_path, SHARED / "peterson2018", nets, progress=False)
+    for table, names in _NULL_FREE.items():
+        assert _columns(tmp_path / table, names) == _columns(folder / table, names), table
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHARED / "peterson2018").is_dir(), reason="needs ../shared/data/peterson2018"
+)
+@pytest.mark.skipif(
+    os.environ.get("POZ_REPRODUCE") != "1",
+    reason="re-runs the Peterson study's nulls and comparisons (about 40 min on 2 cores); "
+    "set POZ_REPRODUCE=1",
+)
+def test_peterson_is_reproduced_from_the_committed_networks():
+    folder = RESULTS / "peterson"
+    _same_kind_or_skip(folder)
+    report = reproduce(
+        folder, stimuli=SHARED / "peterson2018", networks=RESULTS / "exp1" / exp1.NETWORKS
+    )
+    assert report.ok, format_report(report, folder)

@@ -123,27 +123,36 @@ class LeNet5(nn.Module):
 
     conv: str = "rows"
     init_style: str = "torch"
+    widths: tuple[int, int, int, int] = (6, 16, 120, 84)  # conv1, conv2, fc1, fc2 nodes
 
     def _dense(self, features: int, name: str, x):
         k_init, b_init = initialisers(self.init_style, x.shape[-1])
         return nn.Dense(features, kernel_init=k_init, bias_init=b_init, name=name)(x)
 
     @nn.compact
-    def __call__(self, x):
-        # Each layer's post-ReLU output is sown into "intermediates" (kept only
-        # when that collection is mutable: see layer_outputs); the outputs and
-        # parameters are unchanged by it.
-        x = nn.relu(Conv(6, (5, 5), self.conv, self.init_style, name="conv1")(x))
-        self.sow("intermediates", "conv1_relu", x)
-        x = nn.relu(Conv(16, (5, 5), self.conv, self.init_style, name="conv2")(max_pool_2x2(x)))
-        self.sow("intermediates", "conv2_relu", x)
+    def __call__(self, x, masks: dict | None = None):
+        """``masks`` optionally maps layer names to ``(nodes,)`` 0/1 arrays that
+        multiply that layer's post-ReLU output: a masked node is trimmed (it
+        sends nothing on; its incoming weights no longer matter)."""
+
+        def out(name, h):
+            # Each post-ReLU output is sown into "intermediates" (kept only when
+            # that collection is mutable: see layer_outputs); the outputs and
+            # parameters are unchanged by it.
+            if masks is not None and name in masks:
+                h = h * jnp.asarray(masks[name], h.dtype)
+            self.sow("intermediates", f"{name}_relu", h)
+            return h
+
+        c1, c2, f1, f2 = self.widths
+        x = out("conv1", nn.relu(Conv(c1, (5, 5), self.conv, self.init_style, name="conv1")(x)))
+        x = max_pool_2x2(x)
+        x = out("conv2", nn.relu(Conv(c2, (5, 5), self.conv, self.init_style, name="conv2")(x)))
         x = max_pool_2x2(x)
         # Flatten in PyTorch's C x H x W order, so converted weights would line up.
         x = jnp.swapaxes(jnp.swapaxes(x, -1, -3), -1, -2).reshape(*x.shape[:-3], -1)
-        x = nn.relu(self._dense(120, "fc1", x))
-        self.sow("intermediates", "fc1_relu", x)
-        fc2 = nn.relu(self._dense(84, "fc2", x))
-        self.sow("intermediates", "fc2_relu", fc2)
+        x = out("fc1", nn.relu(self._dense(f1, "fc1", x)))
+        fc2 = out("fc2", nn.relu(self._dense(f2, "fc2", x)))
         return self._dense(10, "fc3", fc2), fc2
 
 
