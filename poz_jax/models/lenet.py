@@ -289,7 +289,8 @@ def load_networks(path) -> tuple[dict, dict]:
     key = "leaf:['fc3']['bias']"
     with np.load(path, allow_pickle=False) as z:
         n = z[key].shape[0] if key in z.files and z[key].ndim == 2 else 0
-    one = LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+    # float32, as trained and saved (whatever JAX's default float is here).
+    one = LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
     like = jax.tree_util.tree_map(lambda a: np.zeros((n, *a.shape), a.dtype), one)
     try:
         if not n:
