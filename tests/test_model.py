@@ -158,10 +158,12 @@ def test_layer_outputs_and_load_networks_refuse_bad_input(tmp_path, rng):
     files.save_tree(tmp_path / "nets.npz", params, {"epoch": 1})
     loaded, meta = load_networks(tmp_path / "nets.npz")
     assert meta["epoch"] == 1
-    from poz_jax.runtime import float64
-
-    with float64():  # float32 networks load whatever the default float
-        assert load_networks(tmp_path / "nets.npz")[0]["fc2"]["kernel"].dtype == np.float32
+    f32 = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), params)
+    files.save_tree(tmp_path / "nets32.npz", f32, {"epoch": 2})
+    for x64 in (True, False):  # networks load in their own float type, whatever the default
+        with jax.enable_x64(x64):
+            got = load_networks(tmp_path / "nets32.npz")[0]["fc2"]["kernel"]
+        assert got.dtype == np.float32
     assert np.array_equal(loaded["fc2"]["kernel"], np.asarray(params["fc2"]["kernel"]))
 
 

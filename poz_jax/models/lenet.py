@@ -287,11 +287,17 @@ def load_networks(path) -> tuple[dict, dict]:
     if why:
         raise ValueError(f"networks {path}: {why}")
     key = "leaf:['fc3']['bias']"
+    one = LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
     with np.load(path, allow_pickle=False) as z:
         n = z[key].shape[0] if key in z.files and z[key].ndim == 2 else 0
-    # float32, as trained and saved (whatever JAX's default float is here).
-    one = LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
-    like = jax.tree_util.tree_map(lambda a: np.zeros((n, *a.shape), a.dtype), one)
+        # Each leaf in the file's own float type (Experiment 1 saves float32),
+        # whatever JAX's default float is here.
+        dtypes = {k: z[k].dtype for k in z.files if z[k].dtype.kind == "f"}
+
+    def like(path, a):
+        return np.zeros((n, *a.shape), dtypes.get(f"leaf:{jax.tree_util.keystr(path)}", a.dtype))
+
+    like = jax.tree_util.tree_map_with_path(like, one)
     try:
         if not n:
             raise ValueError
