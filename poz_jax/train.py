@@ -380,16 +380,20 @@ def train_networks(
     ``key`` is ``data_key(data)`` when the caller has it (hashing the images
     twice costs a second pass over them).
     """
+    compute = compute or Compute()
+    trainer = lenet_trainer(cfg, compute)
+    keys = seed_keys(cfg)
+    return _train(trainer, trainer.init(keys), keys, cfg, data, out, compute, progress, key)
+
+
+def _train(trainer, state, keys, cfg: TrainConfig, data, out: Path, compute, progress, key):
+    """The epochs of :func:`train_networks` from ``state``, resuming from ``out``'s checkpoint."""
     x_train, y_train = _train_subset(cfg, *data["train"])
     n_steps = len(x_train) // cfg.batch_size
     if n_steps < 1:
         raise ValueError(f"{len(x_train)} training images is less than one batch")
-    compute = compute or Compute()
-    trainer = lenet_trainer(cfg, compute)
     mesh = seed_mesh(cfg.seeds)
     n_pad = padded_seeds(cfg.seeds, mesh)
-    keys = seed_keys(cfg)
-    state = trainer.init(keys)
     ckpt = out / "checkpoint.npz"
     key = data_key(data) if key is None else key
     history: list[dict] = []
@@ -459,3 +463,76 @@ def train_networks(
         }
         files.save_tree(ckpt, unpad_seeds(jax.device_get(state), cfg.seeds), meta)
     return unpad_seeds(state[0], cfg.seeds), history
+
+
+class MaskedLeNet5(nn.Module):
+    """LeNet5 with a fixed 0/1 mask per layer (trimmed nodes), for fine-tuning.
+
+    Parameters: ``{"net": LeNet5's, "mask_<layer>": (nodes,)}``. The masks
+    pass through ``stop_gradient``, so their gradients are 0 and an optax
+    optimiser (SGD with momentum, Adam) leaves them as they are; a trimmed
+    node's output is 0, so its incoming and outgoing weights get zero
+    gradients too and stay as they were: fine-tuning re-learns only what
+    the trimmed network still has.
+    """
+
+    conv: str = "rows"
+    init_style: str = "torch"
+
+    @nn.compact
+    def __call__(self, x):
+        from poz_jax.models.lenet import LAYERS, LeNet5
+
+        masks = {
+            name: jax.lax.stop_gradient(self.param(f"mask_{name}", nn.initializers.ones, (n,)))
+            for name, n in LAYERS.items()
+        }
+        return LeNet5(self.conv, self.init_style, name="net")(x, masks)
+
+
+def masked_params(params: PyTree, masks: dict) -> PyTree:
+    """:class:`MaskedLeNet5`'s parameters: stacked LeNet5 ``params``, ``{layer: (S, nodes)}`` masks.
+
+    A layer left out of ``masks`` keeps every node.
+    """
+    from poz_jax.models.lenet import LAYERS
+
+    n = len(params["fc3"]["bias"])
+    out = {"net": params}
+    for name, d in LAYERS.items():
+        m = masks.get(name)
+        out[f"mask_{name}"] = (
+            jnp.ones((n, d), jnp.float32) if m is None else jnp.asarray(m, jnp.float32)
+        )
+    return out
+
+
+def fine_tune(
+    cfg: TrainConfig,
+    data: dict,
+    params: PyTree,
+    masks: dict,
+    out: Path,
+    compute: Compute | None = None,
+    progress: bool = True,
+) -> tuple[PyTree, list[dict]]:
+    """Retrain trimmed networks from their remaining weights, the masks held: ``(params, history)``.
+
+    ``params``: stacked LeNet5 parameters of ``cfg.seeds`` networks;
+    ``masks``: ``{layer: (seeds, nodes)}`` 0/1. Trains ``cfg.epochs`` epochs
+    with ``cfg``'s optimiser (a fresh optimiser state) and data order
+    (seeded by ``cfg.seed``), checkpointing to ``out/checkpoint.npz`` after
+    every epoch and resuming from it. Returns LeNet5 parameters whose
+    trimmed nodes' weights are exactly the given ones (they get no
+    gradient), with the history of :func:`train_networks`.
+    """
+    compute = compute or Compute()
+    trainer = Trainer(MaskedLeNet5(compute.resolved_conv(), cfg.init_style), cfg)
+    start = masked_params(params, masks)
+    state = (start, jax.vmap(trainer.tx.init)(start))
+    keys = seed_keys(cfg)
+    # The starting networks and masks are part of what the run is, so a
+    # checkpoint of other ones is refused rather than resumed.
+    key = {**data_key(data), "start": files.tree_digest(start)}
+    final, history = _train(trainer, state, keys, cfg, data, Path(out), compute, progress, key)
+    return final["net"], history

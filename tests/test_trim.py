@@ -89,3 +89,56 @@ def test_the_physically_trimmed_network_computes_the_masked_one(rng):
         physical_trim(one, {"fc2": np.zeros(84)})
     with pytest.raises(ValueError, match="zeros and ones"):
         physical_trim(one, {"fc2": np.full(84, 0.5)})
+
+
+@pytest.mark.slow
+def test_fine_tuning_holds_the_trimmed_nodes_and_resumes(rng, tmp_path):
+    from poz_jax.train import TrainConfig, fine_tune
+
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), _stack(2, 3))
+    data = {
+        "train": (rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 40)),
+        "test": (rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 12)),
+    }
+    masks = {name: (rng.random((2, n)) < 0.5).astype(np.float32) for name, n in LAYERS.items()}
+    for m in masks.values():
+        m[:, 0] = 1.0  # every layer keeps a node
+    cfg = TrainConfig(seeds=2, epochs=2, batch_size=10, learning_rate=0.05)
+    tuned, history = fine_tune(cfg, data, params, masks, tmp_path, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for s in range(2):
+        cut = {k: np.flatnonzero(masks[k][s] == 0) for k in LAYERS}
+        kept = {k: np.flatnonzero(masks[k][s] == 1) for k in LAYERS}
+        before, after = (
+            jax.tree_util.tree_map(lambda a, s=s: np.asarray(a[s]), t) for t in (params, tuned)
+        )
+        # A trimmed node's incoming weights and bias, and the next layer's weights from it.
+        for name in LAYERS:
+            np.testing.assert_array_equal(
+                after[name]["kernel"][..., cut[name]], before[name]["kernel"][..., cut[name]]
+            )
+            np.testing.assert_array_equal(
+                after[name]["bias"][cut[name]], before[name]["bias"][cut[name]]
+            )
+        np.testing.assert_array_equal(
+            after["conv2"]["kernel"][:, :, cut["conv1"]],
+            before["conv2"]["kernel"][:, :, cut["conv1"]],
+        )
+        np.testing.assert_array_equal(
+            after["fc3"]["kernel"][cut["fc2"]], before["fc3"]["kernel"][cut["fc2"]]
+        )
+        # What is kept did learn.
+        assert not np.array_equal(
+            after["fc2"]["kernel"][kept["fc1"]][:, kept["fc2"]],
+            before["fc2"]["kernel"][kept["fc1"]][:, kept["fc2"]],
+        )
+    # Done: a second call trains nothing and returns the same networks.
+    again, _ = fine_tune(cfg, data, params, masks, tmp_path, progress=False)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(tuned), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # Other starting masks are another run: refused, not resumed.
+    other = {**masks, "fc2": np.ones((2, 84), np.float32)}
+    with pytest.raises(ValueError, match="different settings or data"):
+        fine_tune(cfg, data, params, other, tmp_path, progress=False)
