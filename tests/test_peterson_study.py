@@ -70,7 +70,8 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
     out = root / "out"
     cfg = peterson.PetersonConfig(n_null=40, compare_networks=1, pixel_sizes=(32, 48))
     res = peterson.run(cfg, out, root / "stimuli", root / "networks.npz", progress=False)
-    for name in ("summary.csv", "stats.csv", "ceiling.csv", "compare.csv", "config.json"):
+    for name in ("summary.csv", "stats.csv", "ceiling.csv", "compare.csv", "config.json",
+                 "analysis.npz"):  # fmt: skip
         assert (out / name).is_file(), name
     for layer in ("fc1", "fc2"):
         for fig in ("figure2", "figure3"):
@@ -112,6 +113,11 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
             got = np.array([float(r["fit_mean"]) for r in rows])
             # float64 end to end from the same float32 activations: rounding only.
             np.testing.assert_allclose(got, mean, rtol=1e-9, atol=1e-12)
+            curves = files.load_arrays(out / "analysis.npz")[0]
+            assert_within(
+                curves[f"fit_{name}_{layer}"], np.array(fits), 1e-9 * np.abs(np.array(fits)),
+                f"{name} {layer} curves",
+            )  # fmt: skip
             null = np.load(out / f"null_{name}_{layer}.npz")["null_fits"]
             assert null.shape == (N_NET, 40, d)
             pooled_null = _nanmean0(null)

@@ -105,6 +105,10 @@ def run(
 ) -> dict:
     """The Peterson study into ``out``; returns ``{"stats": pooled rows, "figures": paths}``.
 
+    Writes ``summary.csv``, ``stats.csv``, ``ceiling.csv``, ``compare.csv``,
+    ``analysis.npz`` (per set and layer, every network's ``poz``, ``fit`` and
+    ``max_poz`` at every ``keep_counts``) and Figures 2 and 3 per layer.
+
     ``stimuli``: a folder of set folders with images (or one set's folder);
     ``networks``: a stacked LeNet5 ``networks.npz``. Every input is checked
     before anything is written; the embeddings, every null and every
@@ -158,6 +162,17 @@ def run(
             curves[name, layer] = (res, null)
     files.write_csv(out / "summary.csv", summary)
     files.write_csv(out / "stats.csv", stat_rows)
+    # Every network's curve at every keep count (the tables hold their summaries).
+    files.save_arrays(
+        out / "analysis.npz",
+        {"levels": [f"{n}_{layer}" for n, layer in levels]},
+        compressed=True,
+        **{
+            f"{k}_{n}_{layer}": getattr(curves[n, layer][0], k)
+            for n, layer in levels
+            for k in ("keep_counts", "poz", "fit", "max_poz")
+        },
+    )
     pooled_rows = [r for r in stat_rows if r["network"] == "pooled"]
     files.write_csv(out / "ceiling.csv", _ceiling_rows(sets, floors, ceilings, pooled_rows))
     figs = _figures(cfg, sets, curves, floors, ceilings, n_net, out)
