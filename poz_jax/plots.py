@@ -142,8 +142,9 @@ def figure3(
     of ``tick_labels`` (fractions), marked on the curve and labelled.
     ``lines`` optionally maps set names to ``{label: fit}``: horizontal
     reference lines in the set's colour (a noise ceiling, a pixel floor), one
-    line style per label. The x axis is logarithmic, so levels below 1% kept
-    stay apart.
+    line style per label; when one lies far above every curve, the y axis is
+    logarithmic so the curves stay readable beside it. The x axis is
+    logarithmic, so levels below 1% kept stay apart.
     """
     fig, ax = plt.subplots(figsize=(10.0, 5.5))
     colors = plt.get_cmap("tab10").colors
@@ -176,8 +177,8 @@ def figure3(
                         fontsize=7,
                     )
                     last = xm
-    # A reference far above every curve (a noise ceiling) would flatten them:
-    # it is named in the legend with its value instead of drawn.
+    # A reference far above every curve (a noise ceiling) would flatten them
+    # on a linear axis: the y axis is then logarithmic, so both can be read.
     top = max(
         [float(np.nanmax(np.asarray(f, float), initial=0.0)) for _, f in curves.values()]
         + [
@@ -185,18 +186,15 @@ def figure3(
             for b in (null_bands or {}).values()
         ]
     )
-    styles, above = {}, []
+    refs = [y for d in (lines or {}).values() for y in d.values()]
+    log_y = bool(refs) and max(refs) > 3 * top > 0
+    styles = {}
     for i, name in enumerate(curves):
         for label, y in (lines or {}).get(name, {}).items():
-            if y > 3 * top > 0:
-                above.append(f"{label}, {name}: {y:.3f} (above the axis)")
-                continue
             style = styles.setdefault(label, ("--", ":", "-.", (0, (5, 1)))[len(styles) % 4])
             ax.axhline(y, color=colors[i % 10], ls=style, lw=1.2)
     for label, style in styles.items():
         ax.plot([], [], ls=style, color="black", lw=1.2, label=label)
-    for label in above:
-        ax.plot([], [], " ", label=label)
     ax.plot([], [], "o", color="white", mec="black", ms=8, label="each set's maximum")
     if tick_labels:
         qs = ", ".join(f"{100 * q:.0f}" for q in tick_labels)
@@ -211,7 +209,13 @@ def figure3(
     ax.set_xticklabels([f"{m:g}" for m in marks])
     ax.set_xlabel("% of nodes kept (log scale)")
     ax.set_ylabel("fit to human similarity (R$^2$)")
-    ax.set_ylim(0, None)
+    if log_y:
+        ax.set_yscale("log")
+        ax.set_ylabel("fit to human similarity (R$^2$, log scale)")
+        low = [np.nanmin(np.where(np.asarray(f, float) > 0, f, np.nan)) for _, f in curves.values()]
+        ax.set_ylim(min(min(low), min(refs)) / 1.5, 1.5 * max(refs))
+    else:
+        ax.set_ylim(0, None)
     # Outside the axes: inside, the legend hid parts of the curves.
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
