@@ -138,7 +138,7 @@ def test_peterson_fits_follow_from_the_committed_networks_and_images(tmp_path):
 )
 @pytest.mark.skipif(
     os.environ.get("POZ_REPRODUCE") != "1",
-    reason="re-runs the Peterson study's nulls and comparisons (about 40 min on 2 cores); "
+    reason="re-runs the Peterson study's nulls and comparisons (about 35 min on 2 cores); "
     "set POZ_REPRODUCE=1",
 )
 def test_peterson_is_reproduced_from_the_committed_networks():

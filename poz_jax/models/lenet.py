@@ -287,7 +287,10 @@ def load_networks(path) -> tuple[dict, dict]:
     if why:
         raise ValueError(f"networks {path}: {why}")
     key = "leaf:['fc3']['bias']"
-    one = LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))["params"]
+    # Shapes only (traced, not computed): the template of one network's tree.
+    one = jax.eval_shape(
+        lambda: LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+    )["params"]
     with np.load(path, allow_pickle=False) as z:
         n = z[key].shape[0] if key in z.files and z[key].ndim == 2 else 0
         # Each leaf in the file's own float type (Experiment 1 saves float32),
