@@ -225,10 +225,6 @@ def _exp3(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names(value: str | None) -> tuple[str, ...] | None:
-    return None if value is None else tuple(x.strip() for x in value.split(",") if x.strip())
-
-
 def _peterson(args: argparse.Namespace) -> int:
     from poz_jax.pipelines import peterson
 
