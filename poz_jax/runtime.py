@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 
 
 def float64():
     """A context in which JAX computes in float64."""
     return jax.enable_x64(True)
+
+
+def precision_scope(precision: str):
+    """The context a study's ``precision`` asks for: float64 for ``"float64"``, else none."""
+    return float64() if precision == "float64" else contextlib.nullcontext()
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True):

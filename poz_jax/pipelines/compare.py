@@ -11,7 +11,6 @@ an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from poz_jax.core.reweight import ALPHAS
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.plots import compare_figure, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, progress_bar
+from poz_jax.runtime import precision_scope, progress_bar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +83,11 @@ def run(
         for name, p in (("stimuli", stimuli), ("embeddings", embeddings))
     }
     provenance.write_config(out, "compare", cfg, inputs)
-    x64 = cfg.precision == "float64"
-    dtype = np.float64 if x64 else np.float32
+    dtype = np.float64 if cfg.precision == "float64" else np.float32
     summary, per_split = [], []
     n_splits = cfg.folds * cfg.repeats
     with (
-        float64() if x64 else contextlib.nullcontext(),
+        precision_scope(cfg.precision),
         progress_bar(n_splits * len(sets), "comparison splits", progress) as bar,
     ):
         for name, s in sets.items():

@@ -10,7 +10,6 @@ without redoing them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
 from poz_jax.models.vgg import check_have_images, embed_sets
 from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, progress_bar
+from poz_jax.runtime import precision_scope, progress_bar
 from poz_jax.tables import exp2_tables
 
 
@@ -188,7 +187,7 @@ def run(
         emb = _embeddings(cfg, out, sets, params, weights, progress)
     parts = []
     with (
-        float64() if cfg.precision == "float64" else contextlib.nullcontext(),
+        precision_scope(cfg.precision),
         progress_bar(cfg.n_null * len(sets), "random-pruning null", progress) as bar,
     ):
         for group in _group_by_shape(emb):

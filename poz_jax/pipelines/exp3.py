@@ -26,7 +26,6 @@ PoZ over the test images and the fc2 embeddings of the matched images.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from poz_jax.pipelines.compare import CompareConfig
 from poz_jax.pipelines.per_network import all_counts, analyse_networks, compare_networks
 from poz_jax.plots import exp3_figure, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, progress_bar
+from poz_jax.runtime import float64, precision_scope, progress_bar
 from poz_jax.stats import mean as stats_mean
 from poz_jax.tables import exp3_tables
 
@@ -235,7 +234,7 @@ def run(
     levels = _levels(cfg, data, counts, sets, human_classes)
     summary, stats, curves = [], [], {}
     with (
-        _precision(cfg),
+        precision_scope(cfg.precision),
         progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
     ):
         for name, level, set_name, acts, node_poz, human in levels:
@@ -272,10 +271,6 @@ def _levels(cfg: Exp3Config, data: dict, counts, sets, human_classes) -> list[tu
     return levels
 
 
-def _precision(cfg: Exp3Config):
-    return float64() if cfg.precision == "float64" else contextlib.nullcontext()
-
-
 def _image_target(cfg: Exp3Config, counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The image-by-image human similarity of CIFAR-10H rows ``rows``."""
     probs = counts[rows] / counts[rows].sum(1, keepdims=True)
@@ -286,7 +281,7 @@ def _compare(cfg: Exp3Config, out: Path, levels, n_cmp: int, dtype, progress) ->
     """``poz-jax compare``'s rows for the first ``n_cmp`` networks on every image set."""
     ccfg = CompareConfig(seed=cfg.seed, precision=cfg.precision)  # otherwise its defaults
     total = n_cmp * len(levels) * ccfg.folds * ccfg.repeats
-    with _precision(cfg), progress_bar(total, "comparison splits", progress) as bar:
+    with precision_scope(cfg.precision), progress_bar(total, "comparison splits", progress) as bar:
         return compare_networks(
             ccfg,
             out,

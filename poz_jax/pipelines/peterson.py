@@ -20,7 +20,6 @@ the mean of two rater batches (animals), the split-half noise ceiling
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from poz_jax.pipelines.compare import CompareConfig, _design
 from poz_jax.pipelines.per_network import analyse_networks, compare_networks
 from poz_jax.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, progress_bar, status
+from poz_jax.runtime import precision_scope, progress_bar, status
 from poz_jax.tables import network_tables
 
 INPUT_SIZE = 32  # the networks' input: CIFAR-10's images are 32 x 32
@@ -135,13 +134,13 @@ def run(
     images = {name: load_images(s.images, INPUT_SIZE, INPUT_SIZE) for name, s in sets.items()}
     emb = _embeddings(cfg, out, sets, images, params, record["sha256"], progress)
     dtype = np.float64 if cfg.precision == "float64" else np.float32
-    with _precision(cfg):
-        floors = _pixel_floors(cfg, sets, images)
+    with precision_scope(cfg.precision):
+        floors = _pixel_floors(cfg, sets, images, dtype)
         ceilings = {n: split_half(*s.batches) for n, s in sets.items() if s.batches is not None}
     summary, stat_rows, curves = [], [], {}
     levels = [(name, layer) for name in sets for layer in cfg.layers]
     with (
-        _precision(cfg),
+        precision_scope(cfg.precision),
         progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
     ):
         for name, layer in levels:
@@ -185,10 +184,6 @@ def run(
     return {"stats": pooled_rows, "figures": figs}
 
 
-def _precision(cfg: PetersonConfig):
-    return float64() if cfg.precision == "float64" else contextlib.nullcontext()
-
-
 def _embeddings(cfg, out: Path, sets, images, params, networks: str, progress) -> dict:
     """``{f"{layer}_{set}": (S, n, nodes)}``, computed once while images and networks stay."""
     digests = {
@@ -210,7 +205,7 @@ def _embeddings(cfg, out: Path, sets, images, params, networks: str, progress) -
     return cache.cached(out / "embeddings.npz", key, fresh)
 
 
-def _pixel_floors(cfg: PetersonConfig, sets, images) -> dict[str, dict[int, float]]:
+def _pixel_floors(cfg: PetersonConfig, sets, images, dtype) -> dict[str, dict[int, float]]:
     """Each set's fit of its images' pixel RSM to the human matrix, at each size.
 
     A row's Pearson r ignores its scale and offset, so raw pixels and the
@@ -224,13 +219,9 @@ def _pixel_floors(cfg: PetersonConfig, sets, images) -> dict[str, dict[int, floa
                 px = images[name]
             else:  # as VGG-16's preprocessing at 224: shorter side to 8/7 of it, centre crop
                 px = load_images(s.images, round(size * 256 / 224), size)
-            x = jnp.asarray(px.reshape(len(px), -1), jnp.float64 if _x64(cfg) else jnp.float32)
+            x = jnp.asarray(px.reshape(len(px), -1), dtype)
             floors[name][size] = float(fit(rsm(x), jnp.asarray(s.similarity, x.dtype)))
     return floors
-
-
-def _x64(cfg: PetersonConfig) -> bool:
-    return cfg.precision == "float64"
 
 
 def _with_ceiling(rows: list[dict], ceiling: float, columns) -> list[dict]:
@@ -286,7 +277,7 @@ def _compare(cfg, ccfg, out: Path, sets, emb, n_cmp: int, dtype, progress) -> li
     pairs = [(name, layer) for name in sets for layer in cfg.compare_layers]
     total = n_cmp * len(pairs) * ccfg.folds * ccfg.repeats
     rows = []
-    with _precision(cfg), progress_bar(total, "comparison splits", progress) as bar:
+    with precision_scope(cfg.precision), progress_bar(total, "comparison splits", progress) as bar:
         for name, layer in pairs:
             level = [(f"{name}_{layer}", emb[f"{layer}_{name}"], sets[name].similarity)]
             got = compare_networks(ccfg, out, level, n_cmp, dtype, bar)
