@@ -19,7 +19,7 @@ import numpy as np
 
 from poz_jax.core import validate as v
 from poz_jax.data.errors import DataError
-from poz_jax.files import not_npz
+from poz_jax.files import file_digest, fingerprint, not_npz
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".mat")
@@ -233,6 +233,18 @@ def load_stimulus_folder(folder: str | Path, name: str | None = None) -> Stimulu
             "similarity matrix; they must match one to one"
         )
     return StimulusSet(name or folder.name, sim, tuple(images), load_rater_batches(matrix, sim))
+
+
+def image_digests(sets: dict[str, StimulusSet]) -> dict[str, str]:
+    """``{"images[<set>]": digest}``: each set's image files' bytes in the matrix's row order.
+
+    A cache key of embeddings: editing ``order.txt``, or replacing or
+    reordering an image, changes it.
+    """
+    return {
+        f"images[{name}]": fingerprint(digests=[file_digest(p) for p in s.images])
+        for name, s in sets.items()
+    }
 
 
 def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict[str, StimulusSet]:

@@ -214,17 +214,17 @@ def _check_images(images) -> np.ndarray:
     return images
 
 
-@functools.lru_cache(maxsize=8)
-def _layer_fn(layers: tuple[str, ...]):
+def _outputs(params, x, layers: tuple[str, ...]) -> dict:
+    """One network's post-ReLU ``layers`` for uint8 images ``x`` (the sown intermediates)."""
     from poz_jax.data.cifar10 import cifar_scale
 
-    model = LeNet5()
+    _, state = LeNet5().apply({"params": params}, cifar_scale(x), mutable=["intermediates"])
+    return {name: state["intermediates"][f"{name}_relu"][0] for name in layers}
 
-    def one(params, x):
-        _, state = model.apply({"params": params}, cifar_scale(x), mutable=["intermediates"])
-        return {name: state["intermediates"][f"{name}_relu"][0] for name in layers}
 
-    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+@functools.lru_cache(maxsize=8)
+def _layer_fn(layers: tuple[str, ...]):
+    return jax.jit(jax.vmap(lambda p, x: _outputs(p, x, layers), in_axes=(0, None)))
 
 
 def layer_apoz(
@@ -260,16 +260,10 @@ def layer_apoz(
 
 @functools.lru_cache(maxsize=8)
 def _apoz_fn(layers: tuple[str, ...]):
-    from poz_jax.data.cifar10 import cifar_scale
-
-    model = LeNet5()
-
     def one(params, x):
-        _, state = model.apply({"params": params}, cifar_scale(x), mutable=["intermediates"])
-        maps = {name: state["intermediates"][f"{name}_relu"][0] for name in layers}
         return {
             k: jnp.sum(a == 0, axis=tuple(range(a.ndim - 1)), dtype=jnp.int32)
-            for k, a in maps.items()
+            for k, a in _outputs(params, x, layers).items()
         }
 
     return jax.jit(jax.vmap(one, in_axes=(0, None)))

@@ -23,6 +23,7 @@ from poz_jax.core.nulls import null_band, null_fits
 from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
+from poz_jax.data.stimuli import image_digests
 from poz_jax.models.vgg import check_have_images, embed_sets
 from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
@@ -115,14 +116,8 @@ def _nulls(cfg, out: Path, acts, human, names, counts, bar) -> np.ndarray:
 def _embeddings(cfg, out: Path, sets, params, weights: str, progress) -> dict[str, np.ndarray]:
     """``weights``: the digest of the weights file (``"random:0"`` for random weights)."""
     # Each set's embeddings, computed once and reused while their inputs stay the same.
-    # The image files' bytes in the matrix's row order: editing order.txt,
-    # replacing or reordering an image changes the key.
-    images = {
-        f"images[{name}]": files.fingerprint(digests=[files.file_digest(p) for p in s.images])
-        for name, s in sets.items()
-    }
     key = cache.product_key(
-        {**images, "weights": weights}, layer=cfg.layer, image_batch=cfg.image_batch
+        {**image_digests(sets), "weights": weights}, layer=cfg.layer, image_batch=cfg.image_batch
     )
     return cache.cached(
         out / "embeddings.npz",

@@ -36,6 +36,7 @@ from poz_jax.core.reliability import split_half
 from poz_jax.core.rsa import fit, rsm
 from poz_jax.data import load_stimulus_sets
 from poz_jax.data.images import load_images
+from poz_jax.data.stimuli import image_digests
 from poz_jax.models.lenet import LAYERS, layer_outputs, load_networks
 from poz_jax.models.vgg import check_have_images
 from poz_jax.pipelines.compare import CompareConfig, _design
@@ -186,13 +187,8 @@ def run(
 
 def _embeddings(cfg, out: Path, sets, images, params, networks: str, progress) -> dict:
     """``{f"{layer}_{set}": (S, n, nodes)}``, computed once while images and networks stay."""
-    digests = {
-        f"images[{name}]": files.fingerprint(digests=[files.file_digest(p) for p in s.images])
-        for name, s in sets.items()
-    }
-    key = cache.product_key(
-        {**digests, "networks": networks}, layers=list(cfg.layers), input_size=INPUT_SIZE
-    )
+    digests = {**image_digests(sets), "networks": networks}
+    key = cache.product_key(digests, layers=list(cfg.layers), input_size=INPUT_SIZE)
 
     def fresh():
         status(f"embedding {sum(map(len, images.values()))} images in every network", progress)
