@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import socket
 import subprocess
@@ -59,6 +60,12 @@ def ref_pearson_sq(a: np.ndarray, b: np.ndarray, rtol: float = 0.0) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(scipy.stats.pearsonr(a, b)[0]) ** 2
+
+
+def read_rows(path) -> list[dict]:
+    """A results CSV as a list of ``{column: text}`` rows."""
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
 
 
 def ref_rsm(x: np.ndarray) -> np.ndarray:

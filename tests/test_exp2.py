@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-
 import numpy as np
 import pytest
 from bounds import assert_within, sweep_bound
+from conftest import read_rows
 from scipy import stats as sps
 
 import poz_jax as pj
@@ -16,11 +15,6 @@ from poz_jax.core.ranking import keep_grid
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.pipelines import exp2
 from poz_jax.synthetic import write_stimulus_sets
-
-
-def _read(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +49,9 @@ def test_tables_against_a_scipy_reference(stimuli, result):
     out, _ = result
     emb = np.load(stimuli / "embeddings.npz")
     sims = np.load(stimuli / "similarity.npz")
-    summary, levels, stats = (_read(out / f) for f in ("summary.csv", "levels.csv", "stats.csv"))
+    summary, levels, stats = (
+        read_rows(out / f) for f in ("summary.csv", "levels.csv", "stats.csv")
+    )
     assert len(summary) == 2 * 205 and len(levels) == 2 * 4096
     for name in ("discs", "hues"):
         x = emb[name].astype(np.float64)
@@ -318,6 +314,6 @@ def test_a_set_whose_every_fit_is_nan_still_gets_its_tables_and_figures(tmp_path
     np.savez(tmp_path / "zero.npz", **emb)
     args = ["exp2", "--stimuli", str(tmp_path / "st"), "--embeddings", str(tmp_path / "zero.npz")]
     assert cli.main([*args, "--n-null", "5", "--out", str(tmp_path / "o"), "--no-progress"]) == 0
-    stats = {r["set"]: r for r in _read(tmp_path / "o" / "stats.csv")}
+    stats = {r["set"]: r for r in read_rows(tmp_path / "o" / "stats.csv")}
     assert stats["discs"]["unpruned_fit"] == "nan" and stats["hues"]["unpruned_fit"] != "nan"
     assert (tmp_path / "o" / "figure3.png").stat().st_size > 0

@@ -9,8 +9,6 @@ the same reference on the images' pixels.
 
 from __future__ import annotations
 
-import csv
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 import scipy.io
 import scipy.stats
 from bounds import assert_within, sweep_bound
-from conftest import ref_fit, ref_rsm_fast
+from conftest import read_rows, ref_fit, ref_rsm_fast
 
 from poz_jax import files
 from poz_jax.cli import main
@@ -35,11 +33,6 @@ def _nanmean0(a):
     # The mean of the defined values per column, NaN where none is (1 and 2 nodes kept).
     ok = ~np.isnan(a)
     return np.where(ok.any(0), np.where(ok, a, 0).sum(0) / np.maximum(ok.sum(0), 1), np.nan)
-
-
-def _read(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +69,8 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
     for layer in ("fc1", "fc2"):
         for fig in ("figure2", "figure3"):
             assert (out / f"{fig}_{layer}.png").is_file() and (out / f"{fig}_{layer}.pdf").is_file()
-    summary, stats = _read(out / "summary.csv"), _read(out / "stats.csv")
-    ceiling = _read(out / "ceiling.csv")
+    summary, stats = read_rows(out / "summary.csv"), read_rows(out / "stats.csv")
+    ceiling = read_rows(out / "ceiling.csv")
     assert [(r["set"], r["layer"]) for r in res["stats"]] == [
         ("discs", "fc2"), ("discs", "fc1"), ("rated", "fc2"), ("rated", "fc1"),
     ]  # fmt: skip
@@ -152,7 +145,7 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
             float(row["fit"]) / (2 * r / (1 + r))
         )
     assert all(row["noise_ceiling"] == "nan" for row in ceiling if row["set"] == "discs")
-    compared = _read(out / "compare.csv")
+    compared = read_rows(out / "compare.csv")
     assert {(row["network"], row["set"], row["layer"]) for row in compared} == {
         ("0", "discs", "fc2"), ("0", "rated", "fc2"), ("mean", "discs", "fc2"),
         ("mean", "rated", "fc2"),
@@ -205,7 +198,7 @@ def test_reproduce_re_derives_a_peterson_folder_and_names_a_changed_cell(study_i
     report = reproduce(out)
     assert report.ok and report.study == "peterson"
     assert report.tables == ("ceiling.csv", "stats.csv", "summary.csv")
-    rows = _read(out / "ceiling.csv")
+    rows = read_rows(out / "ceiling.csv")
     rows[0]["fit"] = "0.5"
     files.write_csv(out / "ceiling.csv", rows)
     report = reproduce(out)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import read_rows
 
 from poz_jax import files, provenance
 from poz_jax.analysis import Analysis
@@ -107,8 +108,7 @@ _NULL_FREE = {
 
 
 def _columns(path: Path, names) -> list[tuple]:
-    with open(path) as fh:
-        return [tuple(r[c] for c in names) for r in csv.DictReader(fh)]
+    return [tuple(r[c] for c in names) for r in read_rows(path)]
 
 
 @pytest.mark.slow
