@@ -250,6 +250,34 @@ def _peterson(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trim(args: argparse.Namespace) -> int:
+    from poz_jax.pipelines import trim
+
+    with _flag_names(_TRIM_FLAGS):
+        keep = _names(args.keep)
+        try:
+            fractions = tuple(float(f) for f in keep)
+        except ValueError:
+            raise ValueError(f"keep must be fractions like 0.5,0.25, got {args.keep!r}") from None
+        cfg = trim.TrimConfig(
+            networks=args.n_networks,
+            layers=_names(args.layers),
+            keep=fractions,
+            random_draws=args.random_draws,
+            score_images=args.score_images,
+            tune_images=args.tune_images,
+            epochs=args.epochs,
+            rounds=args.rounds,
+            seed=args.seed,
+        )
+    with _writes(args.out):
+        res = trim.run(
+            cfg, args.out, args.networks, args.data_dir, args.cifar10h, not args.no_progress
+        )
+        print(trim.format_summary(res["summary"]))
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from poz_jax.pipelines import compare
 
@@ -550,6 +578,77 @@ def _peterson_parser(sub) -> None:
     cmd.set_defaults(func=_peterson)
 
 
+_TRIM_FLAGS = {
+    "networks": "--n-networks",
+    "layers": "--layers",
+    "keep": "--keep",
+    "random_draws": "--random-draws",
+    "score_images": "--score-images",
+    "tune_images": "--tune-images",
+    "epochs": "--epochs",
+    "rounds": "--rounds",
+    "seed": "--seed",
+}
+
+
+def _trim_parser(sub) -> None:
+    from poz_jax.pipelines.trim import TrimConfig
+
+    def listed(field: str) -> str:
+        return ",".join(str(x) for x in _default(TrimConfig, field))
+
+    cmd = sub.add_parser(
+        "trim",
+        help="network trimming (Hu et al. 2016) of Experiment 1's networks, with baselines",
+        description="Each layer of each network trimmed by APoZ, by the L1 norm of its "
+        "weights and at random to every --keep fraction, fine-tuned with the trimming held; "
+        "test accuracy, parameters kept and the fit of the fc2 class-mean RSM to the "
+        "untrimmed network's and to CIFAR-10H's human class similarity, before and after; "
+        "then Hu et al.'s iterative APoZ trimming. Writes trim.csv, summary.csv, "
+        "iterative.csv and a figure; a re-run with the same --out reuses every finished "
+        "group of fine-tuned networks.",
+    )
+    cmd.add_argument(
+        "--networks",
+        default="experiments/results/exp1/networks.npz",
+        help="stacked LeNet5s (default experiments/results/exp1/networks.npz)",
+    )
+    cmd.add_argument(
+        "--data-dir",
+        help="local CIFAR-10 (.npz, python or binary archive or folder); default: tfds or a "
+        "download",
+    )
+    cmd.add_argument(
+        "--cifar10h",
+        required=True,
+        help="folder with cifar10h-counts.npy and cifar10_test_labels_official.npy",
+    )
+    cmd.add_argument(
+        "--layers", default=listed("layers"), help=f"comma-separated (default {listed('layers')})"
+    )
+    cmd.add_argument(
+        "--keep",
+        default=listed("keep"),
+        help=f"fractions of a layer's nodes kept, comma-separated (default {listed('keep')})",
+    )
+    _int_flags(
+        cmd,
+        TrimConfig,
+        [
+            ("--n-networks", "networks", "the first so many networks; 0: all"),
+            ("--random-draws", "random_draws", "seeded random trimmings per layer and level"),
+            ("--score-images", "score_images", "training images APoZ is measured on"),
+            ("--tune-images", "tune_images", "training images of the fine-tuning"),
+            ("--epochs", "epochs", "fine-tuning epochs"),
+            ("--rounds", "rounds", "rounds of iterative APoZ trimming; 0: none"),
+            ("--seed", "seed", "seed of the images drawn, the random scores and the fine-tuning"),
+        ],
+    )
+    cmd.add_argument("--out", default="results/trim", help="output folder (default results/trim)")
+    cmd.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cmd.set_defaults(func=_trim)
+
+
 def _compare_parser(sub) -> None:
     from poz_jax.comparison import METHODS
     from poz_jax.pipelines.compare import CompareConfig
@@ -674,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
         _exp2_parser,
         _exp3_parser,
         _peterson_parser,
+        _trim_parser,
         _compare_parser,
         _reproduce_parser,
         _convert_parser,

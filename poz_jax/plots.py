@@ -297,3 +297,70 @@ def exp3_figure(result, null: np.ndarray, reference=None, title: str = "classes"
     ax.legend(frameon=False, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def trim_figure(summary: list[dict], path: list[dict] | None = None):
+    """Test accuracy against parameters kept: a panel per trimmed layer, a line per method.
+
+    ``summary``: :func:`poz_jax.pipelines.trim.summarise`'s rows. Solid lines
+    and whiskers (one sd over networks and draws): after fine-tuning;
+    dashed: trimmed, before it. The grey band is the untrimmed networks
+    fine-tuned alike (method ``none``, mean +- sd); ``path`` (the iterative
+    APoZ rounds) adds a panel of its own.
+    """
+    layers = [r["layer"] for r in summary if r["method"] != "none"]
+    layers = list(dict.fromkeys(layers))
+    control = next((r for r in summary if r["method"] == "none"), None)
+    n_panels = len(layers) + (1 if path else 0)
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3.4), sharey=True, squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    methods = list(dict.fromkeys(r["method"] for r in summary if r["method"] != "none"))
+    for ax, layer in zip(axes[0], layers, strict=False):
+        for i, m in enumerate(methods):
+            rows = sorted(
+                (r for r in summary if r["layer"] == layer and r["method"] == m),
+                key=lambda r: r["parameters_kept"],
+            )
+            x = [r["parameters_kept"] for r in rows]
+            ax.errorbar(
+                x,
+                [r["accuracy_after_mean"] for r in rows],
+                yerr=[r["accuracy_after_sd"] for r in rows],
+                color=colors[i % 10],
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=m,
+            )
+            ax.plot(x, [r["accuracy_before_mean"] for r in rows], "--", color=colors[i % 10], lw=1)
+        ax.set_title(f"{layer} trimmed")
+        ax.set_xlabel("parameters kept (fraction)")
+    if path:
+        ax = axes[0][-1]
+        x = [r["parameters_kept_mean"] for r in path]
+        ax.errorbar(
+            x,
+            [r["accuracy_after_mean"] for r in path],
+            yerr=[r["accuracy_after_sd"] for r in path],
+            color="black",
+            marker="o",
+            ms=3,
+            capsize=2,
+            label="APoZ, iterative",
+        )
+        for r in path:
+            ax.annotate(str(r["round"]), (r["parameters_kept_mean"], r["accuracy_after_mean"]),
+                        textcoords="offset points", xytext=(3, 3), fontsize=7)  # fmt: skip
+        ax.set_title("iterative APoZ (rounds)")
+        ax.set_xlabel("parameters kept (fraction)")
+    if control is not None:
+        m, s = control["accuracy_after_mean"], control["accuracy_after_sd"]
+        for ax in axes[0]:
+            ax.axhspan(m - s, m + s, color="0.85", zorder=0)
+    axes[0][0].set_ylabel("test accuracy")
+    axes[0][0].plot([], [], "--", color="0.3", lw=1, label="before fine-tuning")
+    if control is not None:
+        axes[0][0].fill_between([], [], color="0.85", label="untrimmed, fine-tuned alike")
+    axes[0][0].legend(frameon=False, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -214,11 +214,14 @@ def _check_images(images) -> np.ndarray:
     return images
 
 
-def _outputs(params, x, layers: tuple[str, ...]) -> dict:
-    """One network's post-ReLU ``layers`` for uint8 images ``x`` (the sown intermediates)."""
+def _outputs(params, x, layers: tuple[str, ...], masks: dict | None = None) -> dict:
+    """One network's post-ReLU ``layers`` for uint8 images ``x`` (the sown intermediates).
+
+    ``masks``: optional ``{layer: (nodes,)}`` 0/1 trimming (see ``LeNet5.__call__``).
+    """
     from poz_jax.data.cifar10 import cifar_scale
 
-    _, state = LeNet5().apply({"params": params}, cifar_scale(x), mutable=["intermediates"])
+    _, state = LeNet5().apply({"params": params}, cifar_scale(x), masks, mutable=["intermediates"])
     return {name: state["intermediates"][f"{name}_relu"][0] for name in layers}
 
 
@@ -228,7 +231,11 @@ def _layer_fn(layers: tuple[str, ...]):
 
 
 def layer_apoz(
-    params, images: np.ndarray, layers: tuple[str, ...] = tuple(LAYERS), batch: int = 250
+    params,
+    images: np.ndarray,
+    layers: tuple[str, ...] = tuple(LAYERS),
+    batch: int = 250,
+    masks: dict | None = None,
 ) -> dict[str, np.ndarray]:
     """APoZ (Hu et al. 2016) of each node of ``layers``, stacked networks: ``{layer: (S, nodes)}``.
 
@@ -241,15 +248,22 @@ def layer_apoz(
     Args:
       params: a LeNet5 parameter tree stacked over ``S`` networks.
       images: uint8 ``(n, 32, 32, 3)``; batch: images per call.
+      masks: optional ``{layer: (S, nodes)}`` 0/1, the networks' trimmings
+        (a trimmed node's APoZ is 1: it outputs only zeros).
     """
     _check_layers(layers)
     images = _check_images(images)
     run = _apoz_fn(tuple(layers))
+    n_net = len(params["fc3"]["bias"])
+    masks = {
+        k: jnp.asarray((masks or {}).get(k, np.ones((n_net, d))), jnp.float32)
+        for k, d in LAYERS.items()
+    }
     zeros = None
     for i in range(0, len(images), batch):
         counts = {
             k: np.asarray(c, np.int64)
-            for k, c in run(params, jnp.asarray(images[i : i + batch])).items()
+            for k, c in run(params, jnp.asarray(images[i : i + batch]), masks).items()
         }
         zeros = counts if zeros is None else {k: zeros[k] + counts[k] for k in layers}
     # Positions per channel (conv1 28 x 28, conv2 10 x 10, a dense node 1), from the model.
@@ -260,13 +274,13 @@ def layer_apoz(
 
 @functools.lru_cache(maxsize=8)
 def _apoz_fn(layers: tuple[str, ...]):
-    def one(params, x):
+    def one(params, x, masks):
         return {
             k: jnp.sum(a == 0, axis=tuple(range(a.ndim - 1)), dtype=jnp.int32)
-            for k, a in _outputs(params, x, layers).items()
+            for k, a in _outputs(params, x, layers, masks).items()
         }
 
-    return jax.jit(jax.vmap(one, in_axes=(0, None)))
+    return jax.jit(jax.vmap(one, in_axes=(0, None, 0)))
 
 
 def load_networks(path) -> tuple[dict, dict]:

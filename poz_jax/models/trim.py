@@ -56,34 +56,125 @@ def trimmed_accuracy(params, masks: dict, images: np.ndarray, labels, batch: int
         (a layer left out is untrimmed).
       images: uint8 ``(n, 32, 32, 3)``; labels: ``(n,)`` ints.
     """
+    shapes = {np.shape(m)[:2] for m in masks.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"masks must all be (S, M, nodes), got {sorted(shapes)}")
+    (n_net, n_mask) = shapes.pop()
+    # Every (network, trimming) is one network of a batch: the weights repeat M times.
+    flat = jax.tree_util.tree_map(lambda a: jnp.repeat(jnp.asarray(a), n_mask, 0), params)
+    flat_masks = {k: jnp.reshape(jnp.asarray(m), (n_net * n_mask, -1)) for k, m in masks.items()}
+    acc = masked_eval(flat, flat_masks, images, labels, batch)["accuracy"]
+    return acc.reshape(n_net, n_mask)
+
+
+def masked_eval(
+    params, masks: dict, images: np.ndarray, labels, batch: int = 500, n_classes: int = 10
+) -> dict[str, np.ndarray]:
+    """Accuracy and fc2 class means of ``N`` masked networks, in one streamed pass.
+
+    Args:
+      params: LeNet5 parameters stacked over ``N`` networks.
+      masks: ``{layer: (N, nodes)}`` 0/1 (a layer left out is untrimmed).
+      images: uint8 ``(n, 32, 32, 3)``; labels: ``(n,)`` ints in ``0..n_classes-1``.
+
+    Returns:
+      ``{"accuracy": (N,), "class_means": float64 (N, n_classes, 84)}``, the
+      mean post-ReLU (masked) fc2 output of each class's images.
+    """
     from poz_jax.models.lenet import _check_images
 
     images = _check_images(images)
     labels = np.asarray(labels)
-    if labels.shape != (len(images),):
-        raise ValueError(f"labels must be ({len(images)},) beside the images, got {labels.shape}")
-    layers = tuple(sorted(masks))
-    masks = {k: jnp.asarray(masks[k], jnp.float32) for k in layers}
-    run = _correct_fn(layers)
-    correct = 0
+    if labels.shape != (len(images),) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels must be ({len(images)},) ints beside the images, got {labels.shape}"
+        )
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    n_net = len(params["fc3"]["bias"])
+    full = {
+        k: jnp.asarray(masks.get(k, np.ones((n_net, d))), jnp.float32) for k, d in LAYERS.items()
+    }
+    for k, m in full.items():
+        if m.shape != (n_net, LAYERS[k]):
+            raise ValueError(f"the masks of {k} must be ({n_net}, {LAYERS[k]}), got {m.shape}")
+    run = _eval_fn(n_classes)
+    correct, sums = 0, 0.0
     for i in range(0, len(images), batch):
         x, y = jnp.asarray(images[i : i + batch]), jnp.asarray(labels[i : i + batch])
-        correct = correct + np.asarray(run(params, masks, x, y), np.int64)
-    return correct / len(images)
+        c, s = run(params, full, x, y)
+        correct = correct + np.asarray(c, np.int64)
+        # Summed in float64 here: 10,000 float32 additions would lose digits.
+        sums = sums + np.asarray(s, np.float64)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts[:, None]
+    return {"accuracy": correct / len(images), "class_means": means}
 
 
 @functools.lru_cache(maxsize=8)
-def _correct_fn(layers: tuple[str, ...]):
+def _eval_fn(n_classes: int):
     from poz_jax.data.cifar10 import cifar_scale
 
     model = LeNet5()
 
     def one(params, mask, x, y):
-        logits, _ = model.apply({"params": params}, cifar_scale(x), mask)
-        return jnp.sum(logits.argmax(-1) == y)
+        logits, fc2 = model.apply({"params": params}, cifar_scale(x), mask)
+        onehot = jax.nn.one_hot(y, n_classes, dtype=fc2.dtype)
+        return jnp.sum(logits.argmax(-1) == y), onehot.T @ fc2
 
-    per_mask = jax.vmap(one, in_axes=(None, 0, None, None))
-    return jax.jit(jax.vmap(per_mask, in_axes=(0, 0, None, None)))
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+
+
+def kept_rsms(class_means, fc2_mask) -> jax.Array:
+    """The RSM of each network's class means over its kept fc2 nodes: ``(N, C, C)``.
+
+    ``class_means`` ``(N, C, 84)``; ``fc2_mask`` ``(N, 84)`` 0/1. A trimmed node
+    is not in the network, so it is not a feature of its RSM (a column of
+    zeros would be one).
+    """
+    from poz_jax.core.kernels import masked_rsms
+
+    x = jnp.asarray(class_means)
+    m = jnp.asarray(fc2_mask) > 0
+    return jax.vmap(lambda xx, mm: masked_rsms(xx, mm[None])[0])(x, m)
+
+
+def threshold_step(apoz: dict, masks: dict, sds: float = 1.0) -> tuple[dict, jax.Array]:
+    """One round of iterative APoZ trimming, per network: ``(new masks, layer index (S,))``.
+
+    Each network trims the layer (of ``apoz``'s, in :data:`LAYERS` order)
+    whose kept nodes have the highest mean APoZ; there it removes the kept
+    nodes whose APoZ exceeds that layer's kept mean by more than ``sds``
+    standard deviations, or, when none does (all equal), its one highest
+    (lowest index on ties). A layer is never trimmed to nothing: a layer
+    with one kept node is passed over.
+
+    Args:
+      apoz: ``{layer: (S, nodes)}`` in [0, 1]; masks: ``{layer: (S, nodes)}`` 0/1.
+    """
+    names = [k for k in LAYERS if k in apoz]
+    means, new = [], {}
+    for k in names:
+        a, m = jnp.asarray(apoz[k], jnp.float32), jnp.asarray(masks[k]) > 0
+        n = m.sum(-1)
+        mean = jnp.where(m, a, 0).sum(-1) / jnp.maximum(n, 1)
+        means.append(jnp.where(n > 1, mean, -jnp.inf))
+    pick = jnp.argmax(jnp.stack(means, -1), -1)
+    for i, k in enumerate(names):
+        a, m = jnp.asarray(apoz[k], jnp.float32), jnp.asarray(masks[k]) > 0
+        n = jnp.maximum(m.sum(-1, keepdims=True), 1)
+        mean = jnp.where(m, a, 0).sum(-1, keepdims=True) / n
+        sd = jnp.sqrt(jnp.where(m, (a - mean) ** 2, 0).sum(-1, keepdims=True) / n)
+        above = m & (a > mean + sds * sd)
+        highest = jnp.argmax(jnp.where(m, a, -jnp.inf), -1)
+        one = jax.nn.one_hot(highest, a.shape[-1], dtype=bool) & m
+        cut = jnp.where(above.any(-1, keepdims=True), above, one)
+        cut = cut & (pick == i)[:, None] & (m.sum(-1, keepdims=True) > 1)
+        new[k] = (m & ~cut).astype(jnp.float32)
+    for k in masks:
+        new.setdefault(k, jnp.asarray(masks[k], jnp.float32))
+    return new, pick
 
 
 def physical_trim(params, masks: dict) -> tuple[LeNet5, dict]:

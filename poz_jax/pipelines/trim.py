@@ -1,0 +1,405 @@
+"""Network trimming (Hu et al. 2016) of Experiment 1's networks, beside its baselines.
+
+Each network's nodes are scored per layer (conv1, conv2, fc1, fc2) by
+APoZ (the share of zeros after the ReLU over ``score_images`` training
+images and, for a channel, all positions of its map), by the L1 norm of
+their incoming weights (Li et al. 2017) and by ``random_draws`` seeded
+random scores; each layer alone is trimmed to every ``keep`` fraction of
+its nodes (the highest scores go), as masks, and every trimmed network is
+fine-tuned with its mask held (:func:`poz_jax.train.fine_tune`, SGD as in
+Experiment 1, ``epochs`` over ``tune_images`` training images). Beside
+them, the untrimmed networks fine-tuned with the same recipe (method
+``none``): what the extra training alone does.
+
+For every trimmed network, before and after fine-tuning: test accuracy,
+parameters and multiply-adds kept (of the physical network), and the fit of
+its fc2 class-mean RSM (over its kept nodes) to the untrimmed network's and
+to the human class similarity of CIFAR-10H (Experiment 3's target).
+
+Then Hu et al.'s iterative scheme: ``rounds`` times, each network
+recomputes APoZ, trims the layer of highest mean APoZ by the threshold rule
+of :func:`poz_jax.models.trim.threshold_step` (nodes more than ``sds``
+standard deviations above that layer's mean) and is fine-tuned again.
+
+Every group of fine-tuned networks (one per layer, the control, each round)
+is saved as it finishes and reused while its inputs are the same; a group
+interrupted mid-epoch resumes from its last epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from poz_jax import cache, files, provenance, stats
+from poz_jax.core import validate as v
+from poz_jax.core.rsa import fit, rsm
+from poz_jax.data import cifar10h
+from poz_jax.data.cifar10 import load_cifar10
+from poz_jax.models.lenet import LAYERS, layer_apoz, load_networks
+from poz_jax.models.trim import keep_masks, kept_rsms, l1_scores, masked_eval, size, threshold_step
+from poz_jax.plots import save_figure, trim_figure
+from poz_jax.report import number, text, text_table
+from poz_jax.runtime import float64, status
+from poz_jax.train import TrainConfig, data_key, fine_tune
+
+METHODS = ("apoz", "l1", "random")
+UNTRIMMED = size(tuple(LAYERS.values()))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrimConfig:
+    """Settings of one trimming study (saved with its results).
+
+    ``networks``: the first so many of the networks file (0: all).
+    ``keep``: fractions of a layer's nodes kept (each rounded to a whole
+    node, at least one). ``seed`` draws the scoring images, the random
+    scores and (as in :class:`TrainConfig`) the fine-tuning images and order.
+    """
+
+    networks: int = 10
+    layers: tuple[str, ...] = tuple(LAYERS)
+    keep: tuple[float, ...] = (0.75, 0.5, 0.25)
+    random_draws: int = 3
+    score_images: int = 10000
+    tune_images: int = 10000
+    epochs: int = 1
+    learning_rate: float = 0.001
+    momentum: float = 0.9
+    rounds: int = 4
+    sds: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "keep"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.layers or len(set(self.layers)) != len(self.layers):
+            raise ValueError(f"layers must be distinct names from {list(LAYERS)}")
+        for layer in self.layers:
+            v.check_choice(layer, "layers", tuple(LAYERS))
+        if not self.keep or len(set(self.keep)) != len(self.keep):
+            raise ValueError(f"keep must be distinct fractions, got {self.keep}")
+        for f in self.keep:
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+                raise ValueError(f"keep fractions must lie strictly between 0 and 1, got {f!r}")
+        v.check_int(self.networks, "networks", 0)
+        v.check_int(self.random_draws, "random_draws", 0)
+        v.check_int(self.score_images, "score_images", 1)
+        v.check_int(self.tune_images, "tune_images", 50)
+        v.check_int(self.epochs, "epochs", 1)
+        v.check_int(self.rounds, "rounds", 0)
+        v.check_seed(self.seed, "seed")
+        if isinstance(self.sds, bool) or not isinstance(self.sds, (int, float)) or self.sds < 0:
+            raise ValueError(f"sds must be a number >= 0, got {self.sds!r}")
+        self.train_config(1)  # the fine-tuning's own checks (learning rate, momentum)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> TrimConfig:
+        """The config a ``config.json`` holds (lists become tuples)."""
+        return cls(**saved)
+
+    def train_config(self, n_networks: int, round_: int = 0) -> TrainConfig:
+        """The fine-tuning of ``n_networks`` stacked networks (round ``round_`` of the path)."""
+        return TrainConfig(
+            seeds=n_networks,
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            seed=self.seed + round_,
+            train_subset=self.tune_images,
+        )
+
+
+def keep_counts(cfg: TrimConfig, layer: str) -> np.ndarray:
+    """Nodes kept at each ``cfg.keep`` fraction of ``layer``: round half up, at least one."""
+    n = LAYERS[layer]
+    return np.array([max(1, int(np.floor(f * n + 0.5))) for f in cfg.keep])
+
+
+def designs(cfg: TrimConfig) -> list[tuple[str, int]]:
+    """The ``(method, draw)`` pairs every layer is trimmed by."""
+    return [("apoz", 0), ("l1", 0)] + [("random", d) for d in range(cfg.random_draws)]
+
+
+def node_scores(cfg: TrimConfig, params, images: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"<method>_<layer>": (S, draws, nodes)}``: the scores trimming removes highest first."""
+    apoz = layer_apoz(params, images, cfg.layers)
+    l1 = l1_scores(params)
+    rng = np.random.default_rng(cfg.seed)
+    n_net = len(params["fc3"]["bias"])
+    out = {}
+    for layer in cfg.layers:
+        out[f"apoz_{layer}"] = np.asarray(apoz[layer])[:, None]
+        out[f"l1_{layer}"] = np.asarray(l1[layer])[:, None]
+        out[f"random_{layer}"] = rng.random((n_net, cfg.random_draws, LAYERS[layer]))
+    return out
+
+
+def layer_masks(cfg: TrimConfig, scores: dict, layer: str) -> np.ndarray:
+    """``(S, designs, levels, nodes)`` 0/1 masks of ``layer`` for every design and keep level."""
+    counts = keep_counts(cfg, layer)
+    per = [np.asarray(keep_masks(scores[f"{m}_{layer}"][:, d], counts)) for m, d in designs(cfg)]
+    return np.stack(per, 1)
+
+
+def run(
+    cfg: TrimConfig,
+    out: str | Path,
+    networks: str | Path,
+    data_dir: str | Path | None,
+    cifar10h_dir: str | Path,
+    progress: bool = True,
+) -> dict:
+    """The trimming study into ``out``; returns ``{"summary": rows, "figures": paths}``.
+
+    Writes ``trim.csv`` (one row per network, layer, method, draw and level),
+    ``summary.csv`` (their means and sds per layer, method and level),
+    ``iterative.csv`` (the iterative APoZ path per round), ``timing.json``
+    and ``figure.png``/``.pdf`` (accuracy against parameters kept).
+    """
+    t_start = time.perf_counter()
+    out = files.check_out_dir(out)
+    provenance.check_study(out, "trim")
+    params, _ = load_networks(networks)
+    n_all = len(params["fc3"]["bias"])
+    n_net = n_all if cfg.networks == 0 else cfg.networks
+    if n_net > n_all:
+        raise ValueError(f"networks: {networks} holds {n_all} networks, fewer than {n_net}")
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a[:n_net]), params)
+    counts = cifar10h.load_counts(cifar10h_dir)
+    official = cifar10h.load_official_labels(cifar10h_dir)
+    cifar10h.check_row_order(counts, official, f"{cifar10h_dir}/{cifar10h.COUNTS}")
+    human = cifar10h.class_similarity(cifar10h.class_confusion(counts, official), "mean")
+    data = {"train": load_cifar10("train", data_dir), "test": load_cifar10("test", data_dir)}
+    if cfg.score_images > len(data["train"][0]):
+        raise ValueError(f"score_images {cfg.score_images} exceeds the training images")
+    out.mkdir(parents=True, exist_ok=True)
+    files.clean_temporaries(out)
+    record = provenance.input_record(networks)
+    inputs = {
+        "networks": record,
+        "cifar10": provenance.input_record(data_dir) if data_dir else {"path": "download"},
+        "cifar10h": provenance.input_record(cifar10h_dir),
+    }
+    provenance.write_config(out, "trim", cfg, inputs)
+    key = data_key(data)
+    base = {"networks": record["sha256"], **key, "n_networks": n_net}
+    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(data["train"][0])))
+    score_x = data["train"][0][pick[: cfg.score_images]]
+    scores = cache.cached(
+        out / "scores.npz",
+        cache.product_key(**base, **_fields(cfg, "layers", "random_draws", "score_images", "seed")),
+        lambda: node_scores(cfg, params, score_x),
+    )
+    test = data["test"]
+    untrimmed = cache.cached(
+        out / "untrimmed.npz", cache.product_key(**base), lambda: masked_eval(params, {}, *test)
+    )
+    with float64():
+        own = np.asarray(rsm(untrimmed["class_means"]))
+    evals = Evaluator(own, human, test)
+    rows = []
+    tune_key = {**base, **_fields(cfg, "epochs", "learning_rate", "momentum", "tune_images")}
+    groups = [("none", None)] + [(layer, layer) for layer in cfg.layers]
+    for name, layer in groups:
+        if layer is None:
+            masks = {}
+            tiled = params
+        else:
+            m = layer_masks(cfg, scores, layer)
+            reps = m.shape[1] * m.shape[2]
+            masks = {layer: m.reshape(n_net * reps, -1)}
+            tiled = jax.tree_util.tree_map(lambda a, r=reps: np.repeat(a, r, 0), params)
+        n = len(tiled["fc3"]["bias"])
+        status(f"trimming {name}: fine-tuning {n} networks", progress)
+        res = _tuned(cfg, out, f"group_{name}", tiled, masks, data, tune_key, evals, progress)
+        rows += _group_rows(cfg, name, layer, res, n_net)
+    path_rows = _iterative(cfg, out, params, score_x, data, tune_key, evals, progress)
+    summary = summarise(rows)
+    files.write_csv(out / "trim.csv", rows)
+    files.write_csv(out / "summary.csv", summary)
+    files.write_csv(out / "iterative.csv", path_rows)
+    figs = save_figure(trim_figure(summary, path_rows), out / "figure")
+    files.write_json(out / "timing.json", {"seconds": time.perf_counter() - t_start})
+    return {"summary": summary, "iterative": path_rows, "figures": figs}
+
+
+def _fields(cfg: TrimConfig, *names: str) -> dict:
+    return {n: getattr(cfg, n) for n in names}
+
+
+class Evaluator:
+    """Accuracy and the two fits of masked networks on the test images."""
+
+    def __init__(self, own_rsm: np.ndarray, human: np.ndarray, test) -> None:
+        self.own, self.human, self.test = own_rsm, np.asarray(human, np.float64), test
+
+    def __call__(self, params, masks: dict, reference: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"accuracy", "fit_untrimmed", "fit_human"}``, each ``(N,)``.
+
+        ``reference`` ``(N,)``: the untrimmed network each one came from.
+        """
+        res = masked_eval(params, masks, *self.test)
+        n = len(res["accuracy"])
+        fc2 = masks.get("fc2", np.ones((n, LAYERS["fc2"])))
+        with float64():
+            rsms = kept_rsms(res["class_means"], fc2)
+            return {
+                "accuracy": res["accuracy"],
+                "fit_untrimmed": np.asarray(fit(rsms, self.own[reference])),
+                "fit_human": np.asarray(fit(rsms, self.human)),
+            }
+
+
+def _tuned(cfg, out: Path, name: str, params, masks, data, tune_key, evals, progress, round_=0):
+    """Evaluate, fine-tune and evaluate again one group of masked networks (cached)."""
+    n = len(params["fc3"]["bias"])
+    reference = np.arange(n) % tune_key["n_networks"]
+    full = {k: np.asarray(masks.get(k, np.ones((n, d))), np.float32) for k, d in LAYERS.items()}
+    key = cache.product_key(
+        {"masks": np.concatenate(list(full.values()), 1), "start": files.tree_digest(params)},
+        **tune_key,
+        seed=cfg.seed + round_,
+    )
+    folder = out / "fine_tune" / name
+
+    def compute():
+        before = evals(params, full, reference)
+        tcfg = cfg.train_config(n, round_)
+        tuned, history = fine_tune(tcfg, data, params, full, folder, progress=progress)
+        after = evals(tuned, full, reference)
+        leaves = jax.tree_util.tree_leaves(tuned)
+        return {
+            **{f"before_{k}": a for k, a in before.items()},
+            **{f"after_{k}": a for k, a in after.items()},
+            **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)},
+        }
+
+    res = cache.cached(out / f"{name}.npz", key, compute)
+    ckpt = folder / "checkpoint.npz"
+    if ckpt.exists():  # the group is stored whole; its epoch checkpoint is spent
+        ckpt.unlink()
+    treedef = jax.tree_util.tree_structure(params)
+    n_leaves = treedef.num_leaves
+    res["params"] = jax.tree_util.tree_unflatten(
+        treedef, [res[f"leaf{i}"] for i in range(n_leaves)]
+    )
+    res["masks"] = full
+    return res
+
+
+_MEASURES = ("accuracy", "fit_untrimmed", "fit_human")
+
+
+def _group_rows(cfg: TrimConfig, name: str, layer, res: dict, n_net: int) -> list[dict]:
+    """One row per network, design and keep level of a fine-tuned group."""
+    if layer is None:
+        cells = [("none", 0, 1.0)]
+    else:
+        # The order of layer_masks' (designs, levels) axes.
+        cells = [(m, d, f) for m, d in designs(cfg) for f in cfg.keep]
+    rows = []
+    for s in range(n_net):
+        for j, (method, draw, frac) in enumerate(cells):
+            i = s * len(cells) + j
+            widths = [int(res["masks"][k][i].sum()) for k in LAYERS]
+            sz = size(tuple(widths))
+            row = {
+                "layer": name,
+                "method": method,
+                "draw": draw,
+                "network": s,
+                "keep_fraction": frac,
+                "nodes_kept": widths[list(LAYERS).index(layer)] if layer else None,
+                "parameters": sz["parameters"],
+                "parameters_kept": sz["parameters"] / UNTRIMMED["parameters"],
+                "macs_kept": sz["macs"] / UNTRIMMED["macs"],
+            }
+            for when in ("before", "after"):
+                for m in _MEASURES:
+                    row[f"{m}_{when}"] = float(res[f"{when}_{m}"][i])
+            rows.append(row)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and sd over networks (and random draws) per layer, method and keep level."""
+    out = []
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["layer"], r["method"], r["keep_fraction"]), []).append(r)
+    for (layer, method, frac), group in cells.items():
+        row = {
+            "layer": layer,
+            "method": method,
+            "keep_fraction": frac,
+            "nodes_kept": group[0]["nodes_kept"],
+            "n": len(group),
+            "parameters_kept": group[0]["parameters_kept"],
+            "macs_kept": group[0]["macs_kept"],
+        }
+        for when in ("before", "after"):
+            for m in _MEASURES:
+                values = [g[f"{m}_{when}"] for g in group]
+                row[f"{m}_{when}_mean"] = stats.mean(values)
+                row[f"{m}_{when}_sd"] = stats.sd(values)
+        out.append(row)
+    return out
+
+
+def _iterative(cfg, out, params, score_x, data, tune_key, evals, progress) -> list:
+    """Hu et al.'s path: per round, APoZ, the threshold rule on one layer, fine-tuning."""
+    n = len(params["fc3"]["bias"])
+    masks = {k: np.ones((n, d), np.float32) for k, d in LAYERS.items()}
+    start = {f"after_{k}": a for k, a in evals(params, masks, np.arange(n)).items()}
+    acc0 = start["after_accuracy"]
+    rows = [_round_row(0, "", masks, acc0, acc0, start)]
+    for r in range(1, cfg.rounds + 1):
+        apoz = layer_apoz(params, score_x, masks=masks)
+        new, pick = threshold_step(apoz, masks, cfg.sds)
+        new = {k: np.asarray(a) for k, a in new.items()}
+        status(f"iterative trimming, round {r}: fine-tuning {n} networks", progress)
+        res = _tuned(cfg, out, f"round{r}", params, new, data, tune_key, evals, progress, r)
+        names = np.array(list(LAYERS))[np.asarray(pick)]
+        layers = ",".join(f"{k}:{int(np.sum(names == k))}" for k in LAYERS if np.any(names == k))
+        rows.append(_round_row(r, layers, new, res["before_accuracy"], res["after_accuracy"], res))
+        params, masks = res["params"], new
+    return rows
+
+
+def _round_row(r: int, layers: str, masks: dict, before, after, res: dict) -> dict:
+    widths = np.stack([masks[k].sum(-1) for k in LAYERS], -1)  # (S, 4)
+    params = [size(tuple(int(w) for w in ws))["parameters"] for ws in widths]
+    row = {"round": r, "layers_trimmed": layers}
+    for k, w in zip(LAYERS, widths.T, strict=True):
+        row[f"{k}_nodes_mean"] = stats.mean(w)
+    row["parameters_mean"] = stats.mean(params)
+    row["parameters_kept_mean"] = stats.mean(params) / UNTRIMMED["parameters"]
+    row["accuracy_trimmed_mean"] = stats.mean(before)
+    row["accuracy_trimmed_sd"] = stats.sd(before)
+    row["accuracy_after_mean"] = stats.mean(after)
+    row["accuracy_after_sd"] = stats.sd(after)
+    for m in ("fit_untrimmed", "fit_human"):
+        row[f"{m}_after_mean"] = stats.mean(res[f"after_{m}"])
+    return row
+
+
+def format_summary(summary: list[dict]) -> str:
+    """The summary rows as a text table."""
+    return text_table(
+        summary,
+        [
+            ("layer", text("layer")),
+            ("method", text("method")),
+            ("kept", number("keep_fraction", ".2f")),
+            ("params kept", number("parameters_kept", ".3f")),
+            ("acc trimmed", number("accuracy_before_mean", ".4f")),
+            ("acc tuned", number("accuracy_after_mean", ".4f")),
+            ("fit untrimmed", number("fit_untrimmed_after_mean", ".3f")),
+            ("fit human", number("fit_human_after_mean", ".3f")),
+        ],
+    )
