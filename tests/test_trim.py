@@ -10,7 +10,16 @@ import pytest
 from poz_jax.data.cifar10 import cifar_scale
 from poz_jax.models import LeNet5
 from poz_jax.models.lenet import LAYERS
-from poz_jax.models.trim import keep_masks, l1_scores, physical_trim, size, trimmed_accuracy
+from poz_jax.models.trim import (
+    keep_masks,
+    kept_rsms,
+    l1_scores,
+    masked_eval,
+    physical_trim,
+    size,
+    threshold_step,
+    trimmed_accuracy,
+)
 from poz_jax.runtime import float64
 
 
@@ -60,6 +69,113 @@ def test_batched_accuracy_equals_each_masked_network_alone(rng):
             assert got[s, m] == pytest.approx(np.mean(np.argmax(logits, -1) == labels))
     with pytest.raises(ValueError, match="labels must be"):
         trimmed_accuracy(params, masks, images, labels[:3])
+
+
+def test_masked_eval_streams_each_networks_accuracy_and_class_means(rng):
+    params = _stack(3, int(rng.integers(1 << 30)))
+    images = rng.integers(0, 256, size=(11, 32, 32, 3), dtype=np.uint8)
+    labels = rng.permutation(np.arange(11) % 4)  # classes 0..3 present, 4..9 empty
+    masks = {"fc2": (rng.random((3, 84)) < 0.5).astype(np.float32)}
+    got = masked_eval(params, masks, images, labels, batch=4)
+    assert got["accuracy"].shape == (3,) and got["class_means"].shape == (3, 10, 84)
+    x = cifar_scale(jnp.asarray(images))
+    for s in range(3):
+        one = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
+        logits, fc2 = LeNet5().apply({"params": one}, x, {"fc2": masks["fc2"][s]})
+        assert got["accuracy"][s] == pytest.approx(np.mean(np.argmax(logits, -1) == labels))
+        fc2 = np.asarray(fc2, np.float64)
+        want = np.stack([fc2[labels == c].mean(0) for c in range(4)])
+        # The batched and the single forward may sum in other orders: float32's
+        # bound for fan-ins up to 400 is 400 * 2**-24 = 2.4e-5 of the terms'
+        # magnitude per layer; 1e-4 of the largest output covers four layers.
+        np.testing.assert_allclose(
+            got["class_means"][s, :4], want, rtol=0, atol=1e-4 * np.abs(fc2).max()
+        )
+        assert np.all(np.isnan(got["class_means"][s, 4:]))  # no images: no mean
+        assert np.all(got["class_means"][s][:4, masks["fc2"][s] == 0] == 0)
+    with pytest.raises(ValueError, match=r"masks of fc1 must be \(3, 120\)"):
+        masked_eval(params, {"fc1": np.ones((2, 120))}, images, labels)
+    with pytest.raises(ValueError, match="labels must lie"):
+        masked_eval(params, {}, images, labels + 7)
+
+
+def test_kept_rsms_leave_the_trimmed_nodes_out(rng):
+    from conftest import ref_rsm
+
+    means = rng.normal(size=(4, 10, 84))
+    masks = (rng.random((4, 84)) < 0.3).astype(np.float32)
+    masks[:, :3] = 1
+    means *= masks[:, None, :]  # a trimmed node's class means are 0
+    with float64():
+        got = np.asarray(kept_rsms(means, masks))
+    for s in range(4):
+        want = ref_rsm(means[s][:, masks[s] == 1])
+        np.testing.assert_allclose(got[s], want, rtol=1e-12, atol=1e-12)
+
+
+def _ref_threshold_step(apoz, masks, sds):
+    """One round of the threshold rule, by loops."""
+    names = list(apoz)
+    new = {k: masks[k].copy() for k in names}
+    picks = []
+    for s in range(len(apoz[names[0]])):
+        means = []
+        for k in names:
+            kept = masks[k][s] == 1
+            means.append(apoz[k][s][kept].mean() if kept.sum() > 1 else -np.inf)
+        i = int(np.argmax(means))
+        picks.append(i)
+        k = names[i]
+        kept = np.flatnonzero(masks[k][s] == 1)
+        if len(kept) < 2:
+            continue
+        a = apoz[k][s][kept].astype(np.float64)
+        cut = kept[a > a.mean() + sds * a.std()]
+        if not len(cut):
+            cut = kept[[int(np.argmax(a))]]
+        new[k][s, cut] = 0
+    return new, picks
+
+
+def test_threshold_step_matches_a_loop_reference(rng):
+    for trial in range(4):
+        apoz = {k: rng.random((5, n)).astype(np.float32) for k, n in LAYERS.items()}
+        masks = {k: (rng.random((5, n)) < 0.7).astype(np.float32) for k, n in LAYERS.items()}
+        for k in masks:
+            masks[k][:, 0] = 1
+        masks["conv1"][0] = 0
+        masks["conv1"][0, 2] = 1  # one node left: never picked, never emptied
+        apoz["conv1"][0] = 1.0
+        if trial == 0:  # all equal in the picked layer: its one highest (first) goes
+            apoz["fc2"][1] = 2.0
+        new, pick = threshold_step(apoz, masks, sds=0.5 + trial / 2)
+        want, want_pick = _ref_threshold_step(apoz, masks, 0.5 + trial / 2)
+        assert list(np.asarray(pick)) == want_pick
+        for k in LAYERS:
+            np.testing.assert_array_equal(np.asarray(new[k]), want[k])
+        assert np.asarray(new["conv1"])[0].sum() == 1
+        if trial == 0:
+            assert want_pick[1] == 3
+            assert masks["fc2"][1].sum() - np.asarray(new["fc2"])[1].sum() == 1
+
+
+def test_masked_apoz_counts_the_masked_networks_zeros(rng):
+    from poz_jax.models.lenet import layer_apoz
+
+    params = _stack(2, int(rng.integers(1 << 30)))
+    images = rng.integers(0, 256, size=(7, 32, 32, 3), dtype=np.uint8)
+    masks = {k: (rng.random((2, n)) < 0.6).astype(np.float32) for k, n in LAYERS.items()}
+    got = layer_apoz(params, images, masks=masks, batch=3)
+    x = cifar_scale(jnp.asarray(images))
+    for s in range(2):
+        one = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
+        mask = {k: m[s] for k, m in masks.items()}
+        _, state = LeNet5().apply({"params": one}, x, mask, mutable=["intermediates"])
+        for k in LAYERS:
+            a = np.asarray(state["intermediates"][f"{k}_relu"][0])
+            want = (a == 0).mean(axis=tuple(range(a.ndim - 1)))
+            np.testing.assert_allclose(got[k][s], want, rtol=1e-12)
+            assert np.all(got[k][s][mask[k] == 0] == 1.0)
 
 
 def test_the_physically_trimmed_network_computes_the_masked_one(rng):

@@ -166,3 +166,35 @@ def test_vgg16_has_torchvision_shapes():
     assert shapes["fc6"]["kernel"] == (25088, 4096)
     assert shapes["fc8"]["kernel"] == (4096, 1000)
     assert sum(int(np.prod(s)) for w in shapes.values() for s in w.values()) == 138_357_544
+
+
+def test_apoz_of_every_layer_matches_pytorchs_zeros(torch_model, converted):
+    from poz_jax.models.vgg import APOZ_LAYERS, layer_apoz
+
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(3, 32, 32, 3)).astype(np.float32)
+    # Pre-activations from hooks (cloned: the ReLUs work in place), in layer order.
+    pre = []
+    linear = [torch_model.classifier[0], torch_model.classifier[3]]
+    mods = [m for m in torch_model.features if isinstance(m, nn.Conv2d)] + linear
+    hooks = [m.register_forward_hook(lambda m, i, o: pre.append(o.detach().clone())) for m in mods]
+    _torch_forward(torch_model, torch.from_numpy(images.transpose(0, 3, 1, 2)).contiguous())
+    for h in hooks:
+        h.remove()
+    got = layer_apoz(converted, images, batch=2)
+    assert list(got) == list(APOZ_LAYERS) and len(pre) == len(APOZ_LAYERS)
+    for name, z in zip(APOZ_LAYERS, pre, strict=True):
+        z = z.numpy()
+        z = z.transpose(0, 2, 3, 1).reshape(-1, z.shape[1]) if z.ndim == 4 else z
+        # The two frameworks round differently: a pre-activation within float32's
+        # reach of 0 (1e-4 of the layer's largest, far above fan-in * eps) may
+        # land on either side, so the APoZ lies between the two counts.
+        tol = 1e-4 * np.abs(z).max()
+        lo, hi = (z < -tol).mean(0), (z <= tol).mean(0)
+        assert got[name].shape == (z.shape[1],)
+        assert np.all(got[name] >= lo - 1e-12) and np.all(got[name] <= hi + 1e-12), name
+    assert 0 < np.mean(got["conv1_1"]) < 1
+    with pytest.raises(ValueError, match="layers must be names"):
+        layer_apoz(converted, images, ("pool1",))
+    with pytest.raises(ValueError, match="images must be"):
+        layer_apoz(converted, images[:, :16])

@@ -8,6 +8,8 @@ ImageNet mean and std (:mod:`poz_jax.data.images`).
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -68,6 +70,8 @@ class VGG16(nn.Module):
             for channels in block:
                 conv = nn.Conv(channels, (3, 3), padding=1, dtype=self.dtype, name=next(names))
                 x = nn.relu(conv(x))
+                # Kept only when "intermediates" is mutable (layer_apoz); outputs unchanged.
+                self.sow("intermediates", f"{conv.name}_relu", x)
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
             out[f"pool{b + 1}"] = x
         # Flattened in NHWC order; the converter permutes fc6's rows from
@@ -79,6 +83,56 @@ class VGG16(nn.Module):
         out["fc7"] = x
         out["logits"] = nn.Dense(self.n_classes, dtype=self.dtype, name="fc8")(x)
         return out
+
+
+APOZ_LAYERS = (*CONV_NAMES, "fc6", "fc7")  # every post-ReLU layer
+
+
+def layer_apoz(
+    params, images, layers: tuple[str, ...] = APOZ_LAYERS, batch: int = 20
+) -> dict[str, np.ndarray]:
+    """APoZ (Hu et al. 2016) of each node of VGG-16's post-ReLU ``layers``: ``{layer: (nodes,)}``.
+
+    The share of zeros over all ``images`` and, for a channel, all positions
+    of its map. Streamed: each batch is reduced to zero counts in one jitted
+    call (conv1_1's maps alone are 3.2 M floats per 224 x 224 image).
+
+    Args:
+      params: one VGG-16's parameters.
+      images: float ``(n, H, W, 3)``, already ImageNet-standardised.
+      layers: names from :data:`APOZ_LAYERS`.
+    """
+    unknown = [k for k in layers if k not in APOZ_LAYERS]
+    if unknown or not layers:
+        raise ValueError(f"layers must be names from {list(APOZ_LAYERS)}, got {list(layers)}")
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] < 32 or images.shape[2] < 32:
+        raise ValueError(f"images must be (n, H >= 32, W >= 32, 3), got {images.shape}")
+    if not len(images) or not np.all(np.isfinite(images)):
+        raise ValueError("images must hold at least one image, all values finite")
+    run = _apoz_fn(tuple(layers))
+    zeros, positions = None, None
+    for i in range(0, len(images), batch):
+        counts, positions = run(params, jnp.asarray(images[i : i + batch], jnp.float32))
+        counts = {k: np.asarray(c, np.int64) for k, c in counts.items()}
+        zeros = counts if zeros is None else {k: zeros[k] + counts[k] for k in layers}
+    return {k: zeros[k] / (len(images) * int(positions[k])) for k in layers}
+
+
+@functools.lru_cache(maxsize=8)
+def _apoz_fn(layers: tuple[str, ...]):
+    def run(params, x):
+        out, state = VGG16().apply({"params": params}, x, mutable=["intermediates"])
+        acts = {**{k[: -len("_relu")]: v[0] for k, v in state["intermediates"].items()}, **out}
+        picked = {k: acts[k] for k in layers}
+        counts = {
+            k: jnp.sum(a == 0, axis=tuple(range(a.ndim - 1)), dtype=jnp.int32)
+            for k, a in picked.items()
+        }
+        # Positions per channel (H x W of a map, 1 for a dense node), static.
+        return counts, {k: int(np.prod(a.shape[1:-1])) for k, a in picked.items()}
+
+    return jax.jit(run)
 
 
 def random_params(seed: int = 0, n_classes: int = 1000) -> dict:

@@ -153,6 +153,7 @@ def run(
     data_dir: str | Path | None,
     cifar10h_dir: str | Path,
     progress: bool = True,
+    verify: bool = True,
 ) -> dict:
     """The trimming study into ``out``; returns ``{"summary": rows, "figures": paths}``.
 
@@ -160,6 +161,7 @@ def run(
     ``summary.csv`` (their means and sds per layer, method and level),
     ``iterative.csv`` (the iterative APoZ path per round), ``timing.json``
     and ``figure.png``/``.pdf`` (accuracy against parameters kept).
+    ``verify``: check the CIFAR-10 files and split sizes (see ``load_cifar10``).
     """
     t_start = time.perf_counter()
     out = files.check_out_dir(out)
@@ -174,7 +176,7 @@ def run(
     official = cifar10h.load_official_labels(cifar10h_dir)
     cifar10h.check_row_order(counts, official, f"{cifar10h_dir}/{cifar10h.COUNTS}")
     human = cifar10h.class_similarity(cifar10h.class_confusion(counts, official), "mean")
-    data = {"train": load_cifar10("train", data_dir), "test": load_cifar10("test", data_dir)}
+    data = {split: load_cifar10(split, data_dir, verify) for split in ("train", "test")}
     if cfg.score_images > len(data["train"][0]):
         raise ValueError(f"score_images {cfg.score_images} exceeds the training images")
     out.mkdir(parents=True, exist_ok=True)
@@ -233,32 +235,36 @@ def _fields(cfg: TrimConfig, *names: str) -> dict:
 
 
 class Evaluator:
-    """Accuracy and the two fits of masked networks on the test images."""
+    """Accuracy, class means and the two fits of masked networks on the test images."""
 
     def __init__(self, own_rsm: np.ndarray, human: np.ndarray, test) -> None:
         self.own, self.human, self.test = own_rsm, np.asarray(human, np.float64), test
 
-    def __call__(self, params, masks: dict, reference: np.ndarray) -> dict[str, np.ndarray]:
-        """``{"accuracy", "fit_untrimmed", "fit_human"}``, each ``(N,)``.
+    def measure(self, params, masks: dict) -> dict[str, np.ndarray]:
+        """``{"accuracy": (N,), "class_means": (N, 10, 84)}`` (:func:`masked_eval`)."""
+        return masked_eval(params, masks, *self.test)
+
+    def fits(self, class_means, fc2_mask, reference) -> dict[str, np.ndarray]:
+        """``{"fit_untrimmed", "fit_human"}`` ``(N,)`` of the RSMs over each one's kept fc2 nodes.
 
         ``reference`` ``(N,)``: the untrimmed network each one came from.
         """
-        res = masked_eval(params, masks, *self.test)
-        n = len(res["accuracy"])
-        fc2 = masks.get("fc2", np.ones((n, LAYERS["fc2"])))
         with float64():
-            rsms = kept_rsms(res["class_means"], fc2)
+            rsms = kept_rsms(class_means, fc2_mask)
             return {
-                "accuracy": res["accuracy"],
-                "fit_untrimmed": np.asarray(fit(rsms, self.own[reference])),
+                "fit_untrimmed": np.asarray(fit(rsms, self.own[np.asarray(reference)])),
                 "fit_human": np.asarray(fit(rsms, self.human)),
             }
 
 
 def _tuned(cfg, out: Path, name: str, params, masks, data, tune_key, evals, progress, round_=0):
-    """Evaluate, fine-tune and evaluate again one group of masked networks (cached)."""
+    """Measure, fine-tune and measure again one group of masked networks (cached).
+
+    Network ``i`` of the group came from untrimmed network ``i // (N / S)``
+    (the groups repeat each network's weights for its trimmings).
+    """
     n = len(params["fc3"]["bias"])
-    reference = np.arange(n) % tune_key["n_networks"]
+    reference = np.arange(n) // (n // tune_key["n_networks"])
     full = {k: np.asarray(masks.get(k, np.ones((n, d))), np.float32) for k, d in LAYERS.items()}
     key = cache.product_key(
         {"masks": np.concatenate(list(full.values()), 1), "start": files.tree_digest(params)},
@@ -268,10 +274,10 @@ def _tuned(cfg, out: Path, name: str, params, masks, data, tune_key, evals, prog
     folder = out / "fine_tune" / name
 
     def compute():
-        before = evals(params, full, reference)
+        before = evals.measure(params, full)
         tcfg = cfg.train_config(n, round_)
-        tuned, history = fine_tune(tcfg, data, params, full, folder, progress=progress)
-        after = evals(tuned, full, reference)
+        tuned, _ = fine_tune(tcfg, data, params, full, folder, progress=progress)
+        after = evals.measure(tuned, full)
         leaves = jax.tree_util.tree_leaves(tuned)
         return {
             **{f"before_{k}": a for k, a in before.items()},
@@ -283,6 +289,9 @@ def _tuned(cfg, out: Path, name: str, params, masks, data, tune_key, evals, prog
     ckpt = folder / "checkpoint.npz"
     if ckpt.exists():  # the group is stored whole; its epoch checkpoint is spent
         ckpt.unlink()
+    for when in ("before", "after"):
+        fits = evals.fits(res[f"{when}_class_means"], full["fc2"], reference)
+        res.update({f"{when}_{k}": a for k, a in fits.items()})
     treedef = jax.tree_util.tree_structure(params)
     n_leaves = treedef.num_leaves
     res["params"] = jax.tree_util.tree_unflatten(
@@ -355,7 +364,9 @@ def _iterative(cfg, out, params, score_x, data, tune_key, evals, progress) -> li
     """Hu et al.'s path: per round, APoZ, the threshold rule on one layer, fine-tuning."""
     n = len(params["fc3"]["bias"])
     masks = {k: np.ones((n, d), np.float32) for k, d in LAYERS.items()}
-    start = {f"after_{k}": a for k, a in evals(params, masks, np.arange(n)).items()}
+    start = evals.measure(params, masks)
+    start.update(evals.fits(start["class_means"], masks["fc2"], np.arange(n)))
+    start = {f"after_{k}": a for k, a in start.items()}
     acc0 = start["after_accuracy"]
     rows = [_round_row(0, "", masks, acc0, acc0, start)]
     for r in range(1, cfg.rounds + 1):
