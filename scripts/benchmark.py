@@ -489,6 +489,75 @@ def vgg_forward(args, check_only: bool) -> Table | None:
     return t
 
 
+def trimming(args, check_only: bool) -> list[Table]:
+    """Trimmed against untrimmed LeNet5 inference, and a reduced trimming study end to end."""
+    import tempfile
+
+    from poz_jax.data.cifar10 import cifar_scale
+    from poz_jax.models import LeNet5
+    from poz_jax.models.lenet import LAYERS
+    from poz_jax.models.trim import physical_trim, size
+    from poz_jax.pipelines import trim
+    from poz_jax.synthetic import write_fake_cifar10, write_fake_cifar10h
+
+    n = args.trim_images
+    print(f"6. trimming: LeNet5 inference on {n} images, conv2 and fc1 trimmed (Hu et al.'s two)")
+    rng = np.random.default_rng(0)
+    x = cifar_scale(jnp.asarray(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)))
+    x = x.astype(jnp.float32)
+    params = LeNet5().init(jax.random.PRNGKey(0), x[:1])["params"]
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
+    full = jax.jit(lambda p, x: LeNet5().apply({"params": p}, x)[0])
+    t = Table(f"LeNet5 inference, {n} images (jit, float32, one network)")
+    timings = [("untrimmed", lambda: full(params, x))]
+    for keep in (0.5, 0.25):
+        masks = {k: np.ones(d, np.float32) for k, d in LAYERS.items()}
+        for k in ("conv2", "fc1"):
+            masks[k][int(keep * LAYERS[k]) :] = 0
+        model, small = physical_trim(params, masks)
+        small = jax.tree_util.tree_map(jnp.asarray, small)
+        masked = jax.jit(lambda p, x, m=masks: LeNet5().apply({"params": p}, x, m)[0])
+        fwd = jax.jit(lambda p, x, model=model: model.apply({"params": p}, x)[0])
+        want, got = np.asarray(masked(params, x)), np.asarray(fwd(small, x))
+        agree(f"physically trimmed ({keep:g}) vs masked logits (relative)",
+              got / np.abs(want).max(), want / np.abs(want).max(), 1e-4)  # fmt: skip
+        kept = size(model.widths)["parameters"] / size(tuple(LAYERS.values()))["parameters"]
+        note = f"widths {model.widths}, {kept:.0%} of the parameters"
+        timings.append((f"masked ({keep:g} of conv2, fc1)", lambda m=masked: m(params, x), ""))
+        timings.append((f"physically trimmed ({keep:g})", lambda f=fwd, s=small: f(s, x), note))
+    study = Table("Trimming study end to end (reduced design, generated data)")
+    if check_only:
+        return [t, study]
+    for label, fn, *note in timings:
+        t.add(label, timed(fn, args.repeats), note=note[0] if note else "")
+    cfg = trim.TrimConfig(networks=2, score_images=500, tune_images=500, rounds=2)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        where, data = write_fake_cifar10(tmp / "cifar", "npz", n_train=500, n_test=1000)
+        write_fake_cifar10h(tmp / "h", np.repeat(np.arange(10), 1000), n_matched=10)
+        init = jax.vmap(lambda k: LeNet5().init(k, x[:1])["params"])
+        nets = jax.tree_util.tree_map(np.asarray, init(jax.random.split(jax.random.PRNGKey(1), 2)))
+        nets = jax.tree_util.tree_map(lambda a: a.astype(np.float32), nets)
+        from poz_jax import files
+
+        files.save_tree(tmp / "networks.npz", nets, {})
+
+        def run():
+            out = tmp / f"out{len(list(tmp.glob('out*')))}"
+            trim.run(cfg, out, tmp / "networks.npz", where, tmp / "h", progress=False,
+                     verify=False)  # fmt: skip
+            return jnp.zeros(())
+
+        n_tuned = cfg.networks * (1 + 4 * (2 + cfg.random_draws) * len(cfg.keep) + cfg.rounds)
+        study.add(
+            "poz-jax trim, 2 networks, 500 + 500 images",
+            once(run),
+            note=f"{n_tuned} networks fine-tuned, compile included; the full study's time is in "
+            "experiments/results/trim/timing.json",
+        )
+    return [t, study]
+
+
 # --- report --------------------------------------------------------------------------------
 
 
@@ -547,7 +616,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sections",
         nargs="+",
-        choices=["sweep", "sweep-exp1", "null", "training", "vgg", "compare"],
+        choices=["sweep", "sweep-exp1", "null", "training", "vgg", "compare", "trim"],
         help="run only these sections (default all)",
     )
     args = parser.parse_args(argv)
@@ -560,6 +629,7 @@ def main(argv: list[str] | None = None) -> None:
     args.seeds = (1, 10) if quick else (1, 10, 50)
     args.vgg_images = 1 if args.check_only else 4 if quick else 120
     args.compare_repeats = 1 if quick else 10
+    args.trim_images = 1000 if quick else 10000
     if HAS_TORCH:
         import torch
 
@@ -571,10 +641,14 @@ def main(argv: list[str] | None = None) -> None:
         "training": training,
         "vgg": vgg_forward,
         "compare": comparison,
+        "trim": trimming,
     }
     chosen = args.sections or list(sections)
     sections = [sections[name] for name in chosen]
-    tables = [t for f in sections if (t := f(args, args.check_only)) is not None]
+    tables = []
+    for f in sections:
+        got = f(args, args.check_only)
+        tables += got if isinstance(got, list) else [] if got is None else [got]
     if args.check_only:
         print("all agreement checks passed")
         return

@@ -30,5 +30,6 @@ def test_benchmark_agreement_checks_pass():
         "after 2 SGD steps",
         "Flax VGG-16 fc7",
         "compare split 0",
+        "physically trimmed (0.25)",
     ):
         assert any(ln.strip().startswith("agree:") and name in ln for ln in agreed), name

@@ -258,3 +258,14 @@ def test_fine_tuning_holds_the_trimmed_nodes_and_resumes(rng, tmp_path):
     other = {**masks, "fc2": np.ones((2, 84), np.float32)}
     with pytest.raises(ValueError, match="different settings or data"):
         fine_tune(cfg, data, params, other, tmp_path, progress=False)
+
+
+def test_scoring_images_are_a_seeded_draw_from_all_classes():
+    from poz_jax.pipelines.trim import TrimConfig, scoring_images
+
+    sorted_by_class = np.repeat(np.arange(10, dtype=np.uint8), 100)[:, None, None, None]
+    picked = scoring_images(TrimConfig(score_images=200, seed=3), sorted_by_class)[:, 0, 0, 0]
+    # A class-sorted training set (as ../shared's is) must not give its first classes only.
+    assert len(picked) == 200 and set(picked) == set(range(10))
+    again = scoring_images(TrimConfig(score_images=200, seed=3), sorted_by_class)[:, 0, 0, 0]
+    np.testing.assert_array_equal(picked, again)

@@ -5,7 +5,8 @@ inputs. :func:`reproduce` re-runs that study's analysis into a temporary
 folder from the committed inputs (Experiment 1: ``networks.npz`` and
 CIFAR-10; Experiment 3: ``inputs.npz`` and CIFAR-10H; Experiment 2 and the
 comparison: the stimuli and embeddings named in ``config.json``; the Peterson
-study: the stimuli and the networks it names), then
+study: the stimuli and the networks it names; the trimming study: the
+networks, CIFAR-10 and CIFAR-10H), then
 compares every CSV table cell by cell with the committed one.
 
 Same code, same library versions and the same machine kind give the same
@@ -197,6 +198,16 @@ def reproduce(
             n = _path(networks, inputs.get("networks"), "networks", "--networks")
             _check_digest(n, inputs.get("networks"), "networks")
             peterson.run(peterson.PetersonConfig.from_dict(fields), out, s, n, progress)
+        elif study == "trim":
+            from poz_jax.pipelines import trim
+
+            n = _path(networks, inputs.get("networks"), "networks", "--networks")
+            _check_digest(n, inputs.get("networks"), "networks")
+            d = _path(data_dir, inputs.get("cifar10"), "CIFAR-10", "--data-dir")
+            h = _path(cifar10h_dir, inputs.get("cifar10h"), "CIFAR-10H", "--cifar10h")
+            _check_digest(h, inputs.get("cifar10h"), "CIFAR-10H")
+            cfg = trim.TrimConfig.from_dict(fields)
+            trim.run(cfg, out, n, d, h, progress, verify)
         elif study in ("exp2", "compare"):
             from poz_jax.pipelines import compare, exp2
 

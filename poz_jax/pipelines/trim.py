@@ -16,7 +16,8 @@ parameters and multiply-adds kept (of the physical network), and the fit of
 its fc2 class-mean RSM (over its kept nodes) to the untrimmed network's and
 to the human class similarity of CIFAR-10H (Experiment 3's target).
 
-Then Hu et al.'s iterative scheme: ``rounds`` times, each network
+Then Hu et al.'s iterative scheme (over all four layers, whatever
+``layers`` says): ``rounds`` times, each network
 recomputes APoZ, trims the layer of highest mean APoZ by the threshold rule
 of :func:`poz_jax.models.trim.threshold_step` (nodes more than ``sds``
 standard deviations above that layer's mean) and is fine-tuned again.
@@ -139,6 +140,25 @@ def node_scores(cfg: TrimConfig, params, images: np.ndarray) -> dict[str, np.nda
     return out
 
 
+def scoring_images(cfg: TrimConfig, train_images: np.ndarray) -> np.ndarray:
+    """The ``cfg.score_images`` training images APoZ is measured on (drawn with ``cfg.seed``)."""
+    pick = np.random.default_rng(cfg.seed).permutation(len(train_images))[: cfg.score_images]
+    return train_images[np.sort(pick)]
+
+
+def tiled(cfg: TrimConfig, params, scores: dict, layer: str) -> tuple[dict, dict]:
+    """One layer's group: ``(params, masks)`` with each network repeated per design and level.
+
+    Network ``s``'s trimmings are rows ``s * R .. (s + 1) * R - 1`` (``R`` =
+    designs x levels, in :func:`layer_masks`' order).
+    """
+    m = layer_masks(cfg, scores, layer)
+    reps = m.shape[1] * m.shape[2]
+    n_net = len(params["fc3"]["bias"])
+    masks = {layer: m.reshape(n_net * reps, -1)}
+    return jax.tree_util.tree_map(lambda a: np.repeat(a, reps, 0), params), masks
+
+
 def layer_masks(cfg: TrimConfig, scores: dict, layer: str) -> np.ndarray:
     """``(S, designs, levels, nodes)`` 0/1 masks of ``layer`` for every design and keep level."""
     counts = keep_counts(cfg, layer)
@@ -190,11 +210,12 @@ def run(
     provenance.write_config(out, "trim", cfg, inputs)
     key = data_key(data)
     base = {"networks": record["sha256"], **key, "n_networks": n_net}
-    pick = np.sort(np.random.default_rng(cfg.seed).permutation(len(data["train"][0])))
-    score_x = data["train"][0][pick[: cfg.score_images]]
+    score_x = scoring_images(cfg, data["train"][0])
     scores = cache.cached(
         out / "scores.npz",
-        cache.product_key(**base, **_fields(cfg, "layers", "random_draws", "score_images", "seed")),
+        cache.product_key(
+            {"images": score_x}, **base, **_fields(cfg, "layers", "random_draws", "seed")
+        ),
         lambda: node_scores(cfg, params, score_x),
     )
     test = data["test"]
@@ -208,17 +229,10 @@ def run(
     tune_key = {**base, **_fields(cfg, "epochs", "learning_rate", "momentum", "tune_images")}
     groups = [("none", None)] + [(layer, layer) for layer in cfg.layers]
     for name, layer in groups:
-        if layer is None:
-            masks = {}
-            tiled = params
-        else:
-            m = layer_masks(cfg, scores, layer)
-            reps = m.shape[1] * m.shape[2]
-            masks = {layer: m.reshape(n_net * reps, -1)}
-            tiled = jax.tree_util.tree_map(lambda a, r=reps: np.repeat(a, r, 0), params)
-        n = len(tiled["fc3"]["bias"])
+        group, masks = (params, {}) if layer is None else tiled(cfg, params, scores, layer)
+        n = len(group["fc3"]["bias"])
         status(f"trimming {name}: fine-tuning {n} networks", progress)
-        res = _tuned(cfg, out, f"group_{name}", tiled, masks, data, tune_key, evals, progress)
+        res = _tuned(cfg, out, f"group_{name}", group, masks, data, tune_key, evals, progress)
         rows += _group_rows(cfg, name, layer, res, n_net)
     path_rows = _iterative(cfg, out, params, score_x, data, tune_key, evals, progress)
     summary = summarise(rows)
