@@ -24,6 +24,7 @@ FOLDERS = {
     "exp1": ("exp1", "cifar10"),
     "cifar10h": ("exp3", "cifar10h"),
     "peterson": ("peterson", "peterson2018"),
+    "trim": ("trim", "cifar10"),
 }
 
 
@@ -146,5 +147,71 @@ def test_peterson_is_reproduced_from_the_committed_networks():
     _same_kind_or_skip(folder)
     report = reproduce(
         folder, stimuli=SHARED / "peterson2018", networks=RESULTS / "exp1" / exp1.NETWORKS
+    )
+    assert report.ok, format_report(report, folder)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHARED / "cifar10").is_dir() or not (SHARED / "cifar10h").is_dir(),
+    reason="needs ../shared/data/cifar10 and cifar10h",
+)
+def test_trim_before_fine_tuning_follows_from_the_committed_networks():
+    # Everything that needs no fine-tuning, re-derived in about two minutes:
+    # the scores, the masks and every trimmed network's accuracy and fits.
+    import jax
+
+    from poz_jax.core.rsa import rsm
+    from poz_jax.data import cifar10h
+    from poz_jax.data.cifar10 import load_cifar10
+    from poz_jax.models.lenet import load_networks
+    from poz_jax.pipelines import trim
+    from poz_jax.runtime import float64
+
+    folder = RESULTS / "trim"
+    _same_kind_or_skip(folder)
+    _, fields = provenance.saved_config(folder)
+    cfg = trim.TrimConfig.from_dict(fields)
+    nets = RESULTS / "exp1" / exp1.NETWORKS
+    assert files.file_digest(nets) == provenance.read_config(folder)["inputs"]["networks"]["sha256"]
+    params, _ = load_networks(nets)
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a[: cfg.networks]), params)
+    train, test = (load_cifar10(s, SHARED / "cifar10") for s in ("train", "test"))
+    counts = cifar10h.load_counts(SHARED / "cifar10h")
+    official = cifar10h.load_official_labels(SHARED / "cifar10h")
+    human = cifar10h.class_similarity(cifar10h.class_confusion(counts, official))
+    scores = trim.node_scores(cfg, params, trim.scoring_images(cfg, train[0]))
+    evals = trim.Evaluator(None, human, test)
+    with float64():
+        evals.own = np.asarray(rsm(evals.measure(params, {})["class_means"]))
+    rows = read_rows(folder / "trim.csv")
+    for layer in cfg.layers:
+        group, masks = trim.tiled(cfg, params, scores, layer)
+        got = evals.measure(group, masks)
+        n = len(got["accuracy"])
+        fc2 = masks.get("fc2", np.ones((n, 84)))
+        got.update(evals.fits(got["class_means"], fc2, np.arange(n) // (n // cfg.networks)))
+        committed = [r for r in rows if r["layer"] == layer]
+        assert len(committed) == n
+        for m in ("accuracy", "fit_untrimmed", "fit_human"):
+            want = [float(r[f"{m}_before"]) for r in committed]
+            np.testing.assert_array_equal(got[m], want, err_msg=f"{layer} {m}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "cifar10").is_dir(), reason="needs ../shared/data/cifar10")
+@pytest.mark.skipif(
+    os.environ.get("POZ_REPRODUCE") != "1",
+    reason="re-runs the trimming study's fine-tuning (about 35 min on 2 cores); "
+    "set POZ_REPRODUCE=1",
+)
+def test_trim_is_reproduced_from_the_committed_networks():
+    folder = RESULTS / "trim"
+    _same_kind_or_skip(folder)
+    report = reproduce(
+        folder,
+        data_dir=SHARED / "cifar10",
+        cifar10h_dir=SHARED / "cifar10h",
+        networks=RESULTS / "exp1" / exp1.NETWORKS,
     )
     assert report.ok, format_report(report, folder)
