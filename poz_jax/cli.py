@@ -58,6 +58,11 @@ def _default(config, field: str):
     return next(f.default for f in dataclasses.fields(config) if f.name == field)
 
 
+def _listed(config, field: str) -> str:
+    """A tuple field's default as the comma-separated text its flag takes."""
+    return ",".join(str(x) for x in _default(config, field))
+
+
 def _param_default(func, name: str):
     """A function parameter's default (for commands whose settings are plain arguments)."""
     import inspect
@@ -522,7 +527,7 @@ def _peterson_parser(sub) -> None:
     from poz_jax.pipelines.peterson import PetersonConfig
 
     def listed(field: str) -> str:
-        return ",".join(str(x) for x in _default(PetersonConfig, field))
+        return _listed(PetersonConfig, field)
 
     cmd = sub.add_parser(
         "peterson",
@@ -595,7 +600,7 @@ def _trim_parser(sub) -> None:
     from poz_jax.pipelines.trim import TrimConfig
 
     def listed(field: str) -> str:
-        return ",".join(str(x) for x in _default(TrimConfig, field))
+        return _listed(TrimConfig, field)
 
     cmd = sub.add_parser(
         "trim",

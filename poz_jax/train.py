@@ -515,6 +515,7 @@ def fine_tune(
     out: Path,
     compute: Compute | None = None,
     progress: bool = True,
+    key: dict | None = None,
 ) -> tuple[PyTree, list[dict]]:
     """Retrain trimmed networks from their remaining weights, the masks held: ``(params, history)``.
 
@@ -522,7 +523,8 @@ def fine_tune(
     ``masks``: ``{layer: (seeds, nodes)}`` 0/1. Trains ``cfg.epochs`` epochs
     with ``cfg``'s optimiser (a fresh optimiser state) and data order
     (seeded by ``cfg.seed``), checkpointing to ``out/checkpoint.npz`` after
-    every epoch and resuming from it. Returns LeNet5 parameters whose
+    every epoch and resuming from it (``key``: ``data_key(data)`` when the
+    caller has it, as for :func:`train_networks`). Returns LeNet5 parameters whose
     trimmed nodes' weights are exactly the given ones (they get no
     gradient), with the history of :func:`train_networks`.
     """
@@ -533,6 +535,6 @@ def fine_tune(
     keys = seed_keys(cfg)
     # The starting networks and masks are part of what the run is, so a
     # checkpoint of other ones is refused rather than resumed.
-    key = {**data_key(data), "start": files.tree_digest(start)}
+    key = {**(data_key(data) if key is None else key), "start": files.tree_digest(start)}
     final, history = _train(trainer, state, keys, cfg, data, Path(out), compute, progress, key)
     return final["net"], history

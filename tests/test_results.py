@@ -59,6 +59,14 @@ def test_the_committed_networks_are_the_recorded_ones():
     assert files.file_digest(nets) == recorded["sha256"]
 
 
+def opt_in(what: str, minutes: int):
+    """Skip a full re-derivation unless POZ_REPRODUCE=1 asks for it (it takes ``minutes``)."""
+    return pytest.mark.skipif(
+        os.environ.get("POZ_REPRODUCE") != "1",
+        reason=f"re-runs {what} (about {minutes} min on 2 cores); set POZ_REPRODUCE=1",
+    )
+
+
 def _same_kind_or_skip(folder: Path) -> None:
     # Bit-identical tables are promised for the same library versions and
     # machine kind only (README, "Checking a result"); elsewhere, say why not.
@@ -85,11 +93,7 @@ def test_exp1_is_reproduced_from_its_networks_and_feeds_experiment_3(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "cifar10h").is_dir(), reason="needs ../shared/data/cifar10h")
-@pytest.mark.skipif(
-    os.environ.get("POZ_REPRODUCE") != "1",
-    reason="re-runs Experiment 3's nulls and comparisons (about 35 min on 2 cores); "
-    "set POZ_REPRODUCE=1",
-)
+@opt_in("Experiment 3's nulls and comparisons", minutes=35)
 def test_cifar10h_is_reproduced_from_its_inputs():
     _same_kind_or_skip(RESULTS / "cifar10h")
     report = reproduce(RESULTS / "cifar10h", cifar10h_dir=SHARED / "cifar10h")
@@ -137,11 +141,7 @@ def test_peterson_fits_follow_from_the_committed_networks_and_images(tmp_path):
 @pytest.mark.skipif(
     not (SHARED / "peterson2018").is_dir(), reason="needs ../shared/data/peterson2018"
 )
-@pytest.mark.skipif(
-    os.environ.get("POZ_REPRODUCE") != "1",
-    reason="re-runs the Peterson study's nulls and comparisons (about 35 min on 2 cores); "
-    "set POZ_REPRODUCE=1",
-)
+@opt_in("the Peterson study's nulls and comparisons", minutes=35)
 def test_peterson_is_reproduced_from_the_committed_networks():
     folder = RESULTS / "peterson"
     _same_kind_or_skip(folder)
@@ -157,7 +157,7 @@ def test_peterson_is_reproduced_from_the_committed_networks():
     reason="needs ../shared/data/cifar10 and cifar10h",
 )
 def test_trim_before_fine_tuning_follows_from_the_committed_networks():
-    # Everything that needs no fine-tuning, re-derived in about two minutes:
+    # Everything that needs no fine-tuning, re-derived in about 12 minutes on 2 cores:
     # the scores, the masks and every trimmed network's accuracy and fits.
     import jax
 
@@ -200,11 +200,7 @@ def test_trim_before_fine_tuning_follows_from_the_committed_networks():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "cifar10").is_dir(), reason="needs ../shared/data/cifar10")
-@pytest.mark.skipif(
-    os.environ.get("POZ_REPRODUCE") != "1",
-    reason="re-runs the trimming study's fine-tuning (about 35 min on 2 cores); "
-    "set POZ_REPRODUCE=1",
-)
+@opt_in("the trimming study's fine-tuning", minutes=46)
 def test_trim_is_reproduced_from_the_committed_networks():
     folder = RESULTS / "trim"
     _same_kind_or_skip(folder)

@@ -290,7 +290,9 @@ def _tuned(cfg, out: Path, name: str, params, masks, data, tune_key, evals, prog
     def compute():
         before = evals.measure(params, full)
         tcfg = cfg.train_config(n, round_)
-        tuned, _ = fine_tune(tcfg, data, params, full, folder, progress=progress)
+        # The data's digest is in tune_key already: no second pass over the images.
+        digest = {k: tune_key[k] for k in ("train_data", "test_data")}
+        tuned, _ = fine_tune(tcfg, data, params, full, folder, progress, digest)
         after = evals.measure(tuned, full)
         leaves = jax.tree_util.tree_leaves(tuned)
         return {
@@ -367,9 +369,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         }
         for when in ("before", "after"):
             for m in _MEASURES:
-                values = [g[f"{m}_{when}"] for g in group]
-                row[f"{m}_{when}_mean"] = stats.mean(values)
-                row[f"{m}_{when}_sd"] = stats.sd(values)
+                row.update(stats.describe([g[f"{m}_{when}"] for g in group], f"{m}_{when}"))
         out.append(row)
     return out
 
@@ -404,10 +404,8 @@ def _round_row(r: int, layers: str, masks: dict, before, after, res: dict) -> di
         row[f"{k}_nodes_mean"] = stats.mean(w)
     row["parameters_mean"] = stats.mean(params)
     row["parameters_kept_mean"] = stats.mean(params) / UNTRIMMED["parameters"]
-    row["accuracy_trimmed_mean"] = stats.mean(before)
-    row["accuracy_trimmed_sd"] = stats.sd(before)
-    row["accuracy_after_mean"] = stats.mean(after)
-    row["accuracy_after_sd"] = stats.sd(after)
+    row.update(stats.describe(before, "accuracy_trimmed"))
+    row.update(stats.describe(after, "accuracy_after"))
     for m in ("fit_untrimmed", "fit_human"):
         row[f"{m}_after_mean"] = stats.mean(res[f"after_{m}"])
     return row
