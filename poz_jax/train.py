@@ -513,6 +513,7 @@ def fine_tune(
     params: PyTree,
     masks: dict,
     out: Path,
+    *,
     compute: Compute | None = None,
     progress: bool = True,
     key: dict | None = None,

@@ -20,6 +20,24 @@ def test_poz_batched_and_dtypes(rng):
     assert pj.poz(x).dtype == jnp.float64
 
 
+def test_streamed_apoz_is_the_share_of_zeros_over_images_and_positions(rng):
+    from poz_jax.core.ranking import streamed_apoz, zero_counts
+
+    # 13 "images" of a 5 x 4 map with 6 channels and a dense layer of 9 nodes.
+    maps = sparse_acts(rng, 13 * 20, 6).reshape(13, 5, 4, 6)
+    dense = sparse_acts(rng, 13, 9)
+    want = {"conv": np.mean(maps == 0, axis=(0, 1, 2)), "fc": np.mean(dense == 0, axis=0)}
+    jm, jd = jnp.asarray(maps), jnp.asarray(dense)
+    count = jax.jit(lambda i: {"conv": zero_counts(jm[i]), "fc": zero_counts(jd[i])})
+    for batch in (1, 4, 13, 50):
+        got = streamed_apoz(count, np.arange(13), batch, {"conv": 20, "fc": 1})
+        assert got.keys() == want.keys()
+        for k in want:
+            # Counts over counts: exact up to the one division's rounding.
+            np.testing.assert_allclose(got[k], want[k], rtol=2**-52, atol=0, err_msg=k)
+    assert zero_counts(jnp.asarray(maps)).dtype == jnp.int32
+
+
 def test_keep_order_is_stable_ascending(rng):
     x = sparse_acts(rng, 20, 40)
     p = np.mean(x == 0, axis=0)

@@ -47,8 +47,11 @@ def _run(inputs, out, cfg=CFG):
     )
 
 
-def test_tables_match_references_and_a_rerun_reuses_everything(inputs, tmp_path):
+def test_tables_match_references_and_a_rerun_reuses_everything(inputs, tmp_path, capfd):
     res = _run(inputs, tmp_path)
+    # progress=False reaches the fine-tuning too: no epoch bars (an earlier draft
+    # passed it into fine_tune's compute slot, and the bars came on).
+    assert "epoch 1/" not in capfd.readouterr().err
     rows = read_rows(tmp_path / "trim.csv")
     designs = 2 + CFG.random_draws
     assert len(rows) == 2 * (1 + len(CFG.layers) * designs * len(CFG.keep))

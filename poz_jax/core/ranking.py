@@ -35,6 +35,35 @@ def poz(acts) -> jax.Array:
     return jnp.mean(a == 0, axis=-2, dtype=jnp.result_type(float))
 
 
+def zero_counts(acts) -> jax.Array:
+    """Zeros per node over every axis but the last: ``(..., nodes)`` -> ``(nodes,)`` int32.
+
+    Jit-able; a convolutional map ``(n, H, W, C)`` gives each channel's zeros
+    over its images and positions (Hu et al.'s APoZ numerator).
+    """
+    return jnp.sum(acts == 0, axis=tuple(range(acts.ndim - 1)), dtype=jnp.int32)
+
+
+def streamed_apoz(count_batch, images, batch: int, positions: dict) -> dict[str, np.ndarray]:
+    """APoZ (Hu et al. 2016) from zero counts summed over batches of ``images``.
+
+    Args:
+      count_batch: ``images[i:j]`` -> ``{layer: (..., nodes)}`` int zero counts
+        (one jitted call, so no layer's maps outlive their batch).
+      batch: images per call.
+      positions: ``{layer: int}`` map positions per channel (1 for a dense node).
+
+    Returns:
+      ``{layer: (..., nodes)}`` float64 shares of zeros over all images and
+      positions; the sum is int64 (10,000 images x 784 positions overflow no int).
+    """
+    zeros: dict[str, np.ndarray] = {}
+    for i in range(0, len(images), batch):
+        for k, c in count_batch(images[i : i + batch]).items():
+            zeros[k] = zeros.get(k, 0) + np.asarray(c, np.int64)
+    return {k: zeros[k] / (len(images) * positions[k]) for k in zeros}
+
+
 def keep_order(poz_values) -> jax.Array:
     """Node indices in the order they are kept: lowest PoZ first.
 

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from poz_jax.core.ranking import streamed_apoz, zero_counts
+
 
 def torch_uniform(fan_in: int):
     """PyTorch's default Linear/Conv initialiser: U(-b, b) with b = 1/sqrt(fan_in).
@@ -259,26 +261,16 @@ def layer_apoz(
         k: jnp.asarray((masks or {}).get(k, np.ones((n_net, d))), jnp.float32)
         for k, d in LAYERS.items()
     }
-    zeros = None
-    for i in range(0, len(images), batch):
-        counts = {
-            k: np.asarray(c, np.int64)
-            for k, c in run(params, jnp.asarray(images[i : i + batch]), masks).items()
-        }
-        zeros = counts if zeros is None else {k: zeros[k] + counts[k] for k in layers}
     # Positions per channel (conv1 28 x 28, conv2 10 x 10, a dense node 1), from the model.
     shapes = jax.eval_shape(_layer_fn(tuple(layers)), params, jnp.asarray(images[:1]))
     positions = {k: int(np.prod(a.shape[2:-1])) for k, a in shapes.items()}
-    return {k: zeros[k] / (len(images) * positions[k]) for k in layers}
+    return streamed_apoz(lambda x: run(params, jnp.asarray(x), masks), images, batch, positions)
 
 
 @functools.lru_cache(maxsize=8)
 def _apoz_fn(layers: tuple[str, ...]):
     def one(params, x, masks):
-        return {
-            k: jnp.sum(a == 0, axis=tuple(range(a.ndim - 1)), dtype=jnp.int32)
-            for k, a in _outputs(params, x, layers, masks).items()
-        }
+        return {k: zero_counts(a) for k, a in _outputs(params, x, layers, masks).items()}
 
     return jax.jit(jax.vmap(one, in_axes=(0, None, 0)))
 

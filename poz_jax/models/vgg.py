@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from poz_jax.core.ranking import streamed_apoz, zero_counts
+
 # Output channels of each conv block (a max-pool follows each block).
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 CONV_NAMES = tuple(
@@ -111,28 +113,27 @@ def layer_apoz(
     if not len(images) or not np.all(np.isfinite(images)):
         raise ValueError("images must hold at least one image, all values finite")
     run = _apoz_fn(tuple(layers))
-    zeros, positions = None, None
-    for i in range(0, len(images), batch):
-        counts, positions = run(params, jnp.asarray(images[i : i + batch], jnp.float32))
-        counts = {k: np.asarray(c, np.int64) for k, c in counts.items()}
-        zeros = counts if zeros is None else {k: zeros[k] + counts[k] for k in layers}
-    return {k: zeros[k] / (len(images) * int(positions[k])) for k in layers}
+    # Positions per channel (H x W of a map, 1 for a dense node), from the shapes alone.
+    one = jax.ShapeDtypeStruct((1, *images.shape[1:]), jnp.float32)
+    shapes = jax.eval_shape(functools.partial(_post_relu, tuple(layers)), params, one)
+    positions = {k: int(np.prod(a.shape[1:-1])) for k, a in shapes.items()}
+
+    def count(x):
+        return run(params, jnp.asarray(x, jnp.float32))
+
+    return streamed_apoz(count, images, batch, positions)
+
+
+def _post_relu(layers: tuple[str, ...], params, x) -> dict:
+    out, state = VGG16().apply({"params": params}, x, mutable=["intermediates"])
+    acts = {**{k[: -len("_relu")]: v[0] for k, v in state["intermediates"].items()}, **out}
+    return {k: acts[k] for k in layers}
 
 
 @functools.lru_cache(maxsize=8)
 def _apoz_fn(layers: tuple[str, ...]):
-    def run(params, x):
-        out, state = VGG16().apply({"params": params}, x, mutable=["intermediates"])
-        acts = {**{k[: -len("_relu")]: v[0] for k, v in state["intermediates"].items()}, **out}
-        picked = {k: acts[k] for k in layers}
-        counts = {
-            k: jnp.sum(a == 0, axis=tuple(range(a.ndim - 1)), dtype=jnp.int32)
-            for k, a in picked.items()
-        }
-        # Positions per channel (H x W of a map, 1 for a dense node), static.
-        return counts, {k: int(np.prod(a.shape[1:-1])) for k, a in picked.items()}
-
-    return jax.jit(run)
+    # Counted inside the jitted call: no batch's maps leave it.
+    return jax.jit(lambda p, x: {k: zero_counts(a) for k, a in _post_relu(layers, p, x).items()})
 
 
 def random_params(seed: int = 0, n_classes: int = 1000) -> dict:

@@ -292,7 +292,7 @@ def _tuned(cfg, out: Path, name: str, params, masks, data, tune_key, evals, prog
         tcfg = cfg.train_config(n, round_)
         # The data's digest is in tune_key already: no second pass over the images.
         digest = {k: tune_key[k] for k in ("train_data", "test_data")}
-        tuned, _ = fine_tune(tcfg, data, params, full, folder, progress, digest)
+        tuned, _ = fine_tune(tcfg, data, params, full, folder, progress=progress, key=digest)
         after = evals.measure(tuned, full)
         leaves = jax.tree_util.tree_leaves(tuned)
         return {
