@@ -521,8 +521,10 @@ def trimming(args, check_only: bool) -> list[Table]:
         want, got = np.asarray(masked(params, x)), np.asarray(fwd(small, x))
         agree(f"physically trimmed ({keep:g}) vs masked logits (relative)",
               got / np.abs(want).max(), want / np.abs(want).max(), 1e-4)  # fmt: skip
-        kept = size(model.widths)["parameters"] / size(tuple(LAYERS.values()))["parameters"]
-        note = f"widths {model.widths}, {kept:.0%} of the parameters"
+        small_size, full_size = size(model.widths), size(tuple(LAYERS.values()))
+        kept = {k: small_size[k] / full_size[k] for k in ("parameters", "macs")}
+        note = (f"widths {model.widths}, {kept['parameters']:.0%} of the parameters, "
+                f"{kept['macs']:.0%} of the multiply-adds")  # fmt: skip
         timings.append((f"masked ({keep:g} of conv2, fc1)", lambda m=masked: m(params, x), ""))
         timings.append((f"physically trimmed ({keep:g})", lambda f=fwd, s=small: f(s, x), note))
     study = Table("Trimming study end to end (reduced design, generated data)")
