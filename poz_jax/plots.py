@@ -305,12 +305,14 @@ def trim_figure(summary: list[dict], path: list[dict] | None = None):
     ``summary``: :func:`poz_jax.pipelines.trim.summarise`'s rows. Solid lines
     and whiskers (one sd over networks and draws): after fine-tuning;
     dashed: trimmed, before it. The grey band is the untrimmed networks
-    fine-tuned alike (method ``none``, mean +- sd); ``path`` (the iterative
-    APoZ rounds) adds a panel of its own.
+    fine-tuned alike (method ``none``, mean +- sd), the dotted line the
+    untrimmed networks as trained (its mean before fine-tuning); ``path`` (the iterative
+    APoZ rounds) adds a panel of its own when it has a round past the start.
     """
     layers = [r["layer"] for r in summary if r["method"] != "none"]
     layers = list(dict.fromkeys(layers))
     control = next((r for r in summary if r["method"] == "none"), None)
+    path = path if path and len(path) > 1 else None  # round 0 alone is the untrimmed start
     n_panels = len(layers) + (1 if path else 0)
     fig, axes = plt.subplots(1, n_panels, figsize=(3.2 * n_panels, 3.4), sharey=True, squeeze=False)
     colors = plt.get_cmap("tab10").colors
@@ -357,10 +359,13 @@ def trim_figure(summary: list[dict], path: list[dict] | None = None):
         m, s = control["accuracy_after_mean"], control["accuracy_after_sd"]
         for ax in axes[0]:
             ax.axhspan(m - s, m + s, color="0.85", zorder=0)
+            # Hu et al.'s reference: the untrimmed networks as they were trained.
+            ax.axhline(control["accuracy_before_mean"], color="0.4", ls=":", lw=1, zorder=0)
     axes[0][0].set_ylabel("test accuracy")
     axes[0][0].plot([], [], "--", color="0.3", lw=1, label="before fine-tuning")
     if control is not None:
         axes[0][0].fill_between([], [], color="0.85", label="untrimmed, fine-tuned alike")
+        axes[0][0].plot([], [], ":", color="0.4", lw=1, label="untrimmed, as trained")
     axes[0][0].legend(frameon=False, fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig

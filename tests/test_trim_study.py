@@ -14,6 +14,7 @@ from poz_jax.models import LeNet5
 from poz_jax.models.lenet import LAYERS, load_networks
 from poz_jax.models.trim import keep_masks, masked_eval, size
 from poz_jax.pipelines import trim
+from poz_jax.plots import trim_figure
 from poz_jax.synthetic import write_fake_cifar10, write_fake_cifar10h
 
 pytestmark = pytest.mark.slow  # fine-tuning: outside the fast loop
@@ -106,11 +107,21 @@ def test_tables_match_references_and_a_rerun_reuses_everything(inputs, tmp_path,
         if r["layer"] == "fc2" and r["method"] == "apoz" and r["keep_fraction"] == 0.5
     )
     assert got["accuracy_after_mean"] == pytest.approx(want, rel=1e-12)
+    # Its paired columns: each network against its own control, fine-tuned and not.
+    ctrl = {r["network"]: r for r in rows if r["method"] == "none"}
+    for name, ref in (("control", "accuracy_after"), ("untrimmed", "accuracy_before")):
+        diff = [float(r["accuracy_after"]) - float(ctrl[r["network"]][ref]) for r in cell]
+        col = f"accuracy_after_minus_{name}"
+        assert got[f"{col}_mean"] == pytest.approx(np.mean(diff), rel=1e-9, abs=1e-15)
+        assert got[f"{col}_sd"] == pytest.approx(np.std(diff, ddof=1), rel=1e-9, abs=1e-15)
+    none = next(r for r in res["summary"] if r["method"] == "none")
+    assert none["accuracy_after_minus_control_mean"] == 0.0
     path = read_rows(tmp_path / "iterative.csv")
     assert [int(r["round"]) for r in path] == [0, 1, 2]
     kept = [float(r["parameters_kept_mean"]) for r in path]
     assert kept[0] == 1.0 and kept[2] < kept[1] < 1.0
     assert {p.name for p in res["figures"]} == {"figure.png", "figure.pdf"}
+    assert len(trim_figure(res["summary"], res["iterative"]).axes) == len(CFG.layers) + 1
     # Stored whole: no epoch checkpoint left, and a re-run recomputes nothing.
     assert not list(tmp_path.glob("fine_tune/*/checkpoint.npz"))
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")}
@@ -121,7 +132,10 @@ def test_tables_match_references_and_a_rerun_reuses_everything(inputs, tmp_path,
 
 def test_trimmed_nodes_stay_trimmed_through_the_fine_tuning(inputs, tmp_path):
     cfg = trim.TrimConfig(**{**CFG.__dict__, "layers": ("fc1",), "rounds": 0})
-    _run(inputs, tmp_path, cfg)
+    res = _run(inputs, tmp_path, cfg)
+    # No rounds: the figure has the layer's panel and no empty iterative one.
+    assert len(res["iterative"]) == 1
+    assert len(trim_figure(res["summary"], res["iterative"]).axes) == 1
     group = files.load_arrays(tmp_path / "group_fc1.npz")[0]
     params, _ = load_networks(inputs["networks"])
     leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a: a[:2], params))

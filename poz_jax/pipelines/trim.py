@@ -352,7 +352,16 @@ def _group_rows(cfg: TrimConfig, name: str, layer, res: dict, n_net: int) -> lis
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and sd over networks (and random draws) per layer, method and keep level."""
+    """Mean and sd over networks (and random draws) per layer, method and keep level.
+
+    Beside each measure, two paired differences of the fine-tuned accuracy,
+    network by network: to the untrimmed network fine-tuned alike
+    (``accuracy_after_minus_control``: what trimming costs at equal training)
+    and to the untrimmed network as it was (``accuracy_after_minus_untrimmed``:
+    Hu et al.'s comparison, which credits the retraining to the trimming).
+    ``rows``: :func:`run`'s ``trim.csv`` rows, the untrimmed control included.
+    """
+    control = {r["network"]: r for r in rows if r["method"] == "none"}
     out = []
     cells = {}
     for r in rows:
@@ -370,6 +379,9 @@ def summarise(rows: list[dict]) -> list[dict]:
         for when in ("before", "after"):
             for m in _MEASURES:
                 row.update(stats.describe([g[f"{m}_{when}"] for g in group], f"{m}_{when}"))
+        for name, ref in (("control", "accuracy_after"), ("untrimmed", "accuracy_before")):
+            diff = [g["accuracy_after"] - control[g["network"]][ref] for g in group]
+            row.update(stats.describe(diff, f"accuracy_after_minus_{name}"))
         out.append(row)
     return out
 
@@ -422,6 +434,7 @@ def format_summary(summary: list[dict]) -> str:
             ("params kept", number("parameters_kept", ".3f")),
             ("acc trimmed", number("accuracy_before_mean", ".4f")),
             ("acc tuned", number("accuracy_after_mean", ".4f")),
+            ("vs control", number("accuracy_after_minus_control_mean", "+.4f")),
             ("fit untrimmed", number("fit_untrimmed_after_mean", ".3f")),
             ("fit human", number("fit_human_after_mean", ".3f")),
         ],
