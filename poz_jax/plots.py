@@ -366,6 +366,10 @@ def trim_figure(summary: list[dict], path: list[dict] | None = None):
     if control is not None:
         axes[0][0].fill_between([], [], color="0.85", label="untrimmed, fine-tuned alike")
         axes[0][0].plot([], [], ":", color="0.4", lw=1, label="untrimmed, as trained")
-    axes[0][0].legend(frameon=False, fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # Below the panels: inside one, the legend hides the points of the low levels.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows = -(-len(handles) // (3 * n_panels))
+    fig.legend(handles, labels, frameon=False, fontsize=7, loc="lower center",
+               ncol=-(-len(handles) // rows))  # fmt: skip
+    fig.tight_layout(rect=(0, 0.045 + 0.05 * rows, 1, 1))
     return fig
