@@ -42,9 +42,9 @@ def inputs(tmp_path_factory):
     return {"cifar": where, "h": folder / "h", "networks": folder / "networks.npz", "data": data}
 
 
-def _run(inputs, out, cfg=CFG):
+def _run(inputs, out, cfg=CFG, progress=False):
     return trim.run(
-        cfg, out, inputs["networks"], inputs["cifar"], inputs["h"], progress=False, verify=False
+        cfg, out, inputs["networks"], inputs["cifar"], inputs["h"], progress=progress, verify=False
     )
 
 
@@ -130,9 +130,10 @@ def test_tables_match_references_and_a_rerun_reuses_everything(inputs, tmp_path,
     assert read_rows(tmp_path / "trim.csv") == rows
 
 
-def test_trimmed_nodes_stay_trimmed_through_the_fine_tuning(inputs, tmp_path):
+def test_trimmed_nodes_stay_trimmed_through_the_fine_tuning(inputs, tmp_path, capfd):
     cfg = trim.TrimConfig(**{**CFG.__dict__, "layers": ("fc1",), "rounds": 0})
-    res = _run(inputs, tmp_path, cfg)
+    res = _run(inputs, tmp_path, cfg, progress=True)  # the bars' path, as the CLI runs it
+    assert "epoch 1/1" in capfd.readouterr().err
     # No rounds: the figure has the layer's panel and no empty iterative one.
     assert len(res["iterative"]) == 1
     assert len(trim_figure(res["summary"], res["iterative"]).axes) == 1
