@@ -368,8 +368,8 @@ def trim_figure(summary: list[dict], path: list[dict] | None = None):
         axes[0][0].plot([], [], ":", color="0.4", lw=1, label="untrimmed, as trained")
     # Below the panels: inside one, the legend hides the points of the low levels.
     handles, labels = axes[0][0].get_legend_handles_labels()
-    rows = -(-len(handles) // (3 * n_panels))
+    legend_rows = -(-len(handles) // (3 * n_panels))
     fig.legend(handles, labels, frameon=False, fontsize=7, loc="lower center",
-               ncol=-(-len(handles) // rows))  # fmt: skip
-    fig.tight_layout(rect=(0, 0.045 + 0.05 * rows, 1, 1))
+               ncol=-(-len(handles) // legend_rows))  # fmt: skip
+    fig.tight_layout(rect=(0, 0.045 + 0.05 * legend_rows, 1, 1))
     return fig

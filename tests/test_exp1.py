@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import warnings
 
 import numpy as np
 import pytest
-from conftest import SMALL_TRAIN, ref_fit, ref_rsm_fast
+from conftest import SMALL_TRAIN, read_rows, ref_fit, ref_rsm_fast
 
 from poz_jax import files
 from poz_jax.cli import main
@@ -28,19 +27,14 @@ def fake(tmp_path_factory):
     return where
 
 
-def read_csv(path):
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_tables_match_a_numpy_reference(fake, tmp_path):
     res = exp1.run(CFG, tmp_path, fake, progress=False, verify=False)
     arrays, _ = files.load_arrays(tmp_path / "embeddings.npz")
     fc2, labels = arrays["fc2"].astype(np.float64), arrays["labels"]
     assert fc2.shape == (2, 200, 84)
     assert files.load_meta(tmp_path / exp1.NETWORKS)["train"]["seeds"] == 2
-    per_seed = read_csv(tmp_path / "per_seed.csv")
-    summary = read_csv(tmp_path / "summary.csv")
+    per_seed = read_rows(tmp_path / "per_seed.csv")
+    summary = read_rows(tmp_path / "summary.csv")
     assert len(summary) == 84 and len(per_seed) == 2 * 84
     assert [int(r["keep_count"]) for r in summary[:3]] == [84, 83, 82]
     assert sum(r["paper_level"] == "True" for r in summary) == 10

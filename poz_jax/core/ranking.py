@@ -55,7 +55,8 @@ def streamed_apoz(count_batch, images, batch: int, positions: dict) -> dict[str,
 
     Returns:
       ``{layer: (..., nodes)}`` float64 shares of zeros over all images and
-      positions; the sum is int64 (10,000 images x 784 positions overflow no int).
+      positions; each batch's int32 counts are summed in int64, so no number
+      of images overflows them.
     """
     zeros: dict[str, np.ndarray] = {}
     for i in range(0, len(images), batch):
