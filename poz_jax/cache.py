@@ -86,3 +86,20 @@ def cached(
     files.save_arrays(path, {"key": key}, **product)
     # Read back what was stored, so a fresh run returns what a resumed one will.
     return files.load_arrays(path)[0]
+
+
+def is_product(path: str | Path) -> bool:
+    """Whether ``path`` is a stored product or a training checkpoint: a file a run may recompute.
+
+    Products (:func:`cached`) hold the key they were computed from; results
+    folders need not keep them.
+    """
+    path = Path(path)
+    if path.name == "checkpoint.npz":
+        return True
+    if path.suffix != ".npz":
+        return False
+    try:
+        return "key" in files.load_meta(path)
+    except ValueError:
+        return False

@@ -60,6 +60,18 @@ def recording() -> Iterator[list[Path]]:
         _LOGS.remove(log)
 
 
+def relocate_log(src: str | Path, dst: str | Path) -> None:
+    """Rename, in every open write log, each path under folder ``src`` to its place under ``dst``.
+
+    For files written in a working folder and then moved into place.
+    """
+    src, dst = Path(src), Path(dst)
+    for log in _LOGS:
+        for i, p in enumerate(log):
+            with contextlib.suppress(ValueError):
+                log[i] = dst / p.relative_to(src)
+
+
 def describe_writes(folder: str | Path, written: list[Path]) -> str:
     """``wrote FOLDER/: a.csv (2.1 KB), b.png (40.3 KB), sub/: 25 files (1.2 MB)``.
 

@@ -26,6 +26,7 @@ from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.plots import compare_figure, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import precision_scope, progress_bar
+from poz_jax.study.staging import relocate, staged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,31 +77,30 @@ def run(
         # Every set is checked before any is computed or anything written.
         check_design(s.n_items, emb[name].shape[1], *_design(cfg))
         v.check_finite(jnp.asarray(s.similarity), f"the similarity matrix of {name}")
-    out.mkdir(parents=True, exist_ok=True)
-    files.clean_temporaries(out)
-    inputs = {
-        name: provenance.input_record(p)
-        for name, p in (("stimuli", stimuli), ("embeddings", embeddings))
-    }
-    provenance.write_config(out, "compare", cfg, inputs)
-    dtype = np.float64 if cfg.precision == "float64" else np.float32
-    summary, per_split = [], []
-    n_splits = cfg.folds * cfg.repeats
-    with (
-        precision_scope(cfg.precision),
-        progress_bar(n_splits * len(sets), "comparison splits", progress) as bar,
-    ):
-        for name, s in sets.items():
-            x = np.asarray(emb[name], dtype)
-            t = np.asarray(s.similarity, dtype)
-            result = compare_set(cfg, out, name, x, t, bar)
-            summary += result.summary_rows(name)
-            per_split += result.split_rows(name)
-    files.write_csv(out / "compare.csv", summary)
-    files.write_csv(out / "compare_splits.csv", per_split)
-    title = f"Fit to new stimuli: {cfg.folds}-fold x {cfg.repeats} repeats, mean over splits"
-    figs = save_figure(compare_figure(summary, title=title), out / "compare")
-    return {"rows": summary, "figures": figs}
+    with staged(out) as work:
+        inputs = {
+            name: provenance.input_record(p)
+            for name, p in (("stimuli", stimuli), ("embeddings", embeddings))
+        }
+        provenance.write_config(work, "compare", cfg, inputs)
+        dtype = np.float64 if cfg.precision == "float64" else np.float32
+        summary, per_split = [], []
+        n_splits = cfg.folds * cfg.repeats
+        with (
+            precision_scope(cfg.precision),
+            progress_bar(n_splits * len(sets), "comparison splits", progress) as bar,
+        ):
+            for name, s in sets.items():
+                x = np.asarray(emb[name], dtype)
+                t = np.asarray(s.similarity, dtype)
+                result = compare_set(cfg, work, name, x, t, bar)
+                summary += result.summary_rows(name)
+                per_split += result.split_rows(name)
+        files.write_csv(work / "compare.csv", summary)
+        files.write_csv(work / "compare_splits.csv", per_split)
+        title = f"Fit to new stimuli: {cfg.folds}-fold x {cfg.repeats} repeats, mean over splits"
+        figs = save_figure(compare_figure(summary, title=title), work / "compare")
+        return relocate({"rows": summary, "figures": figs}, work, out)
 
 
 def _design(cfg: CompareConfig) -> tuple:

@@ -22,6 +22,7 @@ from poz_jax.models.lenet import embed
 from poz_jax.plots import figure1, save_figure
 from poz_jax.report import number, text_table
 from poz_jax.runtime import float64, status
+from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import exp1_tables
 from poz_jax.train import (
     Compute,
@@ -100,46 +101,50 @@ def run(
     if missing.size:
         raise ValueError(f"class {missing[0]} has no test images: class means are undefined")
     key = data_key(data)
-    # Check everything already in `out` before writing anything to it.
-    nets, ckpt = out / NETWORKS, out / "checkpoint.npz"
-    nets_meta = files.load_meta(nets) if nets.exists() else {}
-    if nets_meta:
-        check_resumable(nets_meta, cfg, key, nets)
-    if ckpt.exists():
-        check_resumable(files.load_meta(ckpt), cfg, key, ckpt)
-    out.mkdir(parents=True, exist_ok=True)
-    files.clean_temporaries(out)
-    # The data's digest is of the arrays read (any of the formats it may come in).
-    source = str(data_dir) if data_dir else "downloaded or tensorflow-datasets"
-    cifar = provenance.input_record(source, files.fingerprint(**key), "train and test arrays")
-    provenance.write_config(out, "exp1", cfg, {"cifar10": cifar})
-    trainer = lenet_trainer(cfg, compute)
-    params, history = _networks(cfg, out, data, key, trainer, compute, progress, nets_meta)
-    # From here on the networks are an input of the analysis: recorded with their
-    # digest, by their name in the folder (which travels with them).
-    record = provenance.input_record(NETWORKS, files.file_digest(nets), "file bytes")
-    provenance.write_config(out, "exp1", cfg, {"cifar10": cifar, "networks": record})
-    emb = _embeddings(out, params, data["test"], key["test_data"], trainer, progress)
-    fc2, labels, acc = (emb[k] for k in _EMB_KEYS)
-    if not np.isfinite(fc2).all():
-        raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
-    paper_counts = keep_grid(N_NODES)
-    all_counts = np.arange(N_NODES, 0, -1)
-    status(f"analysing {len(fc2)} networks at {len(all_counts)} keep levels", progress)
-    result, baseline = analyse_embeddings(fc2, labels, all_counts)
-    summary, per_seed, acc_rows = exp1_tables(result, paper_counts, acc)
-    files.write_csv(out / "summary.csv", summary)
-    files.write_csv(out / "per_seed.csv", per_seed)
-    files.write_csv(out / "accuracy.csv", acc_rows)
-    files.save_arrays(
-        out / "analysis.npz", {"train": dataclasses.asdict(cfg)}, rsm=baseline, **result.arrays()
-    )
-    files.write_json(out / "history.json", history)
-    rows = [r for r in summary if r["paper_level"]]
-    figs = draw_figure1(rows, dataclasses.asdict(cfg), out / "figure1")
-    # k = 1 (every class mean constant) and k = 2 (every r^2 exactly 1) are NaN by definition.
-    n_nan = sum(r["n_nan"] for r in summary if r["keep_count"] > 2)
-    return {"summary": rows, "test_accuracy": acc, "figures": figs, "n_nan": n_nan}
+    with staged(out) as work:
+        # What the folder (or an interrupted run) already holds must belong to this run.
+        nets, ckpt = work / NETWORKS, work / "checkpoint.npz"
+        nets_meta = files.load_meta(nets) if nets.exists() else {}
+        if nets_meta:
+            check_resumable(nets_meta, cfg, key, nets)
+        if ckpt.exists():
+            check_resumable(files.load_meta(ckpt), cfg, key, ckpt)
+        # The data's digest is of the arrays read (any of the formats it may come in).
+        source = str(data_dir) if data_dir else "downloaded or tensorflow-datasets"
+        cifar = provenance.input_record(source, files.fingerprint(**key), "train and test arrays")
+        provenance.write_config(work, "exp1", cfg, {"cifar10": cifar})
+        trainer = lenet_trainer(cfg, compute)
+        params, history = _networks(cfg, work, data, key, trainer, compute, progress, nets_meta)
+        # From here on the networks are an input of the analysis: recorded with their
+        # digest, by their name in the folder (which travels with them).
+        record = provenance.input_record(NETWORKS, files.file_digest(nets), "file bytes")
+        provenance.write_config(work, "exp1", cfg, {"cifar10": cifar, "networks": record})
+        emb = _embeddings(work, params, data["test"], key["test_data"], trainer, progress)
+        fc2, labels, acc = (emb[k] for k in _EMB_KEYS)
+        if not np.isfinite(fc2).all():
+            raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
+        paper_counts = keep_grid(N_NODES)
+        all_counts = np.arange(N_NODES, 0, -1)
+        status(f"analysing {len(fc2)} networks at {len(all_counts)} keep levels", progress)
+        result, baseline = analyse_embeddings(fc2, labels, all_counts)
+        summary, per_seed, acc_rows = exp1_tables(result, paper_counts, acc)
+        files.write_csv(work / "summary.csv", summary)
+        files.write_csv(work / "per_seed.csv", per_seed)
+        files.write_csv(work / "accuracy.csv", acc_rows)
+        files.save_arrays(
+            work / "analysis.npz",
+            {"train": dataclasses.asdict(cfg)},
+            rsm=baseline,
+            **result.arrays(),
+        )
+        files.write_json(work / "history.json", history)
+        rows = [r for r in summary if r["paper_level"]]
+        figs = draw_figure1(rows, dataclasses.asdict(cfg), work / "figure1")
+        # k = 1 (every class mean constant) and k = 2 (every r^2 exactly 1) are NaN by definition.
+        n_nan = sum(r["n_nan"] for r in summary if r["keep_count"] > 2)
+        return relocate(
+            {"summary": rows, "test_accuracy": acc, "figures": figs, "n_nan": n_nan}, work, out
+        )
 
 
 def _networks(cfg, out: Path, data, key, trainer, compute, progress, saved_meta):

@@ -28,6 +28,7 @@ from poz_jax.models.vgg import check_have_images, embed_sets
 from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import precision_scope, progress_bar
+from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import exp2_tables
 
 
@@ -165,47 +166,46 @@ def run(
         emb, params = load_embeddings(embeddings, sets), None
     else:
         params = _network(cfg, sets)
-    out.mkdir(parents=True, exist_ok=True)
-    files.clean_temporaries(out)
-    # The weights file (hundreds of MB) is hashed once, and only when it is used.
-    real = embeddings is None and cfg.weights != "random"
-    weights = files.file_digest(cfg.weights) if real else "random:0"
-    inputs = {
-        "stimuli": provenance.input_record(stimuli),
-        "embeddings": provenance.input_record(embeddings),
-        "weights": provenance.input_record(cfg.weights, weights, "file bytes")
-        if real
-        else provenance.input_record(None),
-    }
-    provenance.write_config(out, "exp2", cfg, inputs)
-    if embeddings is None:
-        emb = _embeddings(cfg, out, sets, params, weights, progress)
-    parts = []
-    with (
-        precision_scope(cfg.precision),
-        progress_bar(cfg.n_null * len(sets), "random-pruning null", progress) as bar,
-    ):
-        for group in _group_by_shape(emb):
-            parts.append(_analyse_group(cfg, out, group, emb, sets, bar))
-    # Groups follow the sets' shapes; the tables follow the sets' own order.
-    rank = {n: i for i, n in enumerate(sets)}
-    source = network_name(cfg, embeddings)
-    tables = []
-    for t in range(3):
-        rows = sorted(
-            (r for part in parts for r in part["tables"][t]), key=lambda r: rank[r["set"]]
+    with staged(out) as work:
+        # The weights file (hundreds of MB) is hashed once, and only when it is used.
+        real = embeddings is None and cfg.weights != "random"
+        weights = files.file_digest(cfg.weights) if real else "random:0"
+        inputs = {
+            "stimuli": provenance.input_record(stimuli),
+            "embeddings": provenance.input_record(embeddings),
+            "weights": provenance.input_record(cfg.weights, weights, "file bytes")
+            if real
+            else provenance.input_record(None),
+        }
+        provenance.write_config(work, "exp2", cfg, inputs)
+        if embeddings is None:
+            emb = _embeddings(cfg, work, sets, params, weights, progress)
+        parts = []
+        with (
+            precision_scope(cfg.precision),
+            progress_bar(cfg.n_null * len(sets), "random-pruning null", progress) as bar,
+        ):
+            for group in _group_by_shape(emb):
+                parts.append(_analyse_group(cfg, work, group, emb, sets, bar))
+        # Groups follow the sets' shapes; the tables follow the sets' own order.
+        rank = {n: i for i, n in enumerate(sets)}
+        source = network_name(cfg, embeddings)
+        tables = []
+        for t in range(3):
+            rows = sorted(
+                (r for part in parts for r in part["tables"][t]), key=lambda r: rank[r["set"]]
+            )
+            tables.append([{**r, "network": source} for r in rows])  # random weights say so
+        for name, rows in zip(("summary", "levels", "stats"), tables, strict=True):
+            files.write_csv(work / f"{name}.csv", rows)
+        sets_ = {n: part["sets"][n] for part in parts for n in part["sets"]}
+        by_set = {n: sets_[n] for n in sets}
+        files.save_arrays(
+            work / "analysis.npz",
+            {"sets": list(sets)},
+            **{f"{k}_{n}": by_set[n][k] for n in sets for k in ("poz", "fit", "all_fits")},
         )
-        tables.append([{**r, "network": source} for r in rows])  # random weights say so
-    for name, rows in zip(("summary", "levels", "stats"), tables, strict=True):
-        files.write_csv(out / f"{name}.csv", rows)
-    sets_ = {n: part["sets"][n] for part in parts for n in part["sets"]}
-    by_set = {n: sets_[n] for n in sets}
-    files.save_arrays(
-        out / "analysis.npz",
-        {"sets": list(sets)},
-        **{f"{k}_{n}": by_set[n][k] for n in sets for k in ("poz", "fit", "all_fits")},
-    )
-    return {"stats": tables[2], "figures": _figures(by_set, source, out)}
+        return relocate({"stats": tables[2], "figures": _figures(by_set, source, work)}, work, out)
 
 
 def _analyse_group(cfg: Exp2Config, out: Path, names, emb, sets, bar) -> dict:

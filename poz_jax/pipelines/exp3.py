@@ -43,6 +43,7 @@ from poz_jax.plots import exp3_figure, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, precision_scope, progress_bar
 from poz_jax.stats import mean as stats_mean
+from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import exp3_tables
 
 N_CLASSES = 10
@@ -73,16 +74,7 @@ class Exp3Config:
     @classmethod
     def from_dict(cls, saved: dict) -> Exp3Config:
         """The config a ``config.json`` holds, earlier versions' two seeds included."""
-        saved = dict(saved)
-        seeds = {saved.pop(k) for k in ("null_seed", "set_seed") if k in saved}
-        if len(seeds) > 1:
-            raise ValueError(
-                f"this run drew its sets and nulls with different seeds {sorted(seeds)}; "
-                "one seed now draws both"
-            )
-        if seeds:
-            saved["seed"] = seeds.pop()
-        return cls(**saved)
+        return cls(**current_names(saved))
 
     def __post_init__(self) -> None:
         from poz_jax.core import validate as v
@@ -216,43 +208,58 @@ def run(
         cifar10h.class_confusion(counts, official), cfg.class_similarity
     )
     sets = cifar10h.matched_sets(data["matched_labels"], cfg.per_class, cfg.n_sets, cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    files.clean_temporaries(out)
-    provenance.write_config(
-        out,
-        "exp3",
-        cfg,
-        {
-            "inputs": provenance.input_record(inputs),
-            "cifar10h": provenance.input_record(cifar10h_dir),
-        },
-    )
-    if made:
-        files.save_arrays(out / "inputs.npz", {}, compressed=True, **data)
-    dtype = np.float64 if cfg.precision == "float64" else np.float32
-    n_net = len(data["class_means"])
-    levels = _levels(cfg, data, counts, sets, human_classes)
-    summary, stats, curves = [], [], {}
-    with (
-        precision_scope(cfg.precision),
-        progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
-    ):
-        for name, level, set_name, acts, node_poz, human in levels:
-            acts, human = np.asarray(acts, dtype), np.asarray(human, dtype)
-            res, null, tests = analyse_networks(
-                out, name, acts, node_poz, human, cfg.n_null, cfg.seed, cfg.precision, bar
+    with staged(out) as work:
+        provenance.write_config(
+            work,
+            "exp3",
+            cfg,
+            {
+                "inputs": provenance.input_record(inputs),
+                "cifar10h": provenance.input_record(cifar10h_dir),
+            },
+        )
+        if made:
+            files.save_arrays(work / "inputs.npz", {}, compressed=True, **data)
+        dtype = np.float64 if cfg.precision == "float64" else np.float32
+        n_net = len(data["class_means"])
+        levels = _levels(cfg, data, counts, sets, human_classes)
+        summary, stats, curves = [], [], {}
+        with (
+            precision_scope(cfg.precision),
+            progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
+        ):
+            for name, level, set_name, acts, node_poz, human in levels:
+                acts, human = np.asarray(acts, dtype), np.asarray(human, dtype)
+                res, null, tests = analyse_networks(
+                    work, name, acts, node_poz, human, cfg.n_null, cfg.seed, cfg.precision, bar
+                )
+                rows = exp3_tables(res, null, tests, level, set_name)
+                summary, stats = summary + rows[0], stats + rows[1]
+                curves[name] = (res, null)
+        files.write_csv(work / "summary.csv", summary)
+        files.write_csv(work / "stats.csv", stats)
+        n_cmp = min(cfg.compare_networks, n_net)
+        if n_cmp:
+            files.write_csv(
+                work / "compare.csv", _compare(cfg, work, levels[1:], n_cmp, dtype, progress)
             )
-            rows = exp3_tables(res, null, tests, level, set_name)
-            summary, stats = summary + rows[0], stats + rows[1]
-            curves[name] = (res, null)
-    files.write_csv(out / "summary.csv", summary)
-    files.write_csv(out / "stats.csv", stats)
-    n_cmp = min(cfg.compare_networks, n_net)
-    if n_cmp:
-        files.write_csv(out / "compare.csv", _compare(cfg, out, levels[1:], n_cmp, dtype, progress))
-    figs = _figures(cfg, data, curves, out)
-    pooled_rows = [r for r in stats if r["network"] == "pooled"]
-    return {"stats": pooled_rows, "figures": figs}
+        figs = _figures(cfg, data, curves, work)
+        pooled_rows = [r for r in stats if r["network"] == "pooled"]
+        return relocate({"stats": pooled_rows, "figures": figs}, work, out)
+
+
+def current_names(saved: dict) -> dict:
+    """A saved Experiment 3 config with earlier versions' two seeds made one ``seed``."""
+    saved = dict(saved)
+    seeds = {saved.pop(k) for k in ("null_seed", "set_seed") if k in saved}
+    if len(seeds) > 1:
+        raise ValueError(
+            f"this run drew its sets and nulls with different seeds {sorted(seeds)}; "
+            "one seed now draws both"
+        )
+    if seeds:
+        saved["seed"] = seeds.pop()
+    return saved
 
 
 def _levels(cfg: Exp3Config, data: dict, counts, sets, human_classes) -> list[tuple]:

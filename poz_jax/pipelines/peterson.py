@@ -44,6 +44,7 @@ from poz_jax.pipelines.per_network import analyse_networks, compare_networks
 from poz_jax.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import precision_scope, progress_bar, status
+from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import network_tables
 
 INPUT_SIZE = 32  # the networks' input: CIFAR-10's images are 32 x 32
@@ -127,62 +128,61 @@ def run(
         for s in sets.values():
             for layer in cfg.compare_layers:
                 check_design(s.n_items, LAYERS[layer], *_design(ccfg))
-    out.mkdir(parents=True, exist_ok=True)
-    files.clean_temporaries(out)
-    record = provenance.input_record(networks)
-    inputs = {"stimuli": provenance.input_record(stimuli), "networks": record}
-    provenance.write_config(out, "peterson", cfg, inputs)
-    images = {name: load_images(s.images, INPUT_SIZE, INPUT_SIZE) for name, s in sets.items()}
-    emb = _embeddings(cfg, out, sets, images, params, record["sha256"], progress)
-    dtype = np.float64 if cfg.precision == "float64" else np.float32
-    with precision_scope(cfg.precision):
-        floors = _pixel_floors(cfg, sets, images, dtype)
-        ceilings = {n: split_half(*s.batches) for n, s in sets.items() if s.batches is not None}
-    summary, stat_rows, curves = [], [], {}
-    levels = [(name, layer) for name in sets for layer in cfg.layers]
-    with (
-        precision_scope(cfg.precision),
-        progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
-    ):
-        for name, layer in levels:
-            acts = np.asarray(emb[f"{layer}_{name}"], dtype)
-            human = np.asarray(sets[name].similarity, dtype)
-            node_poz = np.asarray(poz(jnp.asarray(acts)))
-            res, null, tests = analyse_networks(
-                out, f"{name}_{layer}", acts, node_poz, human, cfg.n_null, cfg.seed,
-                cfg.precision, bar,
-            )  # fmt: skip
-            rows = network_tables(res, null, tests, {"set": name, "layer": layer})
-            ceiling = float(ceilings[name].ceiling) if name in ceilings else np.nan
-            summary += _with_ceiling(rows[0], ceiling, ("fit_mean",))
-            shares = [float(np.mean(p > 0.8)) for p in res.poz]
-            for row, share in zip(rows[1], [*shares, stats.mean(shares)], strict=True):
-                row["share_poz_above_80"] = share
-            stat_rows += _with_ceiling(rows[1], ceiling, ("unpruned_fit", "best_fit"))
-            curves[name, layer] = (res, null)
-    files.write_csv(out / "summary.csv", summary)
-    files.write_csv(out / "stats.csv", stat_rows)
-    # Every network's curve at every keep count (the tables hold their summaries).
-    files.save_arrays(
-        out / "analysis.npz",
-        {"levels": [f"{n}_{layer}" for n, layer in levels]},
-        compressed=True,
-        **{
-            f"{k}_{n}_{layer}": getattr(curves[n, layer][0], k)
-            for n, layer in levels
-            for k in ("keep_counts", "poz", "fit", "max_poz")
-        },
-    )
-    pooled_rows = [r for r in stat_rows if r["network"] == "pooled"]
-    files.write_csv(out / "ceiling.csv", _ceiling_rows(sets, floors, ceilings, pooled_rows))
-    figs = _figures(cfg, sets, curves, floors, ceilings, n_net, out)
-    if n_cmp:
-        rows = _compare(cfg, ccfg, out, sets, emb, n_cmp, dtype, progress)
-        files.write_csv(out / "compare.csv", rows)
-        means = [r for r in rows if r["network"] == "mean"]
-        title = f"Fit to new images, mean of {n_cmp} networks (95% interval over networks)"
-        figs += save_figure(compare_figure(means, title=title), out / "compare")
-    return {"stats": pooled_rows, "figures": figs}
+    with staged(out) as work:
+        record = provenance.input_record(networks)
+        inputs = {"stimuli": provenance.input_record(stimuli), "networks": record}
+        provenance.write_config(work, "peterson", cfg, inputs)
+        images = {name: load_images(s.images, INPUT_SIZE, INPUT_SIZE) for name, s in sets.items()}
+        emb = _embeddings(cfg, work, sets, images, params, record["sha256"], progress)
+        dtype = np.float64 if cfg.precision == "float64" else np.float32
+        with precision_scope(cfg.precision):
+            floors = _pixel_floors(cfg, sets, images, dtype)
+            ceilings = {n: split_half(*s.batches) for n, s in sets.items() if s.batches is not None}
+        summary, stat_rows, curves = [], [], {}
+        levels = [(name, layer) for name in sets for layer in cfg.layers]
+        with (
+            precision_scope(cfg.precision),
+            progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
+        ):
+            for name, layer in levels:
+                acts = np.asarray(emb[f"{layer}_{name}"], dtype)
+                human = np.asarray(sets[name].similarity, dtype)
+                node_poz = np.asarray(poz(jnp.asarray(acts)))
+                res, null, tests = analyse_networks(
+                    work, f"{name}_{layer}", acts, node_poz, human, cfg.n_null, cfg.seed,
+                    cfg.precision, bar,
+                )  # fmt: skip
+                rows = network_tables(res, null, tests, {"set": name, "layer": layer})
+                ceiling = float(ceilings[name].ceiling) if name in ceilings else np.nan
+                summary += _with_ceiling(rows[0], ceiling, ("fit_mean",))
+                shares = [float(np.mean(p > 0.8)) for p in res.poz]
+                for row, share in zip(rows[1], [*shares, stats.mean(shares)], strict=True):
+                    row["share_poz_above_80"] = share
+                stat_rows += _with_ceiling(rows[1], ceiling, ("unpruned_fit", "best_fit"))
+                curves[name, layer] = (res, null)
+        files.write_csv(work / "summary.csv", summary)
+        files.write_csv(work / "stats.csv", stat_rows)
+        # Every network's curve at every keep count (the tables hold their summaries).
+        files.save_arrays(
+            work / "analysis.npz",
+            {"levels": [f"{n}_{layer}" for n, layer in levels]},
+            compressed=True,
+            **{
+                f"{k}_{n}_{layer}": getattr(curves[n, layer][0], k)
+                for n, layer in levels
+                for k in ("keep_counts", "poz", "fit", "max_poz")
+            },
+        )
+        pooled_rows = [r for r in stat_rows if r["network"] == "pooled"]
+        files.write_csv(work / "ceiling.csv", _ceiling_rows(sets, floors, ceilings, pooled_rows))
+        figs = _figures(cfg, sets, curves, floors, ceilings, n_net, work)
+        if n_cmp:
+            rows = _compare(cfg, ccfg, work, sets, emb, n_cmp, dtype, progress)
+            files.write_csv(work / "compare.csv", rows)
+            means = [r for r in rows if r["network"] == "mean"]
+            title = f"Fit to new images, mean of {n_cmp} networks (95% interval over networks)"
+            figs += save_figure(compare_figure(means, title=title), work / "compare")
+        return relocate({"stats": pooled_rows, "figures": figs}, work, out)
 
 
 def _embeddings(cfg, out: Path, sets, images, params, networks: str, progress) -> dict:

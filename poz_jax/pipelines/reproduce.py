@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from poz_jax import provenance
+from poz_jax import cache, files, provenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +71,14 @@ def _same(a: str, b: str, tolerance: float) -> bool:
 
 
 def compare_tables(committed: Path, derived: Path, tolerance: float = 0.0) -> list[Difference]:
-    """Every cell of CSV ``committed`` that ``derived`` does not reproduce (shape changes too)."""
+    """Every cell of CSV ``committed`` that ``derived`` does not reproduce.
+
+    A missing file, another header, a missing or extra row and a row with
+    another number of cells are differences too, each named.
+    """
     name = committed.name
+    if not committed.exists():
+        return [Difference(name, 0, "(file)", "missing", "written")]
     if not derived.exists():
         return [Difference(name, 0, "(file)", "present", "not written")]
     with open(committed, newline="") as fa, open(derived, newline="") as fb:
@@ -87,11 +93,40 @@ def compare_tables(committed: Path, derived: Path, tolerance: float = 0.0) -> li
     header = a[0]
     if len(a) != len(b):
         out.append(Difference(name, 0, "(rows)", str(len(a) - 1), str(len(b) - 1)))
+    # Rows past the shorter table are the "(rows)" difference above.
     for i, (ra, rb) in enumerate(zip(a[1:], b[1:], strict=False), start=1):
-        for col, x, y in zip(header, ra, rb, strict=False):
+        if len(ra) != len(header) or len(rb) != len(header):
+            out.append(Difference(name, i, "(cells)", str(len(ra)), str(len(rb))))
+            continue
+        for col, x, y in zip(header, ra, rb, strict=True):
             if not _same(x, y, tolerance):
                 out.append(Difference(name, i, col, x, y))
     return out
+
+
+def compare_folders(
+    committed: Path, derived: Path, written: list[Path], tolerance: float = 0.0
+) -> tuple[list[str], list[Difference]]:
+    """``(tables compared, differences)`` of a committed folder and its re-derivation.
+
+    ``written``: the files the re-derivation wrote into ``derived``. Every
+    table either folder holds is compared cell by cell; every other result
+    it wrote (figures, arrays, records) must be in ``committed`` too. Stored
+    products a run may recompute (:func:`poz_jax.cache.is_product`) need not
+    be committed.
+    """
+    results = sorted(
+        {p.relative_to(derived) for p in written if p.exists() and not cache.is_product(p)}
+    )
+    tables = sorted(
+        {r.name for r in results if r.suffix == ".csv" and len(r.parts) == 1}
+        | {p.name for p in committed.glob("*.csv")}
+    )
+    diffs = [d for t in tables for d in compare_tables(committed / t, derived / t, tolerance)]
+    for r in results:
+        if r.suffix != ".csv" and not (committed / r).exists():
+            diffs.append(Difference(r.as_posix(), 0, "(file)", "missing", "written"))
+    return tables, diffs
 
 
 def environment_warnings(saved: dict | None) -> list[str]:
@@ -166,76 +201,102 @@ def reproduce(
         raise ValueError(f"{folder} has no config.json: not a poz-jax results folder")
     study, fields = provenance.saved_config(folder)
     inputs = config.get("inputs") or {}
+    if not isinstance(inputs, dict):
+        raise ValueError(f"{folder}/config.json: its inputs are not a mapping of names to records")
     warnings = environment_warnings(config.get("environment"))
     with tempfile.TemporaryDirectory(prefix="poz_reproduce_") as tmp:
         out = Path(workdir) if workdir is not None else Path(tmp) / "out"
         if out.exists() and any(out.iterdir()):
             raise ValueError(f"workdir {out} is not empty")
-        if study == "exp1":
-            from poz_jax.pipelines import exp1
-            from poz_jax.train import TrainConfig
-
-            nets = folder / exp1.NETWORKS
-            if not nets.exists():
-                raise ValueError(
-                    f"{folder} holds no {exp1.NETWORKS}: its networks were not committed"
-                )
-            out.mkdir(parents=True, exist_ok=True)
-            shutil.copy(nets, out / exp1.NETWORKS)
-            path = _path(data_dir, inputs.get("cifar10"), "CIFAR-10", "--data-dir")
-            exp1.run(TrainConfig.from_dict(fields), out, path, progress=progress, verify=verify)
-        elif study == "exp3":
-            from poz_jax.pipelines import exp3
-
-            path = _path(cifar10h_dir, inputs.get("cifar10h"), "CIFAR-10H", "--cifar10h")
-            _check_digest(path, inputs.get("cifar10h"), "CIFAR-10H")
-            exp3.run(exp3.Exp3Config.from_dict(fields), out, folder / "inputs.npz", path, progress)
-        elif study == "peterson":
-            from poz_jax.pipelines import peterson
-
-            s = _path(stimuli, inputs.get("stimuli"), "stimuli", "--stimuli")
-            _check_digest(s, inputs.get("stimuli"), "stimuli")
-            n = _path(networks, inputs.get("networks"), "networks", "--networks")
-            _check_digest(n, inputs.get("networks"), "networks")
-            peterson.run(peterson.PetersonConfig.from_dict(fields), out, s, n, progress)
-        elif study == "trim":
-            from poz_jax.pipelines import trim
-
-            n = _path(networks, inputs.get("networks"), "networks", "--networks")
-            _check_digest(n, inputs.get("networks"), "networks")
-            d = _path(data_dir, inputs.get("cifar10"), "CIFAR-10", "--data-dir")
-            h = _path(cifar10h_dir, inputs.get("cifar10h"), "CIFAR-10H", "--cifar10h")
-            _check_digest(h, inputs.get("cifar10h"), "CIFAR-10H")
-            cfg = trim.TrimConfig.from_dict(fields)
-            trim.run(cfg, out, n, d, h, progress, verify)
-        elif study in ("exp2", "compare"):
-            from poz_jax.pipelines import compare, exp2
-
-            s = _path(stimuli, inputs.get("stimuli"), "stimuli", "--stimuli")
-            _check_digest(s, inputs.get("stimuli"), "stimuli")
-            e = (
-                embeddings
-                if embeddings is not None
-                else (inputs.get("embeddings") or {}).get("path")
-            )
-            if study == "exp2":
-                cfg = exp2.Exp2Config(**{**fields, "sets": _tuple(fields.get("sets"))})
-                exp2.run(cfg, out, s, e, progress)
-            else:
-                e = _path(embeddings, inputs.get("embeddings"), "embeddings", "--embeddings")
-                cfg = compare.CompareConfig(
-                    **{
-                        **fields,
-                        "methods": tuple(fields["methods"]),
-                        "sets": _tuple(fields.get("sets")),
-                    }
-                )
-                compare.run(cfg, out, s, e, progress)
-        else:
-            raise ValueError(f"{folder}/config.json names no study poz-jax can re-run ({study!r})")
-        tables = sorted(p.name for p in folder.glob("*.csv"))
-        diffs = [d for t in tables for d in compare_tables(folder / t, out / t, tolerance)]
+        given = {
+            "data_dir": data_dir,
+            "cifar10h_dir": cifar10h_dir,
+            "stimuli": stimuli,
+            "embeddings": embeddings,
+            "networks": networks,
+        }
+        with files.recording() as written:
+            _rederive(study, fields, inputs, folder, out, given, progress, verify)
+        tables, diffs = compare_folders(folder, out, written, tolerance)
     return Report(study, tuple(tables), tuple(diffs), tuple(warnings))
+
+
+def saved_fields(cls, fields: dict, folder: Path) -> dict:
+    """``fields`` of a saved config checked against ``cls``'s: none missing, none unknown."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(fields) - set(names))
+    missing = [n for n in names if n not in fields]
+    if unknown or missing:
+        what = [f"unknown field {n!r}" for n in unknown] + [f"no field {n!r}" for n in missing]
+        raise ValueError(
+            f"{folder}/config.json has {', '.join(what)} for {cls.__name__}: it was not written "
+            "by this version of poz-jax, or was edited"
+        )
+    return fields
+
+
+def _input(given, inputs: dict, name: str, what: str, flag: str, check: bool = True) -> Path:
+    path = _path(given, inputs.get(name), what, flag)
+    if check:
+        _check_digest(path, inputs.get(name), what)
+    return path
+
+
+def _rederive(study, fields, inputs, folder: Path, out: Path, given: dict, progress, verify):
+    """Re-run ``study`` with ``fields`` from the inputs ``config.json`` records into ``out``."""
+    if study == "exp1":
+        from poz_jax.pipelines import exp1
+        from poz_jax.train import TrainConfig, _current_names
+
+        nets = folder / exp1.NETWORKS
+        if not nets.exists():
+            raise ValueError(f"{folder} holds no {exp1.NETWORKS}: its networks were not committed")
+        cfg = TrainConfig(**saved_fields(TrainConfig, _current_names(fields), folder))
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(nets, out / exp1.NETWORKS)
+        d = _input(given["data_dir"], inputs, "cifar10", "CIFAR-10", "--data-dir", check=False)
+        exp1.run(cfg, out, d, progress=progress, verify=verify)
+    elif study == "exp3":
+        from poz_jax.pipelines import exp3
+
+        current = exp3.current_names(fields)
+        cfg = exp3.Exp3Config(**saved_fields(exp3.Exp3Config, current, folder))
+        h = _input(given["cifar10h_dir"], inputs, "cifar10h", "CIFAR-10H", "--cifar10h")
+        exp3.run(cfg, out, folder / "inputs.npz", h, progress)
+    elif study == "peterson":
+        from poz_jax.pipelines import peterson
+
+        cfg = peterson.PetersonConfig(**saved_fields(peterson.PetersonConfig, fields, folder))
+        s = _input(given["stimuli"], inputs, "stimuli", "stimuli", "--stimuli")
+        n = _input(given["networks"], inputs, "networks", "networks", "--networks")
+        peterson.run(cfg, out, s, n, progress)
+    elif study == "trim":
+        from poz_jax.pipelines import trim
+
+        cfg = trim.TrimConfig(**saved_fields(trim.TrimConfig, fields, folder))
+        n = _input(given["networks"], inputs, "networks", "networks", "--networks")
+        d = _input(given["data_dir"], inputs, "cifar10", "CIFAR-10", "--data-dir", check=False)
+        h = _input(given["cifar10h_dir"], inputs, "cifar10h", "CIFAR-10H", "--cifar10h")
+        trim.run(cfg, out, n, d, h, progress, verify)
+    elif study in ("exp2", "compare"):
+        from poz_jax.pipelines import compare, exp2
+
+        s = _input(given["stimuli"], inputs, "stimuli", "stimuli", "--stimuli")
+        record = inputs.get("embeddings") or {}
+        if study == "exp2":
+            cls, run = exp2.Exp2Config, exp2.run
+        else:
+            cls, run = compare.CompareConfig, compare.run
+        saved_fields(cls, fields, folder)
+        tuples = {k: _tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+        cfg = cls(**tuples)
+        if record.get("path") is None and given["embeddings"] is None and study == "exp2":
+            e = None
+        else:
+            e = _input(given["embeddings"], inputs, "embeddings", "embeddings", "--embeddings")
+        run(cfg, out, s, e, progress)
+    else:
+        raise ValueError(f"{folder}/config.json names no study poz-jax can re-run ({study!r})")
 
 
 def _tuple(value):

@@ -46,6 +46,7 @@ from poz_jax.models.trim import keep_masks, kept_rsms, l1_scores, masked_eval, s
 from poz_jax.plots import save_figure, trim_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, status
+from poz_jax.study.staging import relocate, staged
 from poz_jax.train import TrainConfig, data_key, fine_tune
 
 METHODS = ("apoz", "l1", "random")
@@ -199,49 +200,50 @@ def run(
     data = {split: load_cifar10(split, data_dir, verify) for split in ("train", "test")}
     if cfg.score_images > len(data["train"][0]):
         raise ValueError(f"score_images {cfg.score_images} exceeds the training images")
-    out.mkdir(parents=True, exist_ok=True)
-    files.clean_temporaries(out)
-    record = provenance.input_record(networks)
-    inputs = {
-        "networks": record,
-        "cifar10": provenance.input_record(data_dir) if data_dir else {"path": "download"},
-        "cifar10h": provenance.input_record(cifar10h_dir),
-    }
-    provenance.write_config(out, "trim", cfg, inputs)
-    key = data_key(data)
-    base = {"networks": record["sha256"], **key, "n_networks": n_net}
-    score_x = scoring_images(cfg, data["train"][0])
-    scores = cache.cached(
-        out / "scores.npz",
-        cache.product_key(
-            {"images": score_x}, **base, **_fields(cfg, "layers", "random_draws", "seed")
-        ),
-        lambda: node_scores(cfg, params, score_x),
-    )
-    test = data["test"]
-    untrimmed = cache.cached(
-        out / "untrimmed.npz", cache.product_key(**base), lambda: masked_eval(params, {}, *test)
-    )
-    with float64():
-        own = np.asarray(rsm(untrimmed["class_means"]))
-    evals = Evaluator(own, human, test)
-    rows = []
-    tune_key = {**base, **_fields(cfg, "epochs", "learning_rate", "momentum", "tune_images")}
-    groups = [("none", None)] + [(layer, layer) for layer in cfg.layers]
-    for name, layer in groups:
-        group, masks = (params, {}) if layer is None else tiled(cfg, params, scores, layer)
-        n = len(group["fc3"]["bias"])
-        status(f"trimming {name}: fine-tuning {n} networks", progress)
-        res = _tuned(cfg, out, f"group_{name}", group, masks, data, tune_key, evals, progress)
-        rows += _group_rows(cfg, name, layer, res, n_net)
-    path_rows = _iterative(cfg, out, params, score_x, data, tune_key, evals, progress)
-    summary = summarise(rows)
-    files.write_csv(out / "trim.csv", rows)
-    files.write_csv(out / "summary.csv", summary)
-    files.write_csv(out / "iterative.csv", path_rows)
-    figs = save_figure(trim_figure(summary, path_rows), out / "figure")
-    files.write_json(out / "timing.json", {"seconds": time.perf_counter() - t_start})
-    return {"summary": summary, "iterative": path_rows, "figures": figs}
+    with staged(out) as work:
+        record = provenance.input_record(networks)
+        inputs = {
+            "networks": record,
+            "cifar10": provenance.input_record(data_dir) if data_dir else {"path": "download"},
+            "cifar10h": provenance.input_record(cifar10h_dir),
+        }
+        provenance.write_config(work, "trim", cfg, inputs)
+        key = data_key(data)
+        base = {"networks": record["sha256"], **key, "n_networks": n_net}
+        score_x = scoring_images(cfg, data["train"][0])
+        scores = cache.cached(
+            work / "scores.npz",
+            cache.product_key(
+                {"images": score_x}, **base, **_fields(cfg, "layers", "random_draws", "seed")
+            ),
+            lambda: node_scores(cfg, params, score_x),
+        )
+        test = data["test"]
+        untrimmed = cache.cached(
+            work / "untrimmed.npz",
+            cache.product_key(**base),
+            lambda: masked_eval(params, {}, *test),
+        )
+        with float64():
+            own = np.asarray(rsm(untrimmed["class_means"]))
+        evals = Evaluator(own, human, test)
+        rows = []
+        tune_key = {**base, **_fields(cfg, "epochs", "learning_rate", "momentum", "tune_images")}
+        groups = [("none", None)] + [(layer, layer) for layer in cfg.layers]
+        for name, layer in groups:
+            group, masks = (params, {}) if layer is None else tiled(cfg, params, scores, layer)
+            n = len(group["fc3"]["bias"])
+            status(f"trimming {name}: fine-tuning {n} networks", progress)
+            res = _tuned(cfg, work, f"group_{name}", group, masks, data, tune_key, evals, progress)
+            rows += _group_rows(cfg, name, layer, res, n_net)
+        path_rows = _iterative(cfg, work, params, score_x, data, tune_key, evals, progress)
+        summary = summarise(rows)
+        files.write_csv(work / "trim.csv", rows)
+        files.write_csv(work / "summary.csv", summary)
+        files.write_csv(work / "iterative.csv", path_rows)
+        figs = save_figure(trim_figure(summary, path_rows), work / "figure")
+        files.write_json(work / "timing.json", {"seconds": time.perf_counter() - t_start})
+        return relocate({"summary": summary, "iterative": path_rows, "figures": figs}, work, out)
 
 
 def _fields(cfg: TrimConfig, *names: str) -> dict:

@@ -1,0 +1,1 @@
+"""What every study shares around its analysis: the results folder and how it is written."""
