@@ -8,10 +8,13 @@ runs the experiments and :mod:`poz_jax.cli` is the command line.
 
 The core, re-exported here, is a set of pure, jit- and vmap-able functions:
 
-- :func:`poz`, :func:`keep_order`, :func:`max_kept_poz`, :func:`keep_grid`
+- :func:`poz`, :func:`keep_order`, :func:`max_kept_poz`
 - :func:`rsm`, :func:`fit`, :func:`class_means`
 - :func:`sweep`, :func:`sweep_masks`, :func:`sweep_rsms`
-- :func:`analyse`: all of them as one experiment's analysis
+
+and two host-side helpers that are not traced: :func:`keep_grid` (the keep
+counts, plain integers) and :func:`analyse` (all of the above as one
+experiment's analysis, returned as NumPy arrays).
 """
 
 from poz_jax.analysis import Analysis, analyse

@@ -118,11 +118,18 @@ def analyse(x, target, keep_counts, poz_values=None, order=None) -> Analysis:
       order: ``(*U, n_nodes)`` keep order; default ``keep_order(poz_values)``.
 
     Returns:
-      :class:`Analysis` on the host.
+      :class:`Analysis` on the host. Being a host-side summary, it cannot be
+      traced: under ``jit`` or ``vmap`` use :func:`poz`, :func:`keep_order`
+      and :func:`sweep`, which it is made of.
     """
+    if not v.is_concrete(x, target, keep_counts, poz_values, order):
+        raise TypeError(
+            "analyse returns host (NumPy) arrays and cannot run under jax.jit, vmap or grad; "
+            "inside a traced function use poz, keep_order and sweep, which it is made of"
+        )
     x = v.prepare_acts(x)
     k = v.as_keep_counts(keep_counts, x.shape[-1])
-    t = v.prepare_target(target, x.shape[-2], x.shape[:-2], x.dtype)
+    t = v.prepare_target(target, x.shape[-2], x.shape[:-2], x.dtype, fits_only=True)
     p = poz(x) if poz_values is None else v.as_float(poz_values, "poz_values")
     if p.shape[-1] != x.shape[-1]:
         raise ValueError(f"poz_values has {p.shape[-1]} nodes but x has {x.shape[-1]}")

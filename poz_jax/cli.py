@@ -336,11 +336,12 @@ def _convert(args: argparse.Namespace) -> int:
 
 def _make_stimuli(args: argparse.Namespace) -> int:
     from poz_jax.files import check_out_dir
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.synthetic import check_stimuli_folder_free, write_stimulus_sets
 
     # Experiment 2's fits need at least 3 items (2 pairs).
     _check_args(args, {"items": (3, None), "seed": _SEED})
     check_out_dir(args.folder, "folder")
+    check_stimuli_folder_free(args.folder)
     with _writes(args.folder):
         write_stimulus_sets(args.folder, n_items=args.items, seed=args.seed)
     return 0

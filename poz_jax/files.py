@@ -24,7 +24,7 @@ import numpy as np
 # after a killed one without touching anything else.
 _TMP = ".poztmp"
 # What NumPy raises for a missing, truncated or corrupt .npz.
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 
 def _umask() -> int:
@@ -180,7 +180,7 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise ValueError(
             f"{path} is not a readable .npz file ({err}); delete it to start over"
         ) from err
@@ -246,7 +246,7 @@ def load_meta(path: str | Path) -> dict:
             if "__meta__" not in z.files:
                 return {}
             meta = json.loads(str(z["__meta__"]))
-    except _READ_ERRORS as err:
+    except READ_ERRORS as err:
         raise ValueError(
             f"{path} is not a readable .npz file ({err}); delete it to start over"
         ) from err
@@ -291,7 +291,8 @@ def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     Raises ``ValueError`` when it is a file, lies under a file, or its first
     existing ancestor is not writable.
     """
-    path = Path(path)
+    # Lexically normalised: "a/sub/../o" must not make "a/sub" on the way to "a/o".
+    path = Path(os.path.normpath(path))
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path} is a file, not a folder")
     ancestor = path

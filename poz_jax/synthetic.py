@@ -164,6 +164,27 @@ def write_stimulus_sets(
     return feats_by_set
 
 
+def check_stimuli_folder_free(folder, names=("discs", "hues")) -> None:
+    """Refuse ``folder`` when it holds anything :func:`write_stimulus_sets` would write.
+
+    (Its set folders, ``similarity.npz``, ``embeddings.npz``) or a poz-jax
+    results folder's ``config.json``: a user's files are never replaced.
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    if (folder / "config.json").exists():
+        raise ValueError(
+            f"folder {folder} holds a config.json (a results folder?); make the stimuli elsewhere"
+        )
+    taken = [n for n in (*names, "similarity.npz", "embeddings.npz") if (folder / n).exists()]
+    if taken:
+        raise ValueError(
+            f"folder {folder} already holds {', '.join(taken)}, which make-stimuli would replace; "
+            "give an empty or new folder"
+        )
+
+
 def write_fake_cifar10(folder: Path, layout: str, n_train: int, n_test: int, seed: int = 0):
     """Write small random CIFAR-10 look-alikes in a layout that ``load_cifar10`` reads.
 

@@ -89,3 +89,84 @@ def test_reproduce_warns_when_the_environment_is_not_the_recorded_one():
     assert any(w.startswith("jax is") and "0.0.1" in w for w in said)
     assert f"backend is {here['backend']} here, elsewhere in the folder" in said
     assert "records no environment" in environment_warnings(None)[0]
+
+
+@pytest.mark.slow
+def test_an_incomplete_or_edited_folder_is_not_reproduced(tmp_path, capsys):
+    import json
+    import shutil
+
+    stim = tmp_path / "stim"
+    write_stimulus_sets(stim, n_items=12, n_nodes=40)
+    emb = stim / "embeddings.npz"
+    base = ["--stimuli", str(stim), "--embeddings", str(emb), "--no-progress"]
+    done = tmp_path / "e2"
+    assert cli.main(["exp2", *base, "--n-null", "5", "--out", str(done)]) == 0
+    capsys.readouterr()
+
+    def copy(name):
+        shutil.copytree(done, tmp_path / name)
+        return tmp_path / name
+
+    def verdict(folder):
+        code = cli.main(["reproduce", str(folder), "--no-progress"])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    no_tables = copy("no_tables")
+    for p in no_tables.glob("*.csv"):
+        p.unlink()
+    code, said = verdict(no_tables)
+    assert code == 1 and "NOT reproduced" in said
+    for t in ("summary.csv", "levels.csv", "stats.csv"):
+        assert f"differs: {t} row 0, (file): committed missing, re-derived written" in said
+    two_gone = copy("two_gone")
+    (two_gone / "summary.csv").unlink()
+    (two_gone / "figure3.png").unlink()
+    code, said = verdict(two_gone)
+    assert code == 1 and "summary.csv row 0, (file)" in said and "figure3.png row 0" in said
+    cut = copy("cut")
+    lines = (cut / "stats.csv").read_text().splitlines()
+    lines[1] = ",".join(lines[1].split(",")[:3])
+    (cut / "stats.csv").write_text("\n".join(lines) + "\n")
+    code, said = verdict(cut)
+    assert code == 1 and "differs: stats.csv row 1, (cells)" in said
+    extra = copy("extra")
+    (extra / "notes.csv").write_text("a\n1\n")
+    code, said = verdict(extra)
+    assert code == 1 and "notes.csv row 0, (file): committed present, re-derived not written" in said
+
+    for name, edit, message in [
+        ("unknown", lambda c: c["config"].update(colour="red"), "unknown field 'colour'"),
+        ("missing", lambda c: c["config"].pop("n_null"), "no field 'n_null'"),
+    ]:
+        folder = copy(name)
+        config = json.loads((folder / "config.json").read_text())
+        edit(config)
+        (folder / "config.json").write_text(json.dumps(config))
+        code, said = verdict(folder)
+        assert code == 2 and message in said and "Traceback" not in said, said
+    # Another embeddings file than the recorded one is refused by its digest.
+    write_stimulus_sets(tmp_path / "other", n_items=12, n_nodes=40, seed=1)
+    args = ["reproduce", str(done), "--embeddings", str(tmp_path / "other" / "embeddings.npz")]
+    assert cli.main(args) == 2
+    assert "embeddings" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_compare_config_without_methods_is_refused_by_name(tmp_path, capsys):
+    import json
+
+    stim = tmp_path / "stim"
+    write_stimulus_sets(stim, n_items=12, n_nodes=40)
+    base = ["--stimuli", str(stim), "--embeddings", str(stim / "embeddings.npz")]
+    cmp_ = ["--folds", "2", "--repeats", "1", "--n-random", "2", "--inner-folds", "2"]
+    out = tmp_path / "c"
+    assert cli.main(["compare", *base, *cmp_, "--out", str(out), "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["config"]["methods"]
+    (out / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert cli.main(["reproduce", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no field 'methods'" in err and "Traceback" not in err

@@ -304,3 +304,36 @@ def test_many_items_path_gives_the_same_fits(rng, monkeypatch):
     finally:
         jax.clear_caches()
     assert few == 1 and many == 5, (few, many)  # the many-items path ran
+
+
+@pytest.mark.parametrize("scale", [1e-37, 1e-30, 1e-10, 1e10, 1e30, 1e37])
+def test_float32_fits_do_not_depend_on_the_target_scale(rng, scale):
+    # Fits are scale-invariant; a float32 target at the ends of float32's range
+    # must give the float64 reference's fit (once flushed subnormals and
+    # overflowing products gave 0.1724 for 0.1907, or NaN).
+    x, target, order = _setup(rng, 12, 40)
+    x32 = x.astype(np.float32)
+    t32 = (target / np.abs(target).max() * np.float32(scale)).astype(np.float32)
+    assert np.isfinite(t32).all() and np.abs(t32).max() > 0
+    counts = [40, 20, 8]
+    want = ref_sweep(x32.astype(np.float64), t32.astype(np.float64), counts, order)
+    bound = _bound(x32, t32.astype(np.float64), counts, order, np.float32, fits=want)
+    _assert_close_nan(pj.sweep(x32, t32, counts, order), want, bound)
+    rsm32 = np.asarray(pj.rsm(x32))
+    full = ref_fit(rsm32.astype(np.float64), t32.astype(np.float64))
+    assert abs(float(pj.fit(rsm32, t32)) - full) <= bound[0], (scale, float(pj.fit(rsm32, t32)))
+
+
+def test_a_float64_target_far_below_float32_range_is_fitted_in_float32(rng):
+    x, target, order = _setup(rng, 12, 40)
+    x32 = x.astype(np.float32)
+    # 2**-1000 (about 1e-301) is 0 in float32; a power of two rescales exactly.
+    got = np.asarray(pj.sweep(x32, target * 2.0**-1000, [40, 8], order))
+    ref = np.asarray(pj.sweep(x32, target, [40, 8], order))
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_analyse_under_jit_says_what_to_use_instead(rng):
+    x, target, _ = _setup(rng, 8, 20)
+    with pytest.raises(TypeError, match="cannot run under jax.jit.*use poz, keep_order and sweep"):
+        jax.jit(lambda a: pj.analyse(a, target, [20, 5]).fit)(x)

@@ -122,7 +122,7 @@ def null_fits(
     """
     x = v.prepare_one_set(x, "; call null_fits once per set")
     k = v.as_keep_counts(keep_counts, x.shape[-1])
-    t = v.prepare_target(target, x.shape[-2], dtype=x.dtype)
+    t = v.prepare_target(target, x.shape[-2], dtype=x.dtype, fits_only=True)
     n_orders = v.check_int(n_orders, "n_orders", 1)
     seed = v.check_seed(seed)
     batch = v.check_int(batch, "batch", 1)

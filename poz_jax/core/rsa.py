@@ -45,8 +45,8 @@ def fit(rsm_a, rsm_b) -> jax.Array:
       magnitude: 3.5e-4 in float32, 1.5e-8 in float64, the limit below which
       rounding, not data, sets the spread).
     """
-    a = v.as_float(rsm_a, "rsm_a")
-    b = v.as_float(rsm_b, "rsm_b")
+    a = v.as_float(v.unit_scale(rsm_a, "rsm_a"), "rsm_a")
+    b = v.as_float(v.unit_scale(rsm_b, "rsm_b"), "rsm_b")
     v.check_square(a, "rsm_a")
     v.check_square(b, "rsm_b")
     v.check_same_items(a.shape[-1], b.shape[-1], "rsm_a", "rsm_b")

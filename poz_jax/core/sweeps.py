@@ -47,7 +47,7 @@ def sweep(x, target, keep_counts, order) -> jax.Array:
     """
     x, k, o = v.prepare_sweep(x, keep_counts, order)
     lead = np.broadcast_shapes(x.shape[:-2], o.shape[:-1])
-    t = v.prepare_target(target, x.shape[-2], lead, x.dtype)
+    t = v.prepare_target(target, x.shape[-2], lead, x.dtype, fits_only=True)
     return kernels.sweep_kernel(x, t, k, o)
 
 
@@ -67,7 +67,7 @@ def sweep_masks(x, target, masks) -> jax.Array:
       ``(..., n_levels)``, as :func:`sweep`.
     """
     x = v.prepare_acts(x)
-    t = v.prepare_target(target, x.shape[-2], x.shape[:-2], x.dtype)
+    t = v.prepare_target(target, x.shape[-2], x.shape[:-2], x.dtype, fits_only=True)
     m = v.as_array(masks, "masks")
     if m.ndim != 2 or m.shape[-1] != x.shape[-1]:
         raise ValueError(f"masks must have shape (n_levels, {x.shape[-1]}), got {tuple(m.shape)}")

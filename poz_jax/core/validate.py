@@ -67,6 +67,30 @@ def as_float(x, name: str) -> jax.Array:
     return arr
 
 
+def unit_scale(m, name: str):
+    """``m`` (``(..., n, n)``) times a power of two per matrix that brings its largest |entry|
+    into [0.5, 1), computed on the host before any cast or arithmetic.
+
+    Fits are scale-invariant, and a power of two scales every sum and
+    product of the fit exactly, so normal-range inputs give bit-identical
+    fits; inputs near the ends of their float range (float32 at 1e-37 or
+    1e37, a float64 matrix at 1e-300 bound for float32) would otherwise
+    underflow, be flushed to zero or overflow inside the fit. A traced ``m``
+    is returned as it is (its values cannot be read).
+    """
+    if not is_concrete(m):
+        return m
+    host = np.asarray(m)
+    if host.dtype.kind != "f" or host.ndim < 2 or host.size == 0:
+        return m
+    with np.errstate(all="ignore"):
+        peak = np.max(np.where(np.isfinite(host), np.abs(host), 0), axis=(-2, -1), keepdims=True)
+        exponent = np.where(peak > 0, np.frexp(peak)[1], 0)
+        if not np.any(exponent):
+            return m
+        return np.ldexp(host, -exponent).astype(host.dtype)
+
+
 def check_broadcast(**shapes: tuple) -> None:
     """Raise unless the named leading-axis shapes broadcast together."""
     try:
@@ -322,14 +346,16 @@ def prepare_sweep(x, keep_counts, order):
     return x, k, o
 
 
-def prepare_target(target, n_items: int, lead: tuple = (), dtype=None):
+def prepare_target(target, n_items: int, lead: tuple = (), dtype=None, fits_only: bool = False):
     """A symmetric ``(..., n_items, n_items)`` target whose leading axes broadcast with ``lead``.
 
     ``dtype``: the activations' dtype, which the target is cast to (the
     activations set the precision; a float64 human matrix against float32
-    activations is computed in float32).
+    activations is computed in float32). ``fits_only``: the target only
+    enters fits (scale-invariant), so it is brought to unit scale first
+    (:func:`unit_scale`); a target whose values matter (reweighting) is not.
     """
-    t = as_float(target, "target")
+    t = as_float(unit_scale(target, "target") if fits_only else target, "target")
     if dtype is not None:
         t = t.astype(dtype)
     check_square(t, "target")

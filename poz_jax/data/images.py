@@ -66,6 +66,11 @@ def load_image(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarr
             top = int(round((size[1] - crop) / 2.0))
             im = im.crop((left, top, left + crop, top + crop))
             return np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError as err:
+        raise DataError(
+            f"image {path} claims more pixels than PIL will decode safely ({err}); "
+            "check the file, or resize it first"
+        ) from None
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise DataError(f"cannot read image {path} ({err})") from err
 

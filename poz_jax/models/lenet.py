@@ -291,11 +291,14 @@ def load_networks(path) -> tuple[dict, dict]:
     one = jax.eval_shape(
         lambda: LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
     )["params"]
-    with np.load(path, allow_pickle=False) as z:
-        n = z[key].shape[0] if key in z.files and z[key].ndim == 2 else 0
-        # Each leaf in the file's own float type (Experiment 1 saves float32),
-        # whatever JAX's default float is here.
-        dtypes = {k: z[k].dtype for k in z.files if z[k].dtype.kind == "f"}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            n = z[key].shape[0] if key in z.files and z[key].ndim == 2 else 0
+            # Each leaf in the file's own float type (Experiment 1 saves float32),
+            # whatever JAX's default float is here.
+            dtypes = {k: z[k].dtype for k in z.files if z[k].dtype.kind == "f"}
+    except files.READ_ERRORS as err:
+        raise ValueError(f"networks {path} is damaged and cannot be read ({err})") from None
 
     def like(path, a):
         return np.zeros((n, *a.shape), dtypes.get(f"leaf:{jax.tree_util.keystr(path)}", a.dtype))
@@ -304,9 +307,18 @@ def load_networks(path) -> tuple[dict, dict]:
     try:
         if not n:
             raise ValueError
-        return files.load_tree(path, like)
+        params, meta = files.load_tree(path, like)
     except ValueError:
         # An input is never to be deleted: say what it is not.
         raise ValueError(
             f"{path} does not hold stacked LeNet5 networks (Experiment 1's networks.npz)"
         ) from None
+    for where, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        bad = ~np.isfinite(leaf)
+        if bad.any():
+            nets = sorted(set(np.nonzero(bad)[0].tolist()))
+            raise ValueError(
+                f"networks {path}: {int(bad.sum())} NaN or infinite weight(s) in "
+                f"{jax.tree_util.keystr(where)} of network(s) {nets[:5]}; a diverged training?"
+            )
+    return params, meta
