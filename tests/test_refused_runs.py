@@ -148,7 +148,8 @@ def peterson_done(tmp_path_factory):
     files.save_tree(root / "nan.npz", bad, {"epoch": 0})
     args = ["peterson", "--stimuli", str(root / "stimuli"), "--n-null", "5"]
     args += ["--compare-networks", "0", "--pixel-sizes", "32", "--no-progress"]
-    assert cli.main([*args, "--networks", str(root / "networks.npz"), "--out", str(root / "X")]) == 0
+    nets = ["--networks", str(root / "networks.npz")]
+    assert cli.main([*args, *nets, "--out", str(root / "X")]) == 0
     return root, args
 
 

@@ -134,7 +134,7 @@ def test_an_incomplete_or_edited_folder_is_not_reproduced(tmp_path, capsys):
     extra = copy("extra")
     (extra / "notes.csv").write_text("a\n1\n")
     code, said = verdict(extra)
-    assert code == 1 and "notes.csv row 0, (file): committed present, re-derived not written" in said
+    assert code == 1 and "notes.csv row 0, (file): committed present, re-derived not" in said
 
     for name, edit, message in [
         ("unknown", lambda c: c["config"].update(colour="red"), "unknown field 'colour'"),
