@@ -12,6 +12,7 @@ only load, embed, call this and write.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 
 import jax
@@ -136,7 +137,34 @@ def analyse(x, target, keep_counts, poz_values=None, order=None) -> Analysis:
     o = keep_order(p) if order is None else v.check_order(order, x.shape[-1])
     v.check_broadcast(x=x.shape[:-2], poz_values=p.shape[:-1], order=o.shape[:-1])
     fit, top = jax.device_get(_analyse(x, t, k, p, o))
+    if poz_values is None and order is None:
+        _warn_if_degenerate(np.asarray(x), np.asarray(t), np.asarray(p), np.asarray(fit))
     return Analysis(np.asarray(keep_counts), np.asarray(p), np.asarray(o), fit, top)
+
+
+def _warn_if_degenerate(x: np.ndarray, t: np.ndarray, p: np.ndarray, fit: np.ndarray) -> None:
+    """Say when the analysis means less than it seems: no PoZ order, or no defined fit."""
+    if not np.any(p):
+        warnings.warn(
+            "no activation is exactly 0, so every node's PoZ is 0 and the PoZ keep order is "
+            "node-index order: were the features taken before a ReLU (or from a GELU network)?",
+            stacklevel=3,
+        )
+    if fit.size and np.all(np.isnan(fit)):
+        rows, cols = np.triu_indices(t.shape[-1], 1)
+        triangle = t[..., rows, cols]
+        why = []
+        if np.any(np.ptp(triangle, axis=-1) == 0):
+            why.append("the target's off-diagonal values are all equal")
+        if np.any(np.all(x == 0, axis=-1)):
+            why.append("an item is silent (0) on every node, so its correlations are undefined")
+        if x.shape[-1] < 3:
+            why.append(f"x has {x.shape[-1]} node(s)")
+        warnings.warn(
+            "every fit is NaN (undefined): "
+            + ("; ".join(why) or "the pruned RSMs or the target are constant"),
+            stacklevel=3,
+        )
 
 
 @jax.jit

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -215,3 +217,31 @@ def test_an_image_claiming_too_many_pixels_is_named(tmp_path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
     with pytest.raises(DataError, match=r"bomb\.png claims more pixels"):
         load_image(path)
+
+
+@pytest.mark.slow
+def test_an_interrupted_rerun_with_another_seed_leaves_the_finished_folder(
+    finished, monkeypatch, capsys
+):
+    import shutil
+
+    from poz_jax.pipelines import exp2 as exp2_pipeline
+    from poz_jax.study.staging import PARTIAL
+
+    root, exp2, _ = finished
+    out = root / "e2_rerun"
+    shutil.copytree(root / "e2", out)
+    before = _snapshot(out)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(exp2_pipeline, "null_fits", killed)
+        with pytest.raises(KeyboardInterrupt):
+            cli.main([*exp2, "--seed", "3", "--out", str(out), "--no-progress"])
+    shown = {p: b for p, b in _snapshot(out).items() if p.parts[0] != PARTIAL}
+    assert shown == before  # config.json still says the finished run's seed
+    assert cli.main([*exp2, "--seed", "3", "--out", str(out), "--no-progress"]) == 0
+    assert '"seed": 3' in (out / "config.json").read_text() and not (out / PARTIAL).exists()
+    assert (out / "stats.csv").read_bytes() != before[Path("stats.csv")]  # the new seed's

@@ -337,3 +337,17 @@ def test_analyse_under_jit_says_what_to_use_instead(rng):
     x, target, _ = _setup(rng, 8, 20)
     with pytest.raises(TypeError, match="cannot run under jax.jit.*use poz, keep_order and sweep"):
         jax.jit(lambda a: pj.analyse(a, target, [20, 5]).fit)(x)
+
+
+def test_analyse_warns_when_poz_orders_nothing_or_no_fit_is_defined(rng):
+    x, target, _ = _setup(rng, 8, 20)
+    dense = rng.normal(size=(8, 20))  # features before a ReLU: no exact zeros
+    with pytest.warns(UserWarning, match="every node's PoZ is 0 .* node-index order"):
+        res = pj.analyse(dense, target, [20, 5])
+    np.testing.assert_array_equal(res.order, np.arange(20))
+    with pytest.warns(UserWarning, match="every fit is NaN .* off-diagonal values are all equal"):
+        pj.analyse(x, np.ones((8, 8)), [20, 5])
+    silent = x.copy()
+    silent[2] = 0
+    with pytest.warns(UserWarning, match="every fit is NaN .* an item is silent"):
+        assert np.isnan(pj.analyse(silent, target, [20, 5]).fit).all()
