@@ -245,3 +245,17 @@ def test_an_interrupted_rerun_with_another_seed_leaves_the_finished_folder(
     assert cli.main([*exp2, "--seed", "3", "--out", str(out), "--no-progress"]) == 0
     assert '"seed": 3' in (out / "config.json").read_text() and not (out / PARTIAL).exists()
     assert (out / "stats.csv").read_bytes() != before[Path("stats.csv")]  # the new seed's
+
+
+def test_low_messages_name_what_the_user_can_change(peterson_done, tmp_path, capsys):
+    import poz_jax as pj
+
+    with pytest.raises(ValueError, match="paper's grid .* at least 10 nodes; pass step="):
+        pj.keep_grid(5)
+    root, args = peterson_done
+    nets = ["--networks", str(root / "networks.npz"), "--out", str(tmp_path / "o")]
+    # 12 items cannot take compare's 5 folds; peterson has no --folds to advise.
+    assert cli.main([*args, *nets, "--compare-networks", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "set discs (12 items) is too small" in err and "--compare-networks 0" in err
+    assert "--folds" not in err and "use at most" not in err

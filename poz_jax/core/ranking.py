@@ -141,6 +141,11 @@ def keep_grid(
     if ps.ndim != 1 or ps.size == 0 or not np.all((ps > 0) & (ps <= 1)):
         raise ValueError(f"fractions must be a non-empty 1-D sequence in (0, 1], got {ps!r}")
     counts = np.array([int(n_nodes * p) for p in ps], dtype=np.int64)
+    if np.any(counts < 1) and fractions is None:
+        raise ValueError(
+            f"the paper's grid (10%, 20%, ..., 100% of the nodes) keeps no node of {n_nodes} at "
+            "10%: it needs at least 10 nodes; pass step= (every level: step=1) or fractions="
+        )
     if np.any(counts < 1):
         raise ValueError(
             f"fractions {ps[counts < 1].tolist()} keep no node of {n_nodes}; use larger fractions"

@@ -125,9 +125,17 @@ def run(
     n_cmp = min(cfg.compare_networks, n_net)
     ccfg = CompareConfig(seed=cfg.seed, precision=cfg.precision)
     if n_cmp:
-        for s in sets.values():
+        for name, s in sets.items():
             for layer in cfg.compare_layers:
-                check_design(s.n_items, LAYERS[layer], *_design(ccfg))
+                try:
+                    check_design(s.n_items, LAYERS[layer], *_design(ccfg))
+                except ValueError as err:
+                    # The comparison's folds are compare's defaults, not a peterson flag.
+                    raise ValueError(
+                        f"set {name} ({s.n_items} items) is too small for the comparison of "
+                        f"orderings ({ccfg.folds} folds, {ccfg.inner_folds} inner folds, each "
+                        "of at least 3 items); pass --compare-networks 0 to skip it"
+                    ) from err
     with staged(out) as work:
         record = provenance.input_record(networks)
         inputs = {"stimuli": provenance.input_record(stimuli), "networks": record}
