@@ -181,9 +181,7 @@ def load_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except READ_ERRORS as err:
-        raise ValueError(
-            f"{path} is not a readable .npz file ({err}); delete it to start over"
-        ) from err
+        raise ValueError(f"{path} is not a readable .npz file ({err})") from err
     meta = json.loads(str(arrays.pop("__meta__"))) if "__meta__" in arrays else {}
     return arrays, meta
 
@@ -247,11 +245,9 @@ def load_meta(path: str | Path) -> dict:
                 return {}
             meta = json.loads(str(z["__meta__"]))
     except READ_ERRORS as err:
-        raise ValueError(
-            f"{path} is not a readable .npz file ({err}); delete it to start over"
-        ) from err
+        raise ValueError(f"{path} is not a readable .npz file ({err})") from err
     if not isinstance(meta, dict):
-        raise ValueError(f"{path} has malformed metadata; delete it to start over")
+        raise ValueError(f"{path} has malformed poz-jax metadata")
     return meta
 
 

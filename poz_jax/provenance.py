@@ -128,9 +128,12 @@ def read_config(folder: str | Path) -> dict | None:
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not readable JSON ({err}); delete it to start over") from err
+        raise ValueError(
+            f"{path} is not readable JSON ({err}); if poz-jax wrote it, delete it to start "
+            "over, else give another --out"
+        ) from err
     if not isinstance(config, dict):
-        raise ValueError(f"{path} does not hold a poz-jax config; delete it to start over")
+        raise ValueError(f"{path} does not hold a poz-jax config; give another --out")
     return config
 
 
