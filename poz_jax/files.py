@@ -281,11 +281,13 @@ def changed(saved: dict, want: dict) -> list[str]:
     return [k for k in keys if saved.get(k) != want.get(k)]
 
 
-def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
+def check_out_dir(path: str | Path, flag: str = "--out", **inputs: str | Path | None) -> Path:
     """``path`` as a folder poz-jax may write into, checked without creating anything.
 
-    Raises ``ValueError`` when it is a file, lies under a file, or its first
-    existing ancestor is not writable.
+    Raises ``ValueError`` when it is a file, lies under a file, its first
+    existing ancestor is not writable, or it is (or lies inside) one of the
+    ``inputs`` folders (by flag name: results written into a stimulus set
+    would become part of it).
     """
     # Lexically normalised: "a/sub/../o" must not make "a/sub" on the way to "a/o".
     path = Path(os.path.normpath(path))
@@ -298,6 +300,15 @@ def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
         raise ValueError(f"{flag} {path} lies under {ancestor}, which is a file")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {ancestor} is not writable")
+    for name, given in inputs.items():
+        if given is None or not Path(given).is_dir():
+            continue
+        inside = path.resolve()
+        if inside == Path(given).resolve() or Path(given).resolve() in inside.parents:
+            raise ValueError(
+                f"{flag} {path} lies inside --{name.replace('_', '-')} {given}; write the "
+                "results elsewhere"
+            )
     return path
 
 

@@ -259,3 +259,16 @@ def test_low_messages_name_what_the_user_can_change(peterson_done, tmp_path, cap
     err = capsys.readouterr().err
     assert "set discs (12 items) is too small" in err and "--compare-networks 0" in err
     assert "--folds" not in err and "use at most" not in err
+
+
+def test_out_inside_a_stimulus_folder_is_refused(tmp_path, capsys):
+    from poz_jax.synthetic import write_stimulus_sets
+
+    stim = tmp_path / "stim"
+    write_stimulus_sets(stim, n_items=8, n_nodes=20)
+    emb = ["--embeddings", str(stim / "embeddings.npz")]
+    for out in (stim / "discs" / "results", stim):
+        args = ["exp2", "--stimuli", str(stim), *emb, "--n-null", "2", "--out", str(out)]
+        assert cli.main([*args, "--no-progress"]) == 2
+        assert "lies inside --stimuli" in capsys.readouterr().err
+    assert not (stim / "discs" / "results").exists() and not (stim / "config.json").exists()

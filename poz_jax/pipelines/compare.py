@@ -69,7 +69,7 @@ def run(
 
     Every input is checked before anything is written.
     """
-    out = files.check_out_dir(out)
+    out = files.check_out_dir(out, stimuli=stimuli)
     provenance.check_study(out, "compare")
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     emb = load_embeddings(embeddings, sets)

@@ -159,7 +159,7 @@ def run(
     digests of images, weights, embeddings and matrices, and the settings);
     otherwise they are recomputed and the run says why.
     """
-    out = files.check_out_dir(out)
+    out = files.check_out_dir(out, stimuli=stimuli)
     provenance.check_study(out, "exp2")
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     if embeddings is not None:

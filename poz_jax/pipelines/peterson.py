@@ -116,7 +116,7 @@ def run(
     comparison are saved as they finish and reused while the numbers they
     come from are the same.
     """
-    out = files.check_out_dir(out)
+    out = files.check_out_dir(out, stimuli=stimuli)
     provenance.check_study(out, "peterson")
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     check_have_images(sets)
