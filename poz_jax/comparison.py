@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from poz_jax import stats
+from poz_jax import cache, stats
 from poz_jax.core import kernels
 from poz_jax.core import validate as v
 from poz_jax.core.crossval import Split, corrected_paired_t, item_splits
@@ -48,6 +49,7 @@ from poz_jax.core.ranking import (
 from poz_jax.core.reweight import ALPHAS, penalty_scores, reweighted_similarity, reweighting_path
 from poz_jax.core.supervised import importance
 from poz_jax.core.sweeps import sweep
+from poz_jax.study.options import PRECISION_HELP, setting
 
 ORDERINGS = ("poz", "std", "entropy", "collinearity", "supervised")
 METHODS = (
@@ -451,3 +453,63 @@ def _in_sample(x, t, k, methods, nested, n_random, seed, alphas, inner_folds, n_
             w, b = reweighting_path(x, t, alphas[best : best + 1])
             out.append(float(kernels.fit_kernel(reweighted_similarity(x, w[0], b[0]), t)))
     return np.array(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """Settings of one comparison run (saved with its results); see :func:`compare`."""
+
+    methods: tuple[str, ...] = setting(METHODS, "comma-separated methods to compare")
+    folds: int = setting(5, "folds over stimuli")
+    repeats: int = setting(10, "seeded repeats")
+    seed: int = setting(0, "seed of splits and random orders")
+    n_random: int = setting(20, "random keep orders per split")
+    inner_folds: int = setting(3, "folds of the inner cross-validation choosing the ridge penalty")
+    precision: str = setting("float64", PRECISION_HELP, choices=v.PRECISIONS)
+    sets: tuple[str, ...] | None = setting(None, "comma-separated set names (default: all)")
+
+    def __post_init__(self) -> None:
+        v.check_choice(self.precision, "precision", v.PRECISIONS)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
+            raise v.FieldError(
+                "methods",
+                f"must be distinct names from {', '.join(METHODS)}, got {list(self.methods)}",
+            )
+        v.check_int(self.folds, "folds", 2)
+        v.check_int(self.repeats, "repeats", 1)
+        v.check_seed(self.seed, "seed")
+        v.check_int(self.n_random, "n_random", 1, MAX_RANDOM)
+        v.check_int(self.inner_folds, "inner_folds", 2)
+        v.check_set_names(self.sets)
+
+    def design(self) -> tuple:
+        """The arguments of :func:`check_design` after ``n_items, n_nodes``."""
+        return self.methods, self.folds, self.repeats, self.seed, self.n_random, self.inner_folds
+
+
+def compare_set(cfg: CompareConfig, out: Path, name: str, x, t, bar) -> Comparison:
+    """One set's comparison, reused from ``out`` while its inputs and settings are the same."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "sets"}
+    key = cache.product_key({"activations": x, "similarity": t}, **settings)
+    splits = item_splits(x.shape[0], cfg.folds, cfg.repeats, cfg.seed)
+
+    def fresh():
+        result = compare_methods(
+            x,
+            t,
+            methods=cfg.methods,
+            folds=cfg.folds,
+            repeats=cfg.repeats,
+            seed=cfg.seed,
+            n_random=cfg.n_random,
+            alphas=ALPHAS,
+            inner_folds=cfg.inner_folds,
+            progress=bar.update,
+        )
+        return result.to_arrays()
+
+    arrays = cache.cached(
+        out / f"compare_{name}.npz", key, fresh, on_hit=lambda: bar.update(len(splits))
+    )
+    return Comparison.from_arrays(arrays, cfg.methods, splits)

@@ -33,6 +33,7 @@ from poz_jax import files, stats
 from poz_jax.data.cifar10 import cifar_scale
 from poz_jax.models.lenet import accuracy
 from poz_jax.runtime import progress_bar
+from poz_jax.study.options import setting
 
 PyTree = Any
 CONVS = ("rows", "patches", "lax")
@@ -52,15 +53,21 @@ class TrainConfig:
     ``fold_in(PRNGKey(seed), s)`` (its initialisation and data order).
     """
 
-    seeds: int = 50
-    epochs: int = 10
-    batch_size: int = 50
-    optimizer: str = "sgd"
-    learning_rate: float = 0.001
-    momentum: float = 0.9
-    seed: int = 0
-    train_subset: int = 0
-    init_style: str = "torch"
+    seeds: int = setting(50, "number of networks (overrides the preset)")
+    epochs: int = setting(10, "training epochs (overrides the preset)")
+    batch_size: int = setting(50, "training images per step")
+    optimizer: str = setting("sgd", "overrides the preset", choices=OPTIMIZERS)
+    learning_rate: float = setting(0.001, "learning rate (overrides the preset)", flag="--lr")
+    momentum: float = setting(0.9, "SGD momentum")
+    seed: int = setting(0, "base random seed")
+    train_subset: int = setting(0, "train on so many images drawn at random; 0: all")
+    init_style: str = setting(
+        "torch",
+        "parameter initialisation: torch (PyTorch's defaults, as the authors'; the presets' "
+        "choice) or flax (LeCun normal, zero bias)",
+        flag="--init",
+        choices=INIT_STYLES,
+    )
 
     def __post_init__(self) -> None:
         from poz_jax.core import validate as v
@@ -75,13 +82,13 @@ class TrainConfig:
         for name in ("learning_rate", "momentum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
+                raise v.FieldError(name, f"must be a number, got {value!r}")
             if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
+                raise v.FieldError(name, f"must be finite, got {value}")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise v.FieldError("learning_rate", f"must be positive, got {self.learning_rate}")
         if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+            raise v.FieldError("momentum", f"must lie in [0, 1), got {self.momentum}")
 
     @classmethod
     def from_dict(cls, saved: dict) -> TrainConfig:

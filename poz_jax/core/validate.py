@@ -224,6 +224,19 @@ def check_order(order, n_nodes: int) -> jax.Array:
 MAX_SEED = 2**31 - 1
 
 
+class FieldError(ValueError):
+    """A refused setting: ``field`` names it and ``reason`` says why (``"must be at least 1"``).
+
+    The message is ``"<field> <reason>"``; a command line re-says it with the
+    flag beside the field from the field's own metadata, never by reading
+    the message.
+    """
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field} {reason}")
+        self.field, self.reason = field, reason
+
+
 def check_int(value, name: str, lo: int, hi: int | None = None) -> int:
     """``value`` as a Python int after checking it is a whole number in ``lo..hi``.
 
@@ -234,11 +247,11 @@ def check_int(value, name: str, lo: int, hi: int | None = None) -> int:
     if isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value):
         ok = True
     if not ok:
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise FieldError(name, f"must be a whole number, got {value!r}")
     value = int(value)
     if value < lo or (hi is not None and value > hi):
         span = f"at least {lo}" if hi is None else f"in {lo}..{hi}"
-        raise ValueError(f"{name} must be {span}, got {value}")
+        raise FieldError(name, f"must be {span}, got {value}")
     return value
 
 
@@ -246,7 +259,7 @@ def check_choice(value, name: str, choices) -> str:
     """``value`` if it is one of ``choices``; else a ``ValueError`` naming them."""
     if value not in tuple(choices):
         names = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {names}, got {value!r}")
+        raise FieldError(name, f"must be one of {names}, got {value!r}")
     return value
 
 
@@ -274,12 +287,12 @@ def check_set_names(names, name: str = "sets") -> None:
     if names is None:
         return
     if isinstance(names, str) or not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"{name} must be a tuple of non-empty set names, got {names!r}")
+        raise FieldError(name, f"must be a tuple of non-empty set names, got {names!r}")
     for n in names:
         check_safe_name(n, f"{name}: the set name")
     twice = sorted({n for n in names if list(names).count(n) > 1})
     if twice:
-        raise ValueError(f"{name} lists {', '.join(twice)} more than once")
+        raise FieldError(name, f"lists {', '.join(twice)} more than once")
 
 
 def check_seed(value, name: str = "seed") -> int:

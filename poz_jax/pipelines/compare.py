@@ -11,51 +11,20 @@ an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import cache, files, provenance
-from poz_jax.comparison import MAX_RANDOM, METHODS, Comparison, check_design, compare_methods
+from poz_jax import files, provenance
+from poz_jax.comparison import CompareConfig, check_design, compare_set
 from poz_jax.core import validate as v
-from poz_jax.core.crossval import item_splits
-from poz_jax.core.reweight import ALPHAS
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.plots import compare_figure, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import precision_scope, progress_bar
+from poz_jax.study.contract import Input, Study
 from poz_jax.study.staging import relocate, staged
-
-
-@dataclasses.dataclass(frozen=True)
-class CompareConfig:
-    """Settings of one comparison run (saved with its results); see :func:`compare`."""
-
-    methods: tuple[str, ...] = METHODS
-    folds: int = 5
-    repeats: int = 10
-    seed: int = 0
-    n_random: int = 20
-    inner_folds: int = 3
-    precision: str = "float64"
-    sets: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        v.check_choice(self.precision, "precision", v.PRECISIONS)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
-            raise ValueError(
-                f"methods must be distinct names from {', '.join(METHODS)}, got "
-                f"{list(self.methods)}"
-            )
-        v.check_int(self.folds, "folds", 2)
-        v.check_int(self.repeats, "repeats", 1)
-        v.check_seed(self.seed, "seed")
-        v.check_int(self.n_random, "n_random", 1, MAX_RANDOM)
-        v.check_int(self.inner_folds, "inner_folds", 2)
-        v.check_set_names(self.sets)
 
 
 def run(
@@ -75,7 +44,7 @@ def run(
     emb = load_embeddings(embeddings, sets)
     for name, s in sets.items():
         # Every set is checked before any is computed or anything written.
-        check_design(s.n_items, emb[name].shape[1], *_design(cfg))
+        check_design(s.n_items, emb[name].shape[1], *cfg.design())
         v.check_finite(jnp.asarray(s.similarity), f"the similarity matrix of {name}")
     with staged(out) as work:
         inputs = {
@@ -103,37 +72,6 @@ def run(
         return relocate({"rows": summary, "figures": figs}, work, out)
 
 
-def _design(cfg: CompareConfig) -> tuple:
-    return cfg.methods, cfg.folds, cfg.repeats, cfg.seed, cfg.n_random, cfg.inner_folds
-
-
-def compare_set(cfg: CompareConfig, out: Path, name: str, x, t, bar) -> Comparison:
-    """One set's comparison, reused from ``out`` while its inputs and settings are the same."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "sets"}
-    key = cache.product_key({"activations": x, "similarity": t}, **settings)
-    splits = item_splits(x.shape[0], cfg.folds, cfg.repeats, cfg.seed)
-
-    def fresh():
-        result = compare_methods(
-            x,
-            t,
-            methods=cfg.methods,
-            folds=cfg.folds,
-            repeats=cfg.repeats,
-            seed=cfg.seed,
-            n_random=cfg.n_random,
-            alphas=ALPHAS,
-            inner_folds=cfg.inner_folds,
-            progress=bar.update,
-        )
-        return result.to_arrays()
-
-    arrays = cache.cached(
-        out / f"compare_{name}.npz", key, fresh, on_hit=lambda: bar.update(len(splits))
-    )
-    return Comparison.from_arrays(arrays, cfg.methods, splits)
-
-
 def format_rows(rows: list[dict]) -> str:
     """``run``'s summary as a text table."""
     table = text_table(
@@ -153,3 +91,34 @@ def format_rows(rows: list[dict]) -> str:
         f"{table}\nvs unpruned: mean over splits of (method - unpruned) out of sample; p: Nadeau "
         "& Bengio's corrected resampled t-test of it (conservative: splits share items)"
     )
+
+
+STUDY = Study(
+    name="compare",
+    help="beyond the paper: PoZ and other pruning orders, supervised pruning and "
+    "reweighting, each fitted on some stimuli and scored on the others",
+    description="For each stimulus set, split the items into folds (repeated with "
+    "seeded shuffles); fit every method on the training items only (keep orders, "
+    "keep counts, supervised importances, ridge weights and penalty) and score the "
+    "fit of its similarity among the test items to the target's test block. Writes "
+    "compare.csv, compare_splits.csv and compare.png/.pdf; a re-run with the same "
+    "--out reuses every finished set.",
+    config=CompareConfig,
+    inputs=(
+        Input(
+            "stimuli",
+            "the similarity matrices: a set folder, a folder of set folders, or an .npz "
+            "with one matrix per set (as for exp2)",
+            required=True,
+        ),
+        Input(
+            "embeddings",
+            "an .npz with one (n_items, n_nodes) matrix per set (exp2 writes one)",
+            required=True,
+        ),
+    ),
+    run=lambda cfg, out, inputs, progress=True, **_: run(
+        cfg, out, inputs["stimuli"], inputs["embeddings"], progress
+    ),
+    summary=lambda res: format_rows(res["rows"]),
+)

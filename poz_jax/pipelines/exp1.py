@@ -22,11 +22,13 @@ from poz_jax.models.lenet import embed
 from poz_jax.plots import figure1, save_figure
 from poz_jax.report import number, text_table
 from poz_jax.runtime import float64, status
+from poz_jax.study.contract import Input, Study
 from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import exp1_tables
 from poz_jax.train import (
     Compute,
     TrainConfig,
+    _current_names,
     check_resumable,
     data_key,
     lenet_trainer,
@@ -220,3 +222,69 @@ def format_summary(res: dict) -> str:
             "(a class mean constant over the kept nodes); see summary.csv's n_nan"
         )
     return "\n".join(lines)
+
+
+def _preset(options: dict) -> str:
+    quick, preset = options.get("quick"), options.get("preset")
+    if quick and preset not in (None, "quick"):
+        raise ValueError(f"--quick and --preset {preset} contradict each other; give one")
+    return "quick" if quick else preset or "paper"
+
+
+def _make_config(fields: dict, options: dict) -> TrainConfig:
+    return config(_preset(options), **fields)
+
+
+def _extra_flags(parser) -> None:
+    from poz_jax.train import CONVS
+
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        help="paper: SGD lr 0.001 momentum 0.9, 50 seeds, 10 epochs (default); "
+        "adam: Adam lr 0.001; quick: Adam, 4 seeds, 1 epoch on 5000 images",
+    )
+    parser.add_argument("--quick", action="store_true", help="same as --preset quick")
+    parser.add_argument(
+        "--conv",
+        choices=list(CONVS),
+        help="how convolutions are computed (the same numbers): default rows on CPU, "
+        "lax (XLA's) on GPU/TPU; a run may resume with another",
+    )
+
+
+def _run(cfg, out, inputs, progress=True, verify=True, conv=None, **_) -> dict:
+    from poz_jax.train import Compute
+
+    return run(
+        cfg, out, inputs["data_dir"], progress=progress, verify=verify, compute=Compute(conv=conv)
+    )
+
+
+STUDY = Study(
+    name="exp1",
+    help="Experiment 1: LeNet5 x many seeds on CIFAR-10, PoZ sweep, Figure 1",
+    description="Train LeNet5 networks (all seeds in one vmapped step), embed the "
+    "CIFAR-10 test set at fc2, sweep PoZ-ordered pruning of the class-mean RSMs, "
+    "and write summary.csv, per_seed.csv, accuracy.csv and figure1.png/.pdf. "
+    "Re-running with the same --out resumes after the last finished epoch.",
+    config=TrainConfig,
+    inputs=(
+        Input(
+            "data_dir",
+            "local CIFAR-10: cifar-10-python.tar.gz, its extracted folder, the binary "
+            "version, or cifar10_{train,test}.npz; default: tensorflow-datasets if installed, "
+            "else download the archive",
+            record="cifar10",
+            digest=False,
+        ),
+    ),
+    run=_run,
+    summary=format_summary,
+    out=lambda options: f"results/exp1_{_preset(options)}",
+    out_help="results/exp1_<preset>",
+    make_config=_make_config,
+    saved_names=_current_names,
+    extra_flags=_extra_flags,
+    carried=(NETWORKS,),
+)

@@ -24,10 +24,12 @@ from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
 from poz_jax.data.stimuli import image_digests
-from poz_jax.models.vgg import check_have_images, embed_sets
+from poz_jax.models.vgg import LAYERS, check_have_images, embed_sets
 from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import precision_scope, progress_bar
+from poz_jax.study.contract import Input, Study
+from poz_jax.study.options import PRECISION_HELP, RENAMED, setting
 from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import exp2_tables
 
@@ -47,18 +49,18 @@ class Exp2Config:
     p-values for equality (tests/test_exp2.py).
     """
 
-    layer: str = "fc7"
-    keep_step: int = 20
-    n_null: int = 10000
-    seed: int = 0
-    precision: str = "float64"
-    image_batch: int = 20
-    weights: str | None = None
-    sets: tuple[str, ...] | None = None
+    layer: str = setting("fc7", "layer to analyse (fc6 and fc7 after their ReLU)", choices=LAYERS)
+    keep_step: int = setting(20, "keep counts n, n - step, ... of the paper's level grid")
+    n_null: int = setting(10000, "random keep orders per set")
+    seed: int = setting(0, "seed of the random orders")
+    precision: str = setting("float64", PRECISION_HELP, choices=v.PRECISIONS)
+    image_batch: int = setting(20, "images per VGG-16 forward pass")
+    weights: str | None = setting(
+        None, "converted VGG-16 weights (.npz from convert-vgg16), or 'random' for a dry run"
+    )
+    sets: tuple[str, ...] | None = setting(None, "comma-separated set names (default: all)")
 
     def __post_init__(self) -> None:
-        from poz_jax.models.vgg import LAYERS
-
         v.check_choice(self.precision, "precision", v.PRECISIONS)
         v.check_choice(self.layer, "layer", LAYERS)
         v.check_int(self.n_null, "n_null", 1)
@@ -285,3 +287,39 @@ def format_stats(stats: list[dict]) -> str:
         f"up to the peak. p-values from {stats[0]['n_null']} random keep orders per set "
         f"({used[0]}..{used[-1]} with a defined statistic; stats.csv has each)"
     )
+
+
+STUDY = Study(
+    name="exp2",
+    help="Experiment 2: VGG-16 PoZ sweeps against human similarity, nulls, Figures 2-3",
+    description="Embed each stimulus set with VGG-16 (or read --embeddings), sweep "
+    "PoZ-ordered pruning against each set's human similarity matrix, test the best "
+    "improvement and the trend against random pruning, and write summary.csv, "
+    "levels.csv, stats.csv and figure2/figure3 (.png/.pdf). Re-running with the same "
+    "--out reuses the embeddings and every finished null.",
+    config=Exp2Config,
+    inputs=(
+        Input(
+            "stimuli",
+            "a folder of images with its similarity matrix (.npy/.npz/.csv/.mat), a folder "
+            "of such folders (one per set), or an .npz with one matrix per set",
+            required=True,
+        ),
+        Input(
+            "embeddings",
+            "an .npz with one (n_images, n_nodes) matrix per set: skip the network",
+        ),
+    ),
+    run=lambda cfg, out, inputs, progress=True, **_: run(
+        cfg, out, inputs["stimuli"], inputs["embeddings"], progress
+    ),
+    summary=lambda res: format_stats(res["stats"]),
+    # A dry run with random weights never lands in the real run's folder.
+    out=lambda fields: (
+        "results/exp2_random" if fields.get("weights") == "random" else "results/exp2"
+    ),
+    out_help="results/exp2, or results/exp2_random with --weights random",
+    extra_flags=lambda parser: parser.add_argument(
+        "--null-float32", action=RENAMED, now="--precision float32 sets curves and nulls alike"
+    ),
+)

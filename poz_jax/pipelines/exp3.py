@@ -34,15 +34,18 @@ import numpy as np
 
 from poz_jax import files, provenance
 from poz_jax.analysis import analyse
+from poz_jax.comparison import CompareConfig
 from poz_jax.core.ranking import poz
 from poz_jax.core.rsa import class_means, rsm
+from poz_jax.core.validate import PRECISIONS
 from poz_jax.data import cifar10h
-from poz_jax.pipelines.compare import CompareConfig
 from poz_jax.pipelines.per_network import all_counts, analyse_networks, compare_networks
 from poz_jax.plots import exp3_figure, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, precision_scope, progress_bar
 from poz_jax.stats import mean as stats_mean
+from poz_jax.study.contract import Input, Study
+from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import exp3_tables
 
@@ -62,14 +65,24 @@ class Exp3Config:
     for every fit, null and comparison.
     """
 
-    n_null: int = 1000  # random keep orders per network and level
-    seed: int = 0
-    precision: str = "float64"
-    class_similarity: str = "mean"  # see cifar10h.class_similarity
-    image_similarity: str = "agreement"  # see cifar10h.image_similarity
-    per_class: int = 12
-    n_sets: int = 5
-    compare_networks: int = 5  # networks run through poz-jax compare per image set (0: none)
+    n_null: int = setting(1000, "random orders per network")
+    seed: int = setting(0, "seed of the image sets and (+ network) of the random orders")
+    precision: str = setting("float64", PRECISION_HELP, choices=PRECISIONS)
+    class_similarity: str = setting(
+        "mean",
+        "confusions to similarity: (P + P.T)/2 or Shepard's sqrt(PabPba/PaaPbb)",
+        choices=CLASS_SIMILARITIES,
+    )
+    image_similarity: str = setting(
+        "agreement",
+        "label distributions to similarity: sum_k p_ik p_jk, cosine, 1 - JSD",
+        choices=IMAGE_SIMILARITIES,
+    )
+    per_class: int = setting(12, "images per class")
+    n_sets: int = setting(5, "disjoint image sets")
+    compare_networks: int = setting(
+        5, "networks whose image sets also go through poz-jax compare; 0: none"
+    )
 
     @classmethod
     def from_dict(cls, saved: dict) -> Exp3Config:
@@ -328,3 +341,35 @@ def format_stats(stats: list[dict]) -> str:
         ],
     )
     return f"{table}\nthe networks' mean curve against the mean of their random-pruning nulls"
+
+
+STUDY = Study(
+    name="exp3",
+    help="Experiment 3: Experiment 1's networks against CIFAR-10H human judgments",
+    description="PoZ-ordered pruning of each network's fc2 against human similarity from "
+    "CIFAR-10H: the class confusion matrix (10 class means) and image-by-image label "
+    "agreement (disjoint sets of matched images), with random-pruning nulls and the two "
+    "tests per network and for the networks' mean curve. Writes summary.csv, stats.csv "
+    "and figures; a re-run with the same --out reuses every finished null.",
+    config=Exp3Config,
+    inputs=(
+        Input(
+            "inputs",
+            "Experiment 1's embeddings.npz (its --out folder holds one), or an inputs.npz "
+            "that exp3 wrote before (experiments/results/cifar10h/inputs.npz)",
+            required=True,
+            committed="inputs.npz",
+        ),
+        Input(
+            "cifar10h",
+            "folder with cifar10h-counts.npy, cifar10_test_labels_official.npy and, for a "
+            "class-sorted local test set, official_to_npz_row.npy",
+            required=True,
+        ),
+    ),
+    run=lambda cfg, out, inputs, progress=True, **_: run(
+        cfg, out, inputs["inputs"], inputs["cifar10h"], progress
+    ),
+    summary=lambda res: format_stats(res["stats"]),
+    saved_names=current_names,
+)

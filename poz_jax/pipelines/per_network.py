@@ -72,7 +72,7 @@ def compare_networks(ccfg, out: Path, levels, n_cmp: int, dtype, bar) -> list[di
     ``levels``: ``(name, acts (S, n, d), human (n, n))`` triples; each
     network's comparison is cached as ``out/compare_{name}_network{i}.npz``.
     """
-    from poz_jax.pipelines.compare import compare_set
+    from poz_jax.comparison import compare_set
 
     rows = []
     for name, acts, human in levels:

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.stats
 
 from poz_jax import cache, files, provenance, stats
-from poz_jax.comparison import check_design
+from poz_jax.comparison import CompareConfig, check_design
 from poz_jax.core import validate as v
 from poz_jax.core.nulls import null_band
 from poz_jax.core.ranking import poz
@@ -39,11 +39,12 @@ from poz_jax.data.images import load_images
 from poz_jax.data.stimuli import image_digests
 from poz_jax.models.lenet import LAYERS, layer_outputs, load_networks
 from poz_jax.models.vgg import check_have_images
-from poz_jax.pipelines.compare import CompareConfig, _design
 from poz_jax.pipelines.per_network import analyse_networks, compare_networks
 from poz_jax.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import precision_scope, progress_bar, status
+from poz_jax.study.contract import Input, Study
+from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.staging import relocate, staged
 from poz_jax.tables import network_tables
 
@@ -62,14 +63,14 @@ class PetersonConfig:
     ``pixel_sizes``: image sizes of the pixel floor.
     """
 
-    layers: tuple[str, ...] = ("fc2", "fc1")
-    n_null: int = 10000
-    seed: int = 0
-    precision: str = "float64"
-    compare_networks: int = 10
-    compare_layers: tuple[str, ...] = ("fc2",)
-    pixel_sizes: tuple[int, ...] = (32, 224)
-    sets: tuple[str, ...] | None = None
+    layers: tuple[str, ...] = setting(("fc2", "fc1"), "comma-separated")
+    n_null: int = setting(10000, "random orders per network")
+    seed: int = setting(0, "seed (+ network) of the random orders, and of the comparison")
+    precision: str = setting("float64", PRECISION_HELP, choices=v.PRECISIONS)
+    compare_networks: int = setting(10, "networks through poz-jax compare; 0: none")
+    compare_layers: tuple[str, ...] = setting(("fc2",), "layers the comparison runs on")
+    pixel_sizes: tuple[int, ...] = setting((32, 224), "image sizes of the pixel floor")
+    sets: tuple[str, ...] | None = setting(None, "comma-separated set names (default: all)")
 
     def __post_init__(self) -> None:
         for name in ("layers", "compare_layers", "pixel_sizes"):
@@ -77,12 +78,16 @@ class PetersonConfig:
         if self.sets is not None:
             object.__setattr__(self, "sets", tuple(self.sets))
         if not self.layers or len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"layers must be distinct names from {FC_LAYERS}, got {self.layers}")
+            raise v.FieldError(
+                "layers", f"must be distinct names from {FC_LAYERS}, got {self.layers}"
+            )
         for layer in self.layers:
             v.check_choice(layer, "layers", FC_LAYERS)
         extra = [layer for layer in self.compare_layers if layer not in self.layers]
         if extra:
-            raise ValueError(f"compare_layers {extra} are not among layers {list(self.layers)}")
+            raise v.FieldError(
+                "compare_layers", f"{extra} are not among layers {list(self.layers)}"
+            )
         v.check_int(self.n_null, "n_null", 1)
         v.check_seed(self.seed, "seed")
         v.check_choice(self.precision, "precision", v.PRECISIONS)
@@ -128,7 +133,7 @@ def run(
         for name, s in sets.items():
             for layer in cfg.compare_layers:
                 try:
-                    check_design(s.n_items, LAYERS[layer], *_design(ccfg))
+                    check_design(s.n_items, LAYERS[layer], *ccfg.design())
                 except ValueError as err:
                     # The comparison's folds are compare's defaults, not a peterson flag.
                     raise ValueError(
@@ -369,3 +374,34 @@ def format_stats(stats_rows: list[dict]) -> str:
         ],
     )
     return f"{table}\nthe networks' mean curve against the mean of their random-pruning nulls"
+
+
+STUDY = Study(
+    name="peterson",
+    help="Experiment 2 on Peterson et al.'s human judgments, with Experiment 1's networks",
+    description="Each stimulus set's images (composited on white, resized to 32 x 32) "
+    "through every LeNet5 of a networks.npz; per set and layer the PoZ, the PoZ-ordered "
+    "sweep at every keep count against the human similarity matrix, each network's "
+    "random-pruning null and both tests, and the networks' mean curve; the pixel floor, "
+    "the split-half noise ceiling of a matrix with two rater batches, and poz-jax compare "
+    "for the first networks. Writes summary.csv, stats.csv, ceiling.csv, compare.csv and "
+    "Figures 2 and 3 per layer; a re-run with the same --out reuses every finished part.",
+    config=PetersonConfig,
+    inputs=(
+        Input(
+            "stimuli",
+            "a folder of set folders, each with its images, order.txt and similarity file "
+            "(../shared/data/peterson2018)",
+            required=True,
+        ),
+        Input(
+            "networks",
+            "stacked LeNet5s (Experiment 1's networks.npz)",
+            default="experiments/results/exp1/networks.npz",
+        ),
+    ),
+    run=lambda cfg, out, inputs, progress=True, **_: run(
+        cfg, out, inputs["stimuli"], inputs["networks"], progress
+    ),
+    summary=lambda res: format_stats(res["stats"]),
+)

@@ -177,130 +177,65 @@ def _check_digest(path: Path, record: dict | None, what: str) -> None:
 
 def reproduce(
     folder: str | Path,
-    data_dir: str | Path | None = None,
-    cifar10h_dir: str | Path | None = None,
-    stimuli: str | Path | None = None,
-    embeddings: str | Path | None = None,
-    networks: str | Path | None = None,
     tolerance: float = 0.0,
     progress: bool = False,
     verify: bool = True,
     workdir: str | Path | None = None,
+    **given: str | Path | None,
 ) -> Report:
     """Re-derive ``folder``'s tables from its committed inputs; see the module docstring.
 
-    The paths default to those ``config.json`` records (relative to the
-    current folder). Raises ``ValueError`` when an input is missing or is not
-    the one recorded. ``verify=False`` skips CIFAR-10's archive and size
-    checks (for generated data only). ``workdir``: an empty folder to re-derive
-    into and keep (default: a temporary one, removed).
+    ``given``: paths by input name (``stimuli=``, ``networks=``, ``data_dir=``,
+    ``cifar10h=``, ...) in place of those ``config.json`` records (relative
+    to the current folder). Raises ``ValueError`` when an input is missing or
+    is not the one recorded. ``verify=False`` skips CIFAR-10's archive and
+    size checks (for generated data only). ``workdir``: an empty folder to
+    re-derive into and keep (default: a temporary one, removed).
     """
+    from poz_jax.study import registry
+
+    if "cifar10h_dir" in given:  # the name of this argument before the study registry
+        given["cifar10h"] = given.pop("cifar10h_dir")
     folder = Path(folder)
     config = provenance.read_config(folder)
     if config is None:
         raise ValueError(f"{folder} has no config.json: not a poz-jax results folder")
-    study, fields = provenance.saved_config(folder)
+    name, fields = provenance.saved_config(folder)
     inputs = config.get("inputs") or {}
     if not isinstance(inputs, dict):
         raise ValueError(f"{folder}/config.json: its inputs are not a mapping of names to records")
+    if name not in registry.STUDIES:
+        raise ValueError(f"{folder}/config.json names no study poz-jax can re-run ({name!r})")
+    study = registry.get(name)
+    cfg = study.config_from_saved(fields, f"{folder}/config.json")
+    paths = {spec.name: _input(spec, given.get(spec.name), inputs, folder) for spec in study.inputs}
     warnings = environment_warnings(config.get("environment"))
     with tempfile.TemporaryDirectory(prefix="poz_reproduce_") as tmp:
         out = Path(workdir) if workdir is not None else Path(tmp) / "out"
         if out.exists() and any(out.iterdir()):
             raise ValueError(f"workdir {out} is not empty")
-        given = {
-            "data_dir": data_dir,
-            "cifar10h_dir": cifar10h_dir,
-            "stimuli": stimuli,
-            "embeddings": embeddings,
-            "networks": networks,
-        }
+        for carried in study.carried:
+            if not (folder / carried).exists():
+                raise ValueError(f"{folder} holds no {carried}: it was not committed")
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(folder / carried, out / carried)
         with files.recording() as written:
-            _rederive(study, fields, inputs, folder, out, given, progress, verify)
+            study.run(cfg, out, paths, progress=progress, verify=verify)
         tables, diffs = compare_folders(folder, out, written, tolerance)
-    return Report(study, tuple(tables), tuple(diffs), tuple(warnings))
+    return Report(name, tuple(tables), tuple(diffs), tuple(warnings))
 
 
-def saved_fields(cls, fields: dict, folder: Path) -> dict:
-    """``fields`` of a saved config checked against ``cls``'s: none missing, none unknown."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(fields) - set(names))
-    missing = [n for n in names if n not in fields]
-    if unknown or missing:
-        what = [f"unknown field {n!r}" for n in unknown] + [f"no field {n!r}" for n in missing]
-        raise ValueError(
-            f"{folder}/config.json has {', '.join(what)} for {cls.__name__}: it was not written "
-            "by this version of poz-jax, or was edited"
-        )
-    return fields
-
-
-def _input(given, inputs: dict, name: str, what: str, flag: str, check: bool = True) -> Path:
-    path = _path(given, inputs.get(name), what, flag)
-    if check:
-        _check_digest(path, inputs.get(name), what)
+def _input(spec, given, inputs: dict, folder: Path) -> Path | None:
+    """The path of input ``spec`` for a re-derivation: given, committed, or recorded (checked)."""
+    if spec.committed and given is None:
+        return folder / spec.committed
+    record = inputs.get(spec.recorded_as) or {}
+    if given is None and record.get("path") is None and not spec.required:
+        return None  # the run did without it (exp2 from weights, not embeddings)
+    path = _path(given, record, spec.name.replace("_", " "), spec.option)
+    if spec.digest:
+        _check_digest(path, record, spec.name)
     return path
-
-
-def _rederive(study, fields, inputs, folder: Path, out: Path, given: dict, progress, verify):
-    """Re-run ``study`` with ``fields`` from the inputs ``config.json`` records into ``out``."""
-    if study == "exp1":
-        from poz_jax.pipelines import exp1
-        from poz_jax.train import TrainConfig, _current_names
-
-        nets = folder / exp1.NETWORKS
-        if not nets.exists():
-            raise ValueError(f"{folder} holds no {exp1.NETWORKS}: its networks were not committed")
-        cfg = TrainConfig(**saved_fields(TrainConfig, _current_names(fields), folder))
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(nets, out / exp1.NETWORKS)
-        d = _input(given["data_dir"], inputs, "cifar10", "CIFAR-10", "--data-dir", check=False)
-        exp1.run(cfg, out, d, progress=progress, verify=verify)
-    elif study == "exp3":
-        from poz_jax.pipelines import exp3
-
-        current = exp3.current_names(fields)
-        cfg = exp3.Exp3Config(**saved_fields(exp3.Exp3Config, current, folder))
-        h = _input(given["cifar10h_dir"], inputs, "cifar10h", "CIFAR-10H", "--cifar10h")
-        exp3.run(cfg, out, folder / "inputs.npz", h, progress)
-    elif study == "peterson":
-        from poz_jax.pipelines import peterson
-
-        cfg = peterson.PetersonConfig(**saved_fields(peterson.PetersonConfig, fields, folder))
-        s = _input(given["stimuli"], inputs, "stimuli", "stimuli", "--stimuli")
-        n = _input(given["networks"], inputs, "networks", "networks", "--networks")
-        peterson.run(cfg, out, s, n, progress)
-    elif study == "trim":
-        from poz_jax.pipelines import trim
-
-        cfg = trim.TrimConfig(**saved_fields(trim.TrimConfig, fields, folder))
-        n = _input(given["networks"], inputs, "networks", "networks", "--networks")
-        d = _input(given["data_dir"], inputs, "cifar10", "CIFAR-10", "--data-dir", check=False)
-        h = _input(given["cifar10h_dir"], inputs, "cifar10h", "CIFAR-10H", "--cifar10h")
-        trim.run(cfg, out, n, d, h, progress, verify)
-    elif study in ("exp2", "compare"):
-        from poz_jax.pipelines import compare, exp2
-
-        s = _input(given["stimuli"], inputs, "stimuli", "stimuli", "--stimuli")
-        record = inputs.get("embeddings") or {}
-        if study == "exp2":
-            cls, run = exp2.Exp2Config, exp2.run
-        else:
-            cls, run = compare.CompareConfig, compare.run
-        saved_fields(cls, fields, folder)
-        tuples = {k: _tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-        cfg = cls(**tuples)
-        if record.get("path") is None and given["embeddings"] is None and study == "exp2":
-            e = None
-        else:
-            e = _input(given["embeddings"], inputs, "embeddings", "embeddings", "--embeddings")
-        run(cfg, out, s, e, progress)
-    else:
-        raise ValueError(f"{folder}/config.json names no study poz-jax can re-run ({study!r})")
-
-
-def _tuple(value):
-    return None if value is None else tuple(value)
 
 
 def format_report(report: Report, folder: str | Path, limit: int = 20) -> str:

@@ -46,6 +46,8 @@ from poz_jax.models.trim import keep_masks, kept_rsms, l1_scores, masked_eval, s
 from poz_jax.plots import save_figure, trim_figure
 from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, status
+from poz_jax.study.contract import Input, Study
+from poz_jax.study.options import setting
 from poz_jax.study.staging import relocate, staged
 from poz_jax.train import TrainConfig, data_key, fine_tune
 
@@ -63,31 +65,37 @@ class TrimConfig:
     scores and (as in :class:`TrainConfig`) the fine-tuning images and order.
     """
 
-    networks: int = 10
-    layers: tuple[str, ...] = tuple(LAYERS)
-    keep: tuple[float, ...] = (0.75, 0.5, 0.25)
-    random_draws: int = 3
-    score_images: int = 10000
-    tune_images: int = 10000
-    epochs: int = 1
-    learning_rate: float = 0.001
-    momentum: float = 0.9
-    rounds: int = 4
-    sds: float = 1.0
-    seed: int = 0
+    networks: int = setting(10, "the first so many networks; 0: all", flag="--n-networks")
+    layers: tuple[str, ...] = setting(tuple(LAYERS), "comma-separated")
+    keep: tuple[float, ...] = setting(
+        (0.75, 0.5, 0.25), "fractions of a layer's nodes kept, comma-separated"
+    )
+    random_draws: int = setting(3, "seeded random trimmings per layer and level")
+    score_images: int = setting(10000, "training images APoZ is measured on")
+    tune_images: int = setting(10000, "training images of the fine-tuning")
+    epochs: int = setting(1, "fine-tuning epochs")
+    learning_rate: float = setting(0.001, "learning rate of the fine-tuning (SGD)")
+    momentum: float = setting(0.9, "momentum of the fine-tuning (SGD)")
+    rounds: int = setting(4, "rounds of iterative APoZ trimming; 0: none")
+    sds: float = setting(
+        1.0, "iterative trimming removes nodes this many sds above the layer's mean APoZ"
+    )
+    seed: int = setting(0, "seed of the images drawn, the random scores and the fine-tuning")
 
     def __post_init__(self) -> None:
         for name in ("layers", "keep"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.layers or len(set(self.layers)) != len(self.layers):
-            raise ValueError(f"layers must be distinct names from {list(LAYERS)}")
+            raise v.FieldError("layers", f"must be distinct names from {list(LAYERS)}")
         for layer in self.layers:
             v.check_choice(layer, "layers", tuple(LAYERS))
         if not self.keep or len(set(self.keep)) != len(self.keep):
-            raise ValueError(f"keep must be distinct fractions, got {self.keep}")
+            raise v.FieldError("keep", f"must be distinct fractions, got {self.keep}")
         for f in self.keep:
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
-                raise ValueError(f"keep fractions must lie strictly between 0 and 1, got {f!r}")
+                raise v.FieldError(
+                    "keep", f"fractions must lie strictly between 0 and 1, got {f!r}"
+                )
         v.check_int(self.networks, "networks", 0)
         v.check_int(self.random_draws, "random_draws", 0)
         v.check_int(self.score_images, "score_images", 1)
@@ -96,7 +104,7 @@ class TrimConfig:
         v.check_int(self.rounds, "rounds", 0)
         v.check_seed(self.seed, "seed")
         if isinstance(self.sds, bool) or not isinstance(self.sds, (int, float)) or self.sds < 0:
-            raise ValueError(f"sds must be a number >= 0, got {self.sds!r}")
+            raise v.FieldError("sds", f"must be a number >= 0, got {self.sds!r}")
         self.train_config(1)  # the fine-tuning's own checks (learning rate, momentum)
 
     @classmethod
@@ -441,3 +449,40 @@ def format_summary(summary: list[dict]) -> str:
             ("fit human", number("fit_human_after_mean", ".3f")),
         ],
     )
+
+
+STUDY = Study(
+    name="trim",
+    help="network trimming (Hu et al. 2016) of Experiment 1's networks, with baselines",
+    description="Each layer of each network trimmed by APoZ, by the L1 norm of its "
+    "weights and at random to every --keep fraction, fine-tuned with the trimming held; "
+    "test accuracy, parameters kept and the fit of the fc2 class-mean RSM to the "
+    "untrimmed network's and to CIFAR-10H's human class similarity, before and after; "
+    "then Hu et al.'s iterative APoZ trimming. Writes trim.csv, summary.csv, "
+    "iterative.csv and a figure; a re-run with the same --out reuses every finished "
+    "group of fine-tuned networks.",
+    config=TrimConfig,
+    inputs=(
+        Input(
+            "networks",
+            "stacked LeNet5s (Experiment 1's networks.npz)",
+            default="experiments/results/exp1/networks.npz",
+        ),
+        Input(
+            "data_dir",
+            "local CIFAR-10 (.npz, python or binary archive or folder); default: tfds or a "
+            "download",
+            record="cifar10",
+            digest=False,
+        ),
+        Input(
+            "cifar10h",
+            "folder with cifar10h-counts.npy and cifar10_test_labels_official.npy",
+            required=True,
+        ),
+    ),
+    run=lambda cfg, out, inputs, progress=True, verify=True, **_: run(
+        cfg, out, inputs["networks"], inputs["data_dir"], inputs["cifar10h"], progress, verify
+    ),
+    summary=lambda res: format_summary(res["summary"]),
+)
