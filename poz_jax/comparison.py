@@ -414,7 +414,7 @@ def _choose(train, test, k):
     """Per order: the level of best training fit, and the training and test fit there."""
     train, test = np.asarray(train), np.asarray(test)
     ok = np.any(~np.isnan(train), axis=-1)
-    best = np.argmax(np.where(np.isnan(train), -np.inf, train), axis=-1)
+    best = stats.best_along(train)
     pick = np.arange(len(best))
     nan = np.full(len(best), np.nan)
     return (
@@ -427,7 +427,7 @@ def _choose(train, test, k):
 def _reweight_split(xtr, ttr, xte, tte, alphas, inner_folds, inner_seed):
     """Penalty by inner CV on the training items, weights on all of them, then the scores."""
     scores = np.asarray(penalty_scores(xtr, ttr, alphas, inner_folds, inner_seed))
-    best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
+    best = int(stats.best_along(scores))
     w, b = reweighting_path(xtr, ttr, alphas[best : best + 1])
     fit_te = float(kernels.fit_kernel(reweighted_similarity(xte, w[0], b[0]), tte))
     fit_tr = float(kernels.fit_kernel(reweighted_similarity(xtr, w[0], b[0]), ttr))
@@ -449,7 +449,7 @@ def _in_sample(x, t, k, methods, nested, n_random, seed, alphas, inner_folds, n_
             out.append(stats.mean([_nanmax(f) for f in _sweep(x, t, k, o)]))
         else:  # reweighting
             scores = np.asarray(penalty_scores(x, t, alphas, inner_folds, seed))
-            best = int(np.argmax(np.where(np.isnan(scores), -np.inf, scores)))
+            best = int(stats.best_along(scores))
             w, b = reweighting_path(x, t, alphas[best : best + 1])
             out.append(float(kernels.fit_kernel(reweighted_similarity(x, w[0], b[0]), t)))
     return np.array(out)

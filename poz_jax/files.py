@@ -247,7 +247,7 @@ def load_meta(path: str | Path) -> dict:
     except READ_ERRORS as err:
         raise ValueError(f"{path} is not a readable .npz file ({err})") from err
     if not isinstance(meta, dict):
-        raise ValueError(f"{path} has malformed poz-jax metadata")
+        raise ValueError(f"{path} has malformed metadata (not what poz-jax writes)")
     return meta
 
 

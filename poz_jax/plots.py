@@ -155,8 +155,8 @@ def figure3(
             lo, hi = (np.asarray(b, float) for b in null_bands[name])
             ax.fill_between(kept, lo, hi, color=color, alpha=0.15, linewidth=0)
         ax.plot(kept, fit, lw=2, color=color, label=name)
-        if np.any(~np.isnan(fit)):
-            best = int(np.nanargmax(fit))
+        best = stats.best(fit)
+        if best is not None:
             ax.plot(kept[best], fit[best], "o", color=color, mec="black", ms=8, zorder=5)
         marks = np.asarray((ticks or {}).get(name, []), float)
         ok = np.isfinite(fit)

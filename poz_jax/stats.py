@@ -56,13 +56,21 @@ def quantiles(values, qs: Sequence[float]) -> list[float]:
     return [float(q) for q in np.quantile(a, qs)]
 
 
+def best_along(values, axis: int = -1) -> np.ndarray:
+    """Index of the largest defined value along ``axis`` (the first of ties), NaN skipped.
+
+    Where no value is defined the index is 0; :func:`best` says ``None`` there.
+    """
+    a = np.asarray(values, np.float64)
+    return np.argmax(np.where(np.isnan(a), -np.inf, a), axis=axis)
+
+
 def best(fit) -> int | None:
     """Index of the largest defined value of a 1-D curve (the first of ties); None if none."""
     f = np.asarray(fit, np.float64)
-    ok = ~np.isnan(f)
-    if not ok.any():
+    if not (~np.isnan(f)).any():
         return None
-    return int(np.flatnonzero(ok)[np.argmax(f[ok])])
+    return int(best_along(f))
 
 
 def describe(values, prefix: str) -> dict[str, float]:

@@ -403,8 +403,8 @@ def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(
     # orders and no importances, weights or penalties).
     import dataclasses
 
+    from poz_jax.comparison import CompareConfig, compare_set
     from poz_jax.data import load_embeddings, load_stimulus_sets
-    from poz_jax.pipelines.compare import CompareConfig, compare_set
     from poz_jax.runtime import progress_bar
 
     sets = load_stimulus_sets(stimuli, ["discs"])
@@ -415,7 +415,7 @@ def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(
         fresh = compare_set(cfg, tmp_path, "discs", x, t, bar)
         assert (tmp_path / "compare_discs.npz").exists()
         monkeypatch.setattr(
-            "poz_jax.pipelines.compare.compare_methods",
+            "poz_jax.comparison.compare_methods",
             lambda *a, **k: pytest.fail("a finished set was recomputed"),
         )
         again = compare_set(cfg, tmp_path, "discs", x, t, bar)

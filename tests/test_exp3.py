@@ -217,7 +217,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
         raise AssertionError("a finished product was recomputed")
 
     monkeypatch.setattr("poz_jax.pipelines.per_network.null_fits", refuse)
-    monkeypatch.setattr("poz_jax.pipelines.compare.compare_methods", refuse)
+    monkeypatch.setattr("poz_jax.comparison.compare_methods", refuse)
     exp3.run(cfg, out, out / "inputs.npz", folder, progress=False)  # from the committed inputs
     for f, b in before.items():
         assert (out / f).read_bytes() == b, f

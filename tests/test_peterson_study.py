@@ -158,7 +158,7 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
         raise AssertionError("a finished product was recomputed")
 
     monkeypatch.setattr("poz_jax.pipelines.per_network.null_fits", refuse)
-    monkeypatch.setattr("poz_jax.pipelines.compare.compare_methods", refuse)
+    monkeypatch.setattr("poz_jax.comparison.compare_methods", refuse)
     monkeypatch.setattr(peterson, "layer_outputs", refuse)
     peterson.run(cfg, out, root / "stimuli", root / "networks.npz", progress=False)
     assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == before
