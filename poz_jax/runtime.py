@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import jax
+import numpy as np
 
 
 def float64():
@@ -15,6 +16,11 @@ def float64():
 def precision_scope(precision: str):
     """The context a study's ``precision`` asks for: float64 for ``"float64"``, else none."""
     return float64() if precision == "float64" else contextlib.nullcontext()
+
+
+def dtype_of(precision: str) -> type:
+    """The NumPy float type a study's ``precision`` computes in."""
+    return np.float64 if precision == "float64" else np.float32
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True):

@@ -31,6 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from poz_jax import files, stats
 from poz_jax.data.cifar10 import cifar_scale
+from poz_jax.models import lenet
 from poz_jax.models.lenet import accuracy
 from poz_jax.runtime import progress_bar
 from poz_jax.study.options import setting
@@ -472,33 +473,9 @@ def _train(trainer, state, keys, cfg: TrainConfig, data, out: Path, compute, pro
     return unpad_seeds(state[0], cfg.seeds), history
 
 
-class MaskedLeNet5(nn.Module):
-    """LeNet5 with a fixed 0/1 mask per layer (trimmed nodes), for fine-tuning.
-
-    Parameters: ``{"net": LeNet5's, "mask_<layer>": (nodes,)}``. The masks
-    pass through ``stop_gradient``, so their gradients are 0 and an optax
-    optimiser (SGD with momentum, Adam) leaves them as they are; a trimmed
-    node's output is 0, so its incoming and outgoing weights get zero
-    gradients too and stay as they were: fine-tuning re-learns only what
-    the trimmed network still has.
-    """
-
-    conv: str = "rows"
-    init_style: str = "torch"
-
-    @nn.compact
-    def __call__(self, x):
-        from poz_jax.models.lenet import LAYERS, LeNet5
-
-        masks = {
-            name: jax.lax.stop_gradient(self.param(f"mask_{name}", nn.initializers.ones, (n,)))
-            for name, n in LAYERS.items()
-        }
-        return LeNet5(self.conv, self.init_style, name="net")(x, masks)
-
-
 def masked_params(params: PyTree, masks: dict) -> PyTree:
-    """:class:`MaskedLeNet5`'s parameters: stacked LeNet5 ``params``, ``{layer: (S, nodes)}`` masks.
+    """``MaskedLeNet5``'s parameters from stacked LeNet5 ``params`` and ``{layer: (S, nodes)}``
+    masks (:class:`poz_jax.models.lenet.MaskedLeNet5`).
 
     A layer left out of ``masks`` keeps every node.
     """
@@ -537,7 +514,7 @@ def fine_tune(
     gradient), with the history of :func:`train_networks`.
     """
     compute = compute or Compute()
-    trainer = Trainer(MaskedLeNet5(compute.resolved_conv(), cfg.init_style), cfg)
+    trainer = Trainer(lenet.MaskedLeNet5(compute.resolved_conv(), cfg.init_style), cfg)
     start = masked_params(params, masks)
     state = (start, jax.vmap(trainer.tx.init)(start))
     keys = seed_keys(cfg)

@@ -322,3 +322,12 @@ def load_embeddings(path: str | Path, sets: dict[str, StimulusSet]) -> dict[str,
             raise DataError(f"{path}[{name}]: embeddings hold NaN or infinite values")
         out[name] = e
     return out
+
+
+def check_have_images(sets: dict) -> None:
+    """Raise unless every stimulus set of ``sets`` has image files to embed."""
+    no_images = [name for name, s in sets.items() if s.images is None]
+    if no_images:
+        raise ValueError(
+            f"set(s) {no_images} have no images (a similarity-only file): pass --embeddings"
+        )

@@ -178,6 +178,29 @@ def accuracy(forward, params, images: np.ndarray, labels: np.ndarray) -> np.ndar
 LAYERS = {"conv1": 6, "conv2": 16, "fc1": 120, "fc2": 84}
 
 
+class MaskedLeNet5(nn.Module):
+    """LeNet5 with a fixed 0/1 mask per layer (trimmed nodes), for fine-tuning.
+
+    Parameters: ``{"net": LeNet5's, "mask_<layer>": (nodes,)}``. The masks
+    pass through ``stop_gradient``, so their gradients are 0 and an optax
+    optimiser (SGD with momentum, Adam) leaves them as they are; a trimmed
+    node's output is 0, so its incoming and outgoing weights get zero
+    gradients too and stay as they were: fine-tuning re-learns only what
+    the trimmed network still has.
+    """
+
+    conv: str = "rows"
+    init_style: str = "torch"
+
+    @nn.compact
+    def __call__(self, x):
+        masks = {
+            name: jax.lax.stop_gradient(self.param(f"mask_{name}", nn.initializers.ones, (n,)))
+            for name, n in LAYERS.items()
+        }
+        return LeNet5(self.conv, self.init_style, name="net")(x, masks)
+
+
 def layer_outputs(
     params, images: np.ndarray, layers: tuple[str, ...] = ("fc2",), batch: int = 250
 ) -> dict[str, np.ndarray]:

@@ -163,20 +163,12 @@ def check_params(params: dict, where: str) -> None:
                 raise ValueError(f"{where}: {layer}/{kind} has shape {got}, VGG-16 needs {shape}")
 
 
-def check_have_images(sets: dict) -> None:
-    """Raise unless every stimulus set of ``sets`` has image files to embed."""
-    no_images = [name for name, s in sets.items() if s.images is None]
-    if no_images:
-        raise ValueError(
-            f"set(s) {no_images} have no images (a similarity-only file): pass --embeddings"
-        )
-
-
 def embed_sets(
     sets: dict, params, layer: str, batch: int = 20, progress: bool = True
 ) -> dict[str, np.ndarray]:
     """Post-ReLU ``layer`` activations ``(n_images, n_nodes)`` for each set's images."""
     from poz_jax.data.images import imagenet_standardise, load_images
+    from poz_jax.data.stimuli import check_have_images
     from poz_jax.runtime import progress_bar
 
     if layer not in LAYERS:

@@ -16,15 +16,16 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files, provenance
+from poz_jax import files
 from poz_jax.comparison import CompareConfig, check_design, compare_set
 from poz_jax.core import validate as v
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.plots import compare_figure, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import precision_scope, progress_bar
+from poz_jax.runtime import dtype_of, precision_scope, progress_bar
 from poz_jax.study.contract import Input, Study
-from poz_jax.study.staging import relocate, staged
+from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.staging import relocate
 
 
 def run(
@@ -38,21 +39,16 @@ def run(
 
     Every input is checked before anything is written.
     """
-    out = files.check_out_dir(out, stimuli=stimuli)
-    provenance.check_study(out, "compare")
+    out = check_results_folder(out, "compare", stimuli=stimuli)
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     emb = load_embeddings(embeddings, sets)
     for name, s in sets.items():
         # Every set is checked before any is computed or anything written.
         check_design(s.n_items, emb[name].shape[1], *cfg.design())
         v.check_finite(jnp.asarray(s.similarity), f"the similarity matrix of {name}")
-    with staged(out) as work:
-        inputs = {
-            name: provenance.input_record(p)
-            for name, p in (("stimuli", stimuli), ("embeddings", embeddings))
-        }
-        provenance.write_config(work, "compare", cfg, inputs)
-        dtype = np.float64 if cfg.precision == "float64" else np.float32
+    inputs = {"stimuli": stimuli, "embeddings": embeddings}
+    with results_folder(out, "compare", cfg, inputs) as work:
+        dtype = dtype_of(cfg.precision)
         summary, per_split = [], []
         n_splits = cfg.folds * cfg.repeats
         with (

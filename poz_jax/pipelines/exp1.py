@@ -23,7 +23,8 @@ from poz_jax.plots import figure1, save_figure
 from poz_jax.report import number, text_table
 from poz_jax.runtime import float64, status
 from poz_jax.study.contract import Input, Study
-from poz_jax.study.staging import relocate, staged
+from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.staging import relocate
 from poz_jax.tables import exp1_tables
 from poz_jax.train import (
     Compute,
@@ -96,14 +97,16 @@ def run(
     ``compute`` says how to compute (the convolution, steps per call), never
     what: a run may resume with another.
     """
-    out = files.check_out_dir(out)
-    provenance.check_study(out, "exp1")
+    out = check_results_folder(out, "exp1")
     data = {s: load_cifar10(s, data_dir, verify=verify) for s in ("train", "test")}
     missing = np.setdiff1d(np.arange(N_CLASSES), data["test"][1])
     if missing.size:
         raise ValueError(f"class {missing[0]} has no test images: class means are undefined")
     key = data_key(data)
-    with staged(out) as work:
+    # The data's digest is of the arrays read (any of the formats it may come in).
+    source = str(data_dir) if data_dir else "downloaded or tensorflow-datasets"
+    cifar = provenance.input_record(source, files.fingerprint(**key), "train and test arrays")
+    with results_folder(out, "exp1", cfg, {"cifar10": cifar}) as work:
         # What the folder (or an interrupted run) already holds must belong to this run.
         nets, ckpt = work / NETWORKS, work / "checkpoint.npz"
         nets_meta = files.load_meta(nets) if nets.exists() else {}
@@ -111,10 +114,6 @@ def run(
             check_resumable(nets_meta, cfg, key, nets)
         if ckpt.exists():
             check_resumable(files.load_meta(ckpt), cfg, key, ckpt)
-        # The data's digest is of the arrays read (any of the formats it may come in).
-        source = str(data_dir) if data_dir else "downloaded or tensorflow-datasets"
-        cifar = provenance.input_record(source, files.fingerprint(**key), "train and test arrays")
-        provenance.write_config(work, "exp1", cfg, {"cifar10": cifar})
         trainer = lenet_trainer(cfg, compute)
         params, history = _networks(cfg, work, data, key, trainer, compute, progress, nets_meta)
         # From here on the networks are an input of the analysis: recorded with their

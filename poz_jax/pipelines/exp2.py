@@ -23,14 +23,15 @@ from poz_jax.core.nulls import null_band, null_fits
 from poz_jax.core.ranking import keep_grid
 from poz_jax.core.sweeps import sweep
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
-from poz_jax.data.stimuli import image_digests
-from poz_jax.models.vgg import LAYERS, check_have_images, embed_sets
+from poz_jax.data.stimuli import check_have_images, image_digests
+from poz_jax.models.vgg import LAYERS, embed_sets
 from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import precision_scope, progress_bar
+from poz_jax.runtime import dtype_of, precision_scope, progress_bar
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import PRECISION_HELP, RENAMED, setting
-from poz_jax.study.staging import relocate, staged
+from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.staging import relocate
 from poz_jax.tables import exp2_tables
 
 
@@ -161,25 +162,21 @@ def run(
     digests of images, weights, embeddings and matrices, and the settings);
     otherwise they are recomputed and the run says why.
     """
-    out = files.check_out_dir(out, stimuli=stimuli)
-    provenance.check_study(out, "exp2")
+    out = check_results_folder(out, "exp2", stimuli=stimuli)
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     if embeddings is not None:
         emb, params = load_embeddings(embeddings, sets), None
     else:
         params = _network(cfg, sets)
-    with staged(out) as work:
-        # The weights file (hundreds of MB) is hashed once, and only when it is used.
-        real = embeddings is None and cfg.weights != "random"
-        weights = files.file_digest(cfg.weights) if real else "random:0"
-        inputs = {
-            "stimuli": provenance.input_record(stimuli),
-            "embeddings": provenance.input_record(embeddings),
-            "weights": provenance.input_record(cfg.weights, weights, "file bytes")
-            if real
-            else provenance.input_record(None),
-        }
-        provenance.write_config(work, "exp2", cfg, inputs)
+    # The weights file (hundreds of MB) is hashed once, and only when it is used.
+    real = embeddings is None and cfg.weights != "random"
+    weights = files.file_digest(cfg.weights) if real else "random:0"
+    inputs = {
+        "stimuli": stimuli,
+        "embeddings": embeddings,
+        "weights": provenance.input_record(cfg.weights, weights, "file bytes") if real else None,
+    }
+    with results_folder(out, "exp2", cfg, inputs) as work:
         if embeddings is None:
             emb = _embeddings(cfg, work, sets, params, weights, progress)
         parts = []
@@ -212,7 +209,7 @@ def run(
 
 def _analyse_group(cfg: Exp2Config, out: Path, names, emb, sets, bar) -> dict:
     """The sweeps, nulls, tests and table rows of sets ``names`` of one shape."""
-    dtype = jnp.float64 if cfg.precision == "float64" else jnp.float32
+    dtype = dtype_of(cfg.precision)
     n_nodes = emb[names[0]].shape[1]
     counts = keep_grid(n_nodes, step=cfg.keep_step)
     acts = jnp.asarray(np.stack([emb[n] for n in names]), dtype)

@@ -32,7 +32,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files, provenance
+from poz_jax import files
 from poz_jax.analysis import analyse
 from poz_jax.comparison import CompareConfig
 from poz_jax.core.ranking import poz
@@ -42,11 +42,12 @@ from poz_jax.data import cifar10h
 from poz_jax.pipelines.per_network import all_counts, analyse_networks, compare_networks
 from poz_jax.plots import exp3_figure, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, precision_scope, progress_bar
+from poz_jax.runtime import dtype_of, float64, precision_scope, progress_bar
 from poz_jax.stats import mean as stats_mean
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import PRECISION_HELP, setting
-from poz_jax.study.staging import relocate, staged
+from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.staging import relocate
 from poz_jax.tables import exp3_tables
 
 N_CLASSES = 10
@@ -207,8 +208,7 @@ def run(
     ``stats.csv``, ``figure_classes.png``/``.pdf`` and ``figure_images``; each
     null is saved once computed and reused while its inputs are the same.
     """
-    out = files.check_out_dir(out)
-    provenance.check_study(out, "exp3")
+    out = check_results_folder(out, "exp3")
     counts = cifar10h.load_counts(cifar10h_dir)
     official = cifar10h.load_official_labels(cifar10h_dir)
     cifar10h.check_row_order(counts, official, f"{cifar10h_dir}/{cifar10h.COUNTS}")
@@ -221,19 +221,10 @@ def run(
         cifar10h.class_confusion(counts, official), cfg.class_similarity
     )
     sets = cifar10h.matched_sets(data["matched_labels"], cfg.per_class, cfg.n_sets, cfg.seed)
-    with staged(out) as work:
-        provenance.write_config(
-            work,
-            "exp3",
-            cfg,
-            {
-                "inputs": provenance.input_record(inputs),
-                "cifar10h": provenance.input_record(cifar10h_dir),
-            },
-        )
+    with results_folder(out, "exp3", cfg, {"inputs": inputs, "cifar10h": cifar10h_dir}) as work:
         if made:
             files.save_arrays(work / "inputs.npz", {}, compressed=True, **data)
-        dtype = np.float64 if cfg.precision == "float64" else np.float32
+        dtype = dtype_of(cfg.precision)
         n_net = len(data["class_means"])
         levels = _levels(cfg, data, counts, sets, human_classes)
         summary, stats, curves = [], [], {}

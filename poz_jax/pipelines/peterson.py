@@ -36,16 +36,16 @@ from poz_jax.core.reliability import split_half
 from poz_jax.core.rsa import fit, rsm
 from poz_jax.data import load_stimulus_sets
 from poz_jax.data.images import load_images
-from poz_jax.data.stimuli import image_digests
+from poz_jax.data.stimuli import check_have_images, image_digests
 from poz_jax.models.lenet import LAYERS, layer_outputs, load_networks
-from poz_jax.models.vgg import check_have_images
 from poz_jax.pipelines.per_network import analyse_networks, compare_networks
 from poz_jax.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report import number, text, text_table
-from poz_jax.runtime import precision_scope, progress_bar, status
+from poz_jax.runtime import dtype_of, precision_scope, progress_bar, status
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import PRECISION_HELP, setting
-from poz_jax.study.staging import relocate, staged
+from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.staging import relocate
 from poz_jax.tables import network_tables
 
 INPUT_SIZE = 32  # the networks' input: CIFAR-10's images are 32 x 32
@@ -121,8 +121,7 @@ def run(
     comparison are saved as they finish and reused while the numbers they
     come from are the same.
     """
-    out = files.check_out_dir(out, stimuli=stimuli)
-    provenance.check_study(out, "peterson")
+    out = check_results_folder(out, "peterson", stimuli=stimuli)
     sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
     check_have_images(sets)
     params, _ = load_networks(networks)
@@ -141,13 +140,11 @@ def run(
                         f"orderings ({ccfg.folds} folds, {ccfg.inner_folds} inner folds, each "
                         "of at least 3 items); pass --compare-networks 0 to skip it"
                     ) from err
-    with staged(out) as work:
-        record = provenance.input_record(networks)
-        inputs = {"stimuli": provenance.input_record(stimuli), "networks": record}
-        provenance.write_config(work, "peterson", cfg, inputs)
+    record = provenance.input_record(networks)
+    with results_folder(out, "peterson", cfg, {"stimuli": stimuli, "networks": record}) as work:
         images = {name: load_images(s.images, INPUT_SIZE, INPUT_SIZE) for name, s in sets.items()}
         emb = _embeddings(cfg, work, sets, images, params, record["sha256"], progress)
-        dtype = np.float64 if cfg.precision == "float64" else np.float32
+        dtype = dtype_of(cfg.precision)
         with precision_scope(cfg.precision):
             floors = _pixel_floors(cfg, sets, images, dtype)
             ceilings = {n: split_half(*s.batches) for n, s in sets.items() if s.batches is not None}

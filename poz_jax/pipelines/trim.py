@@ -48,7 +48,8 @@ from poz_jax.report import number, text, text_table
 from poz_jax.runtime import float64, status
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import setting
-from poz_jax.study.staging import relocate, staged
+from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.staging import relocate
 from poz_jax.train import TrainConfig, data_key, fine_tune
 
 METHODS = ("apoz", "l1", "random")
@@ -193,8 +194,7 @@ def run(
     ``verify``: check the CIFAR-10 files and split sizes (see ``load_cifar10``).
     """
     t_start = time.perf_counter()
-    out = files.check_out_dir(out)
-    provenance.check_study(out, "trim")
+    out = check_results_folder(out, "trim")
     params, _ = load_networks(networks)
     n_all = len(params["fc3"]["bias"])
     n_net = n_all if cfg.networks == 0 else cfg.networks
@@ -208,14 +208,13 @@ def run(
     data = {split: load_cifar10(split, data_dir, verify) for split in ("train", "test")}
     if cfg.score_images > len(data["train"][0]):
         raise ValueError(f"score_images {cfg.score_images} exceeds the training images")
-    with staged(out) as work:
-        record = provenance.input_record(networks)
-        inputs = {
-            "networks": record,
-            "cifar10": provenance.input_record(data_dir) if data_dir else {"path": "download"},
-            "cifar10h": provenance.input_record(cifar10h_dir),
-        }
-        provenance.write_config(work, "trim", cfg, inputs)
+    record = provenance.input_record(networks)
+    inputs = {
+        "networks": record,
+        "cifar10": data_dir if data_dir else {"path": "download"},
+        "cifar10h": cifar10h_dir,
+    }
+    with results_folder(out, "trim", cfg, inputs) as work:
         key = data_key(data)
         base = {"networks": record["sha256"], **key, "n_networks": n_net}
         score_x = scoring_images(cfg, data["train"][0])

@@ -1,11 +1,11 @@
 """The steps every study's run shares, written once: guard ``--out``, stage, record.
 
-:func:`results_folder` is the skeleton a study's ``run`` wraps its work in:
-it refuses an ``--out`` that is a file, unwritable, inside an input folder
-or another study's, and yields the working folder (:mod:`staging`), with
-``config.json`` (the study, its config, every input with its digest and the
-environment) already written there. A refused run leaves ``--out`` as it
-was; a finished one lands whole.
+A study's ``run`` calls :func:`check_results_folder` before it reads its
+inputs (a bad ``--out`` is said first) and wraps its work in
+:func:`results_folder`, which yields the working folder (:mod:`staging`)
+with ``config.json`` (the study, its config, every input with its digest
+and the environment) already written there. A refused run leaves ``--out``
+as it was; a finished one lands whole.
 """
 
 from __future__ import annotations
@@ -19,14 +19,27 @@ from poz_jax import files, provenance
 from poz_jax.study.staging import staged
 
 
-@contextlib.contextmanager
-def results_folder(
-    out: str | Path, study: str, cfg: Any, inputs: dict[str, str | Path | None]
-) -> Iterator[Path]:
-    """The working folder of one run of ``study`` into ``out`` (see the module docstring)."""
-    out = files.check_out_dir(out, **inputs)
+def check_results_folder(out: str | Path, study: str, **inputs: Any) -> Path:
+    """``out`` checked for ``study``: writable, not a file, not inside an input folder, and
+    holding no other study's results."""
+    folders = {k: p for k, p in inputs.items() if p is not None and not isinstance(p, dict)}
+    out = files.check_out_dir(out, **folders)
     provenance.check_study(out, study)
+    return out
+
+
+@contextlib.contextmanager
+def results_folder(out: str | Path, study: str, cfg: Any, inputs: dict[str, Any]) -> Iterator[Path]:
+    """The working folder of one run of ``study`` into ``out``, its ``config.json`` written.
+
+    ``inputs``: each input's path (digested here), ``None``, or a record already
+    made (:func:`poz_jax.provenance.input_record`).
+    """
+    out = check_results_folder(out, study, **inputs)
     with staged(out) as work:
-        records = {name: provenance.input_record(path) for name, path in inputs.items()}
+        records = {
+            name: value if isinstance(value, dict) else provenance.input_record(value)
+            for name, value in inputs.items()
+        }
         provenance.write_config(work, study, cfg, records)
         yield work
