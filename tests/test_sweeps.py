@@ -351,3 +351,16 @@ def test_analyse_warns_when_poz_orders_nothing_or_no_fit_is_defined(rng):
     silent[2] = 0
     with pytest.warns(UserWarning, match="every fit is NaN .* an item is silent"):
         assert np.isnan(pj.analyse(silent, target, [20, 5]).fit).all()
+
+
+def test_half_precision_rsm_and_out_of_range_poz(rng):
+    x = np.abs(rng.normal(size=(6, 10)))
+    got = pj.rsm(x.astype(np.float16))
+    assert got.dtype == np.float32  # as every sweep: float16 sums keep 3 digits
+    x16 = x.astype(np.float16).astype(np.float64)  # the input as given, exactly
+    want = ref_rsm(x16)
+    assert_within(got, want, rsm_bound(x16, np.float32, exact=want), "float16 rsm in float32")
+    order = np.arange(3)
+    for bad in ([0.5, 1.5, 0.2], [0.5, np.nan, 0.2], [50.0, 20.0, 0.0]):
+        with pytest.raises(ValueError, match=r"fractions in \[0, 1\] \(not percentages\); \d"):
+            pj.max_kept_poz(np.array(bad), [3, 1], order)

@@ -101,6 +101,13 @@ def max_kept_poz(poz_values, keep_counts, order) -> jax.Array:
     k = v.as_keep_counts(keep_counts, n_nodes)
     o = v.check_order(order, n_nodes)
     v.check_broadcast(poz_values=p.shape[:-1], order=o.shape[:-1])
+    if v.is_concrete(p) and p.size:
+        bad = int(jnp.sum(~((p >= 0) & (p <= 1))))
+        if bad:
+            raise ValueError(
+                f"poz_values must be fractions in [0, 1] (not percentages); {bad} value(s) "
+                "lie outside it or are NaN"
+            )
     p, o = jnp.broadcast_arrays(p, o)
     # The running maximum in keep order read at k - 1 serves every level at once;
     # under jit an out-of-range count is clamped to 1..n_nodes.

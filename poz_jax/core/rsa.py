@@ -22,7 +22,8 @@ def rsm(x) -> jax.Array:
       ``(..., n_items, n_items)``, diagonal 1; NaN in the row and column of
       any item whose features are all equal (its correlation is undefined).
     """
-    x = v.as_float(x, "x")
+    # float16 moment sums keep 3 digits: computed in float32, as every sweep is.
+    x = v.widen_half(v.as_float(x, "x"))
     v.check_min_rank(x, 2, "x", "(..., n_items, n_features)")
     if x.shape[-1] == 0:
         raise ValueError(f"x has no features (shape {tuple(x.shape)}); an RSM needs at least one")
