@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from poz_jax import files, provenance
-from poz_jax.study.staging import staged
+from poz_jax.study.staging import PARTIAL, staged
 
 
 def check_results_folder(out: str | Path, study: str, **inputs: Any) -> Path:
@@ -25,6 +25,8 @@ def check_results_folder(out: str | Path, study: str, **inputs: Any) -> Path:
     folders = {k: p for k, p in inputs.items() if p is not None and not isinstance(p, dict)}
     out = files.check_out_dir(out, **folders)
     provenance.check_study(out, study)
+    # An interrupted run's working folder resumes only the same study.
+    provenance.check_study(out / PARTIAL, study)
     return out
 
 
