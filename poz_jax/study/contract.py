@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from poz_jax.study.options import dashed, from_saved
+
 
 @dataclasses.dataclass(frozen=True)
 class Input:
@@ -40,7 +42,7 @@ class Input:
 
     @property
     def option(self) -> str:
-        return self.flag or "--" + self.name.replace("_", "-")
+        return self.flag or dashed(self.name)
 
     @property
     def recorded_as(self) -> str:
@@ -93,8 +95,6 @@ class Study:
 
     def config_from_saved(self, fields: dict, where: str) -> Any:
         """The config a results folder's ``config.json`` saved, checked field by field."""
-        from poz_jax.study.options import from_saved
-
         if self.saved_names is not None:
             fields = self.saved_names(fields)
         return from_saved(self.config, fields, where)

@@ -49,9 +49,14 @@ def setting(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def dashed(name: str) -> str:
+    """The default flag of a config field or input named ``name``: ``n_null`` -> ``--n-null``."""
+    return "--" + name.replace("_", "-")
+
+
 def flag_of(field: dataclasses.Field) -> str:
-    """The flag that sets ``field``: its own, else ``--`` and the name with dashes."""
-    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+    """The flag that sets ``field``: its own, else :func:`dashed`."""
+    return field.metadata.get("flag") or dashed(field.name)
 
 
 def flags(config: type) -> dict[str, str]:
@@ -73,8 +78,8 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def add_flags(parser: argparse.ArgumentParser, config: type, defaults: Any = None) -> None:
-    """One flag per field of ``config`` (defaults ``None``: the config's own, or ``defaults``'s).
+def add_flags(parser: argparse.ArgumentParser, config: type) -> None:
+    """One flag per field of ``config`` (default ``None``: the field's own default stands).
 
     ``--precision`` also gets its short form ``--float32``.
     """
@@ -82,8 +87,7 @@ def add_flags(parser: argparse.ArgumentParser, config: type, defaults: Any = Non
         if not f.metadata.get("cli", True):
             continue
         scalar, many = _kind(f)
-        default = getattr(defaults, f.name) if defaults is not None else f.default
-        said = "" if default is None else f" (default {_shown(default)})"
+        said = "" if f.default is None else f" (default {_shown(f.default)})"
         choices = f.metadata.get("choices")
         parser.add_argument(
             flag_of(f),
