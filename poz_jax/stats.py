@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import scipy.stats
 
 SD_DDOF = 1  # the sample sd: the spread of networks / splits / draws as a sample
 
@@ -82,3 +83,41 @@ def null_columns(draws) -> dict[str, float]:
     """``null_mean, null_sd, null_q025, null_q975`` of one level's null draws."""
     q025, q975 = quantiles(draws, (0.025, 0.975))
     return {**describe(draws, "null"), "null_q025": q025, "null_q975": q975}
+
+
+def t_half_width(values) -> float:
+    """Half the width of the 95% t interval of the mean of the defined ``values``.
+
+    ``t(0.975, n - 1) sd / sqrt(n)`` (sample sd); NaN below two defined values.
+    For independent replicates (networks, participants); splits of the same
+    items need the corrected interval of :func:`poz_jax.core.crossval.corrected_paired_t`.
+    """
+    a = np.asarray(values, np.float64).ravel()
+    n = int(np.sum(~np.isnan(a)))
+    if n < 2:
+        return float("nan")
+    return float(scipy.stats.t.ppf(0.975, n - 1) * sd(a) / np.sqrt(n))
+
+
+def across(values) -> dict[str, float]:
+    """The mean of ``values`` (one per participant or network) and its test against 0.
+
+    ``{mean, sd, n, interval_low, interval_high, t, p}``: the 95% t interval
+    and the two-sided one-sample t-test of the mean against 0 (the
+    inference across participants, who are the random effect).
+    """
+    a = np.asarray(values, np.float64).ravel()
+    a = a[~np.isnan(a)]
+    m, s, n = mean(a), sd(a), len(a)
+    half = t_half_width(a)
+    t = m / (s / np.sqrt(n)) if n > 1 and s > 0 else float("nan")
+    p = float(2 * scipy.stats.t.sf(abs(t), n - 1)) if np.isfinite(t) else float("nan")
+    return {
+        "mean": m,
+        "sd": s,
+        "n": n,
+        "interval_low": m - half,
+        "interval_high": m + half,
+        "t": float(t),
+        "p": p,
+    }

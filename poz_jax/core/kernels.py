@@ -113,6 +113,13 @@ def rsm_kernel(x) -> jax.Array:
 @jax.jit
 def fit_kernel(a, b) -> jax.Array:
     """Kernel of :func:`poz_jax.fit`: ``(..., n, n), (..., n, n) -> (...)``."""
+    r = signed_fit_kernel(a, b)
+    return r * r
+
+
+@jax.jit
+def signed_fit_kernel(a, b) -> jax.Array:
+    """Kernel of :func:`poz_jax.fit_r` before orientation: Pearson r of the upper triangles."""
     ta, tb = upper_triangle(a), upper_triangle(b)
     ta, tb = jnp.broadcast_arrays(ta, tb)
     ca, cb = centered(ta), centered(tb)
@@ -121,7 +128,7 @@ def fit_kernel(a, b) -> jax.Array:
     # NaN entries already make num NaN; constant triangles need it said.
     bad = nearly_constant(ta) | nearly_constant(tb) | ~(den > 0)
     r = jnp.clip(num / jnp.where(bad, 1.0, den), -1.0, 1.0)
-    return jnp.where(bad, jnp.nan, r * r)
+    return jnp.where(bad, jnp.nan, r)
 
 
 @partial(jax.jit, static_argnums=2)

@@ -1,4 +1,10 @@
-"""How well any model could fit a human similarity matrix: split-half noise ceilings.
+"""How well any model could fit human similarity: split-half and leave-one-out noise ceilings.
+
+Two kinds of data, two ceilings. A matrix averaged over two batches of
+raters gets the split-half ceiling below (:func:`split_half`). One matrix per
+participant gets the leave-one-participant-out ceiling of Nili et al. (2014),
+as rsatoolbox computes it for the ``corr`` comparison
+(:func:`noise_ceiling`).
 
 A matrix averaged over two independent batches of raters is a noisy measure
 of the raters' true similarity. With ``r`` the Pearson correlation between
@@ -66,3 +72,66 @@ def _split_half(a, b) -> SplitHalf:
     r = jnp.sum(x * y) / jnp.sqrt(jnp.sum(x * x) * jnp.sum(y * y))
     rho = 2.0 * r / (1.0 + r)
     return SplitHalf(r, rho, jnp.clip(rho, 0.0, 1.0), r * r)
+
+
+class NoiseCeiling(NamedTuple):
+    """:func:`noise_ceiling`'s result: the bounds, and each participant's terms ``(S,)``."""
+
+    lower: jax.Array  # mean over participants of r(mean of the others, theirs)
+    upper: jax.Array  # mean over participants of r(mean of all, theirs)
+    lower_r2: jax.Array  # the same means of r ** 2: the bounds in the units of the fit
+    upper_r2: jax.Array
+    lower_each: jax.Array  # (S,) r(mean of the others, participant s)
+    upper_each: jax.Array  # (S,) r(mean of all, participant s)
+
+
+def noise_ceiling(matrices) -> NoiseCeiling:
+    """Leave-one-participant-out noise ceiling of one matrix per participant.
+
+    Each participant's strict upper triangle is z-scored (population sd, as
+    rsatoolbox's ``pool_rdm(method="corr")``), the z-scores are averaged, and
+    each participant is correlated with the mean of all (upper bound) and of
+    the others (lower bound); the bounds are the means over participants, in
+    Pearson r as rsatoolbox's ``boot_noise_ceiling(rdms, method="corr")``
+    returns them, and in r ** 2 (the mean of the squares: the units of the
+    fit). Correlations do not depend on whether the matrices are
+    similarities or dissimilarities, as long as all are the same kind.
+
+    Args:
+      matrices: ``(S, n, n)`` symmetric matrices, ``S >= 2`` participants.
+
+    Returns:
+      :class:`NoiseCeiling`.
+    """
+    m = v.as_float(matrices, "matrices")
+    if m.ndim != 3 or m.shape[0] < 2:
+        raise ValueError(
+            f"matrices must be (participants, n, n) with at least 2 participants, got shape "
+            f"{tuple(m.shape)}"
+        )
+    v.check_square(m, "matrices")
+    v.check_finite(m, "matrices")
+    v.check_symmetric(m, "matrices")
+    if m.shape[-1] < 3:
+        raise ValueError(f"noise_ceiling needs at least 3 items, got {m.shape[-1]}")
+    return _noise_ceiling(v.unit_scale(m, "matrices"))
+
+
+def _pearson(a, b) -> jax.Array:
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean(-1, keepdims=True)
+    return jnp.sum(a * b, -1) / jnp.sqrt(jnp.sum(a * a, -1) * jnp.sum(b * b, -1))
+
+
+@jax.jit
+def _noise_ceiling(m) -> NoiseCeiling:
+    t = upper_triangle(m)  # (S, P)
+    z = (t - t.mean(-1, keepdims=True)) / t.std(-1, keepdims=True)
+    n = t.shape[0]
+    total = z.sum(0)
+    others = (total[None] - z) / (n - 1)
+    lower = _pearson(others, t)
+    upper = _pearson(jnp.broadcast_to(total / n, t.shape), t)
+    return NoiseCeiling(
+        lower.mean(), upper.mean(), (lower**2).mean(), (upper**2).mean(), lower, upper
+    )

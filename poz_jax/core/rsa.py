@@ -9,7 +9,10 @@ from poz_jax.core import kernels
 from poz_jax.core import validate as v
 from poz_jax.core.kernels import rsm_from_moments, upper_triangle
 
-__all__ = ["class_means", "fit", "rsm", "rsm_from_moments", "upper_triangle"]
+__all__ = ["class_means", "fit", "fit_r", "rsm", "rsm_from_moments", "upper_triangle"]
+
+# What a human matrix measures: alike items score high (similarity) or low (dissimilarity).
+KINDS = ("similarity", "dissimilarity")
 
 
 def rsm(x) -> jax.Array:
@@ -46,17 +49,47 @@ def fit(rsm_a, rsm_b) -> jax.Array:
       magnitude: 3.5e-4 in float32, 1.5e-8 in float64, the limit below which
       rounding, not data, sets the spread).
     """
-    a = v.as_float(v.unit_scale(rsm_a, "rsm_a"), "rsm_a")
-    b = v.as_float(v.unit_scale(rsm_b, "rsm_b"), "rsm_b")
-    v.check_square(a, "rsm_a")
-    v.check_square(b, "rsm_b")
-    v.check_same_items(a.shape[-1], b.shape[-1], "rsm_a", "rsm_b")
-    v.check_broadcast(rsm_a=a.shape[:-2], rsm_b=b.shape[:-2])
-    if a.shape[-1] < 3:
-        raise ValueError(f"fit needs at least 3 items (2 pairs), got {a.shape[-1]}")
-    v.check_symmetric(a, "rsm_a")
-    v.check_symmetric(b, "rsm_b")
+    a, b = _matrix_pair(rsm_a, rsm_b, "rsm_a", "rsm_b", "fit")
     return kernels.fit_kernel(a, b)
+
+
+def _matrix_pair(a, b, name_a: str, name_b: str, what: str):
+    """Two fit inputs checked alike (square, same items, broadcasting, >= 3 items,
+    symmetric), each brought to unit scale (:func:`~poz_jax.core.validate.unit_scale`)."""
+    a = v.as_float(v.unit_scale(a, name_a), name_a)
+    b = v.as_float(v.unit_scale(b, name_b), name_b)
+    v.check_square(a, name_a)
+    v.check_square(b, name_b)
+    v.check_same_items(a.shape[-1], b.shape[-1], name_a, name_b)
+    v.check_broadcast(**{name_a: a.shape[:-2], name_b: b.shape[:-2]})
+    if a.shape[-1] < 3:
+        raise ValueError(f"{what} needs at least 3 items (2 pairs), got {a.shape[-1]}")
+    v.check_symmetric(a, name_a)
+    v.check_symmetric(b, name_b)
+    return a, b
+
+
+def fit_r(model_rsm, human, human_kind: str = "similarity") -> jax.Array:
+    """The signed fit: Pearson r between the strict upper triangles, oriented so that a
+    positive value means the model agrees with people.
+
+    The fit (:func:`fit`) is ``r ** 2`` and cannot tell agreement from
+    anti-agreement; this can. ``model_rsm`` is a similarity (poz-jax's RSMs
+    are); ``human_kind`` says what ``human`` is: ``"similarity"`` or
+    ``"dissimilarity"`` (an RDM, as rsatoolbox and MATLAB's classic files
+    store them), whose r is negated. Leading axes broadcast.
+
+    Args:
+      model_rsm: ``(..., n, n)``.
+      human: ``(..., n, n)``.
+
+    Returns:
+      ``(...)`` values in [-1, 1]; NaN where :func:`fit` is NaN.
+    """
+    v.check_choice(human_kind, "human_kind", KINDS)
+    a, b = _matrix_pair(model_rsm, human, "model_rsm", "human", "fit_r")
+    r = kernels.signed_fit_kernel(a, b)
+    return -r if human_kind == "dissimilarity" else r
 
 
 def class_means(acts, labels, n_classes: int) -> jax.Array:

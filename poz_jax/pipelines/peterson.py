@@ -25,7 +25,6 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 
 from poz_jax import cache, files, provenance, stats
 from poz_jax.comparison import CompareConfig, check_design
@@ -295,8 +294,8 @@ def _compare(cfg, ccfg, out: Path, sets, emb, n_cmp: int, dtype, progress) -> li
         for method in ccfg.methods:
             sel = [r for r in rows if (r["set"], r["layer"], r["method"]) == (name, layer, method)]
             fits = np.array([r["fit_out_of_sample_mean"] for r in sel], np.float64)
-            m, sd, n = stats.mean(fits), stats.sd(fits), int(np.sum(np.isfinite(fits)))
-            half = scipy.stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
+            m, sd, half = stats.mean(fits), stats.sd(fits), stats.t_half_width(fits)
+            n = int(np.sum(np.isfinite(fits)))
             diffs = np.array([r["minus_unpruned_mean"] for r in sel], np.float64)
             means.append(
                 {
