@@ -9,7 +9,8 @@ runs the experiments and :mod:`poz_jax.cli` is the command line.
 The core, re-exported here, is a set of pure, jit- and vmap-able functions:
 
 - :func:`poz`, :func:`keep_order`, :func:`max_kept_poz`
-- :func:`rsm`, :func:`fit` (r squared), :func:`fit_r` (signed r), :func:`class_means`
+- :func:`rsm`, :func:`fit` (r squared), :func:`fit_r` (signed r), :func:`class_means`,
+  :func:`participant_fits` (every model against every participant)
 - :func:`noise_ceiling` (leave-one-participant-out bounds, as rsatoolbox's)
 - :func:`sweep`, :func:`sweep_masks`, :func:`sweep_rsms`
 
@@ -21,7 +22,7 @@ experiment's analysis, returned as NumPy arrays).
 from poz_jax.analysis import Analysis, analyse
 from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.core.reliability import noise_ceiling
-from poz_jax.core.rsa import class_means, fit, fit_r, rsm
+from poz_jax.core.rsa import class_means, fit, fit_r, participant_fits, rsm
 from poz_jax.core.sweeps import sweep, sweep_masks, sweep_rsms
 
 
@@ -46,6 +47,7 @@ __all__ = [
     "keep_order",
     "max_kept_poz",
     "noise_ceiling",
+    "participant_fits",
     "poz",
     "rsm",
     "sweep",

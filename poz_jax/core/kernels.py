@@ -131,6 +131,22 @@ def signed_fit_kernel(a, b) -> jax.Array:
     return jnp.where(bad, jnp.nan, r)
 
 
+@jax.jit
+def cross_fit_kernel(a, b) -> jax.Array:
+    """Pearson r of every triangle of ``a`` ``(..., n, n)`` with every matrix of ``b``
+    ``(S, n, n)``: ``(..., S)``, one matrix product (NaN as :func:`signed_fit_kernel`)."""
+    ta, tb = upper_triangle(a), upper_triangle(b)
+    ca, cb = centered(ta), centered(tb)
+    na = jnp.sqrt(jnp.sum(ca * ca, -1, keepdims=True))
+    nb = jnp.sqrt(jnp.sum(cb * cb, -1, keepdims=True))
+    bad_a = nearly_constant(ta) | ~(na[..., 0] > 0)
+    bad_b = nearly_constant(tb) | ~(nb[..., 0] > 0)
+    ua = ca / jnp.where(bad_a[..., None], 1.0, na)
+    ub = cb / jnp.where(bad_b[..., None], 1.0, nb)
+    r = jnp.clip(jnp.einsum("...p,sp->...s", ua, ub), -1.0, 1.0)
+    return jnp.where(bad_a[..., None] | bad_b, jnp.nan, r)
+
+
 @partial(jax.jit, static_argnums=2)
 def class_means_kernel(x, lab, n_classes: int) -> jax.Array:
     """Kernel of :func:`poz_jax.class_means`: ``(..., n, f), (..., n) -> (..., c, f)``."""

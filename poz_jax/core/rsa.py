@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from poz_jax.core import kernels
 from poz_jax.core import validate as v
 from poz_jax.core.kernels import rsm_from_moments, upper_triangle
 
-__all__ = ["class_means", "fit", "fit_r", "rsm", "rsm_from_moments", "upper_triangle"]
+__all__ = [
+    "class_means",
+    "fit",
+    "fit_r",
+    "participant_fits",
+    "rsm",
+    "rsm_from_moments",
+    "upper_triangle",
+]
 
 # What a human matrix measures: alike items score high (similarity) or low (dissimilarity).
 KINDS = ("similarity", "dissimilarity")
@@ -53,15 +62,17 @@ def fit(rsm_a, rsm_b) -> jax.Array:
     return kernels.fit_kernel(a, b)
 
 
-def _matrix_pair(a, b, name_a: str, name_b: str, what: str):
-    """Two fit inputs checked alike (square, same items, broadcasting, >= 3 items,
-    symmetric), each brought to unit scale (:func:`~poz_jax.core.validate.unit_scale`)."""
+def _matrix_pair(a, b, name_a: str, name_b: str, what: str, paired: bool = True):
+    """Two fit inputs checked alike (square, same items, >= 3 items, symmetric, and
+    leading axes that broadcast when ``paired``), each brought to unit scale
+    (:func:`~poz_jax.core.validate.unit_scale`)."""
     a = v.as_float(v.unit_scale(a, name_a), name_a)
     b = v.as_float(v.unit_scale(b, name_b), name_b)
     v.check_square(a, name_a)
     v.check_square(b, name_b)
     v.check_same_items(a.shape[-1], b.shape[-1], name_a, name_b)
-    v.check_broadcast(**{name_a: a.shape[:-2], name_b: b.shape[:-2]})
+    if paired:
+        v.check_broadcast(**{name_a: a.shape[:-2], name_b: b.shape[:-2]})
     if a.shape[-1] < 3:
         raise ValueError(f"{what} needs at least 3 items (2 pairs), got {a.shape[-1]}")
     v.check_symmetric(a, name_a)
@@ -89,6 +100,31 @@ def fit_r(model_rsm, human, human_kind: str = "similarity") -> jax.Array:
     v.check_choice(human_kind, "human_kind", KINDS)
     a, b = _matrix_pair(model_rsm, human, "model_rsm", "human", "fit_r")
     r = kernels.signed_fit_kernel(a, b)
+    return -r if human_kind == "dissimilarity" else r
+
+
+def participant_fits(model_rsms, humans, human_kind: str = "similarity") -> jax.Array:
+    """The signed fit (:func:`fit_r`) of every model RSM to every participant's matrix.
+
+    One matrix product over the strict upper triangles, so ``M`` models
+    against ``S`` participants never hold ``M x S`` matrices.
+
+    Args:
+      model_rsms: ``(..., n, n)`` similarities (e.g. a sweep's RSMs).
+      humans: ``(S, n, n)``, one matrix per participant, all of ``human_kind``.
+
+    Returns:
+      ``(..., S)`` Pearson r in [-1, 1], positive where the model agrees with
+      the participant; NaN where either triangle is constant or holds a NaN.
+    """
+    v.check_choice(human_kind, "human_kind", KINDS)
+    if np.ndim(humans) != 3:
+        raise ValueError(
+            f"humans must be (participants, n, n), one matrix each, got shape "
+            f"{tuple(np.shape(humans))}"
+        )
+    a, b = _matrix_pair(model_rsms, humans, "model_rsms", "humans", "participant_fits", False)
+    r = kernels.cross_fit_kernel(a, b)
     return -r if human_kind == "dissimilarity" else r
 
 
