@@ -373,3 +373,46 @@ def trim_figure(summary: list[dict], path: list[dict] | None = None):
                ncol=-(-len(handles) // legend_rows))  # fmt: skip
     fig.tight_layout(rect=(0, 0.045 + 0.05 * legend_rows, 1, 1))
     return fig
+
+
+def ceiling_figure(rows: list[dict], ceiling, target: str = ""):
+    """Models' mean r across participants (95% t interval) against the noise ceiling's band.
+
+    ``rows``: ``group.csv``'s rows of one target with ``quantity == "r"``
+    (others are left out); ``ceiling``: its :class:`~poz_jax.core.reliability.NoiseCeiling`.
+    Drawn as the field draws it: the grey band from the lower to the upper bound.
+    """
+    rows = [r for r in rows if r["quantity"] == "r"]
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(rows) + 1.6))
+    y = np.arange(len(rows))[::-1]
+    means = np.array([r["mean"] for r in rows])
+    err = np.array([[r["mean"] - r["interval_low"], r["interval_high"] - r["mean"]] for r in rows])
+    ax.axvspan(float(ceiling.lower), float(ceiling.upper), color="0.85", label="noise ceiling")
+    colors = ["C0" if r["model"].startswith("LeNet5") else "C7" for r in rows]
+    ax.barh(y, means, xerr=err.T, color=colors, height=0.7, capsize=2)
+    ax.set_yticks(y, [r["model"] for r in rows], fontsize=8)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("Pearson r with each participant's matrix (mean, 95% t interval)")
+    ax.set_title(f"{target}: models against {rows[0]['n'] if rows else 0} participants")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def participant_curves(rows: list[dict], ceiling, target: str = ""):
+    """The participants' mean r at every keep level, one line per layer and scale, each with
+    its random-pruning null's 95% band, and the noise ceiling's band (``levels.csv`` rows)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.axhspan(float(ceiling.lower), float(ceiling.upper), color="0.88", label="noise ceiling")
+    series = dict.fromkeys((r["layer"], r["scale"]) for r in rows)
+    for i, (layer, scale) in enumerate(series):
+        sel = [r for r in rows if (r["layer"], r["scale"]) == (layer, scale)]
+        x = np.array([r["percent_kept"] for r in sel])
+        ax.fill_between(x, [r["null_low"] for r in sel], [r["null_high"] for r in sel],
+                        color=f"C{i}", alpha=0.2, lw=0)  # fmt: skip
+        ax.plot(x, [r["r_mean"] for r in sel], color=f"C{i}", label=f"{layer}, {scale}px")
+    ax.invert_xaxis()
+    ax.set_xlabel("% of nodes kept (lowest PoZ first)")
+    ax.set_ylabel("mean Pearson r across participants")
+    ax.set_title(f"{target}: PoZ-ordered pruning, networks' mean (band: random pruning)")
+    ax.legend(fontsize=8)
+    return fig

@@ -330,3 +330,63 @@ def _trend_test(observed, null, percent_kept, upto) -> TrendResult:
     _, null_slope = _trend(null, pruned, upto)
     p, n_used = _p_value(slope, null_slope)
     return TrendResult(peak, slope, p, n_used)
+
+
+def participant_null(
+    x,
+    humans,
+    keep_counts,
+    n_orders: int,
+    seed: int = 0,
+    human_kind: str = "similarity",
+    batch: int = 50,
+    progress=None,
+) -> np.ndarray:
+    """Signed fits to every participant under ``n_orders`` random keep orders.
+
+    The random orders are :func:`null_fits`' (order ``i`` depends only on
+    ``(seed, i)``), and each order's RSMs meet every participant in one
+    product (:func:`poz_jax.participant_fits`), so a null for ``S`` people
+    costs about one null for one.
+
+    Args:
+      x: ``(n_items, n_nodes)`` activations of one set.
+      humans: ``(S, n_items, n_items)`` one symmetric matrix per participant.
+      keep_counts: ``(n_levels,)``; n_orders, seed: as :func:`null_fits`.
+      human_kind: ``"similarity"`` or ``"dissimilarity"`` (sets the sign).
+      batch: orders per device call (between ``progress(n_done)`` updates).
+
+    Returns:
+      ``(n_orders, n_levels, S)`` Pearson r, positive where the pruned
+      network agrees with the participant.
+    """
+    from poz_jax.core.rsa import KINDS
+
+    v.check_choice(human_kind, "human_kind", KINDS)
+    x = v.prepare_one_set(x, "; call participant_null once per set")
+    k = v.as_keep_counts(keep_counts, x.shape[-1])
+    if np.ndim(humans) != 3:
+        raise ValueError(
+            f"humans must be (participants, n, n), got shape {tuple(np.shape(humans))}"
+        )
+    h = v.prepare_target(humans, x.shape[-2], np.shape(humans)[:1], x.dtype, fits_only=True)
+    n_orders = v.check_int(n_orders, "n_orders", 1)
+    seed = v.check_seed(seed)
+    batch = v.check_int(batch, "batch", 1)
+    out = []
+    for start in range(0, n_orders, batch):
+        stop = min(start + batch, n_orders)
+        orders = random_orders(seed, x.shape[-1], start, stop)
+        out.append(np.asarray(_participant_batch(x, h, k, orders)))
+        if progress is not None:
+            progress(stop - start)
+    r = np.concatenate(out)
+    return -r if human_kind == "dissimilarity" else r
+
+
+@jax.jit
+def _participant_batch(x, h, k, orders):
+    # One order at a time inside the call: its RSMs at every level, then every participant.
+    return jax.lax.map(
+        lambda o: kernels.cross_fit_kernel(kernels.sweep_rsms_kernel(x, k, o), h), orders
+    )

@@ -58,14 +58,7 @@ def load_image(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarr
 
     try:
         with Image.open(path) as im:
-            im = to_rgb(im)
-            w, h = im.size
-            size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
-            im = im.resize(size, Image.BILINEAR)
-            left = int(round((size[0] - crop) / 2.0))
-            top = int(round((size[1] - crop) / 2.0))
-            im = im.crop((left, top, left + crop, top + crop))
-            return np.asarray(im, dtype=np.uint8)
+            return _resize_crop(to_rgb(im), resize, crop)
     except Image.DecompressionBombError as err:
         raise DataError(
             f"image {path} claims more pixels than PIL will decode safely ({err}); "
@@ -73,6 +66,28 @@ def load_image(path: str | Path, resize: int = 256, crop: int = 224) -> np.ndarr
         ) from None
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise DataError(f"cannot read image {path} ({err})") from err
+
+
+def _resize_crop(im, resize: int, crop: int) -> np.ndarray:
+    from PIL import Image
+
+    w, h = im.size
+    size = (resize, int(resize * h / w)) if w <= h else (int(resize * w / h), resize)
+    im = im.resize(size, Image.BILINEAR)
+    left = int(round((size[0] - crop) / 2.0))
+    top = int(round((size[1] - crop) / 2.0))
+    return np.asarray(im.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
+
+
+def resize_images(images, resize: int, crop: int) -> np.ndarray:
+    """uint8 RGB arrays ``(n, H, W, 3)`` treated as :func:`load_image` treats files:
+    ``(n, crop, crop, 3)``."""
+    from PIL import Image
+
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise DataError(f"images must be uint8 (n, H, W, 3), got {images.dtype} {images.shape}")
+    return np.stack([_resize_crop(Image.fromarray(a, "RGB"), resize, crop) for a in images])
 
 
 def load_images(paths, resize: int = 256, crop: int = 224) -> np.ndarray:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from poz_jax import files
 from poz_jax.core.rsa import KINDS
 from poz_jax.data.errors import DataError
 
@@ -175,7 +176,9 @@ def _from_mat(arrays: dict, path: Path, key: str | None) -> tuple[np.ndarray, tu
         if "RDM" not in a.dtype.names:
             raise DataError(f"{path}: struct {key!r} has no RDM field (fields {a.dtype.names})")
         cells = a.ravel(order="F")  # MATLAB's own element order
-        mats = np.stack([np.asarray(c["RDM"], np.float64) for c in cells])
+        mats = [np.asarray(c["RDM"], np.float64) for c in cells]
+        # A condensed RDM is stored as a MATLAB row (1, P).
+        mats = np.stack([m.ravel() if m.ndim == 2 and m.shape[0] == 1 else m for m in mats])
         names = ()
         if "name" in a.dtype.names:
             names = tuple(str(np.asarray(c["name"]).ravel()[0]) for c in cells)
@@ -314,25 +317,29 @@ def save_rdms(
     n = m.shape[-1]
     iu = np.triu_indices(n, 1)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["dissimilarity_measure"] = measure or (
-            "1 - similarity" if kind == "similarity" else "dissimilarity"
-        )
-        f["dissimilarities"] = m[:, iu[0], iu[1]]
-        g = f.create_group("descriptors")
-        for k, val in (descriptors or {}).items():
-            g.attrs[k] = str(val)
-        g = f.create_group("rdm_descriptors")
-        g["index"] = np.arange(len(m))
-        for k, values in (rdm_descriptors or {}).items():
-            values = np.asarray(values)
-            if len(values) != len(m):
-                raise ValueError(f"rdm descriptor {k!r} has {len(values)} values for {len(m)} RDMs")
-            g[k] = values.astype("S") if values.dtype.kind in "UO" else values
-        g = f.create_group("pattern_descriptors")
-        g["index"] = np.arange(n)
-        if items is not None:
-            g["image"] = np.asarray(items).astype("S")
-    tmp.replace(path)
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["dissimilarity_measure"] = measure or (
+                "1 - similarity" if kind == "similarity" else "dissimilarity"
+            )
+            f["dissimilarities"] = m[:, iu[0], iu[1]]
+            g = f.create_group("descriptors")
+            for k, val in (descriptors or {}).items():
+                g.attrs[k] = str(val)
+            g = f.create_group("rdm_descriptors")
+            g["index"] = np.arange(len(m))
+            for k, values in (rdm_descriptors or {}).items():
+                values = np.asarray(values)
+                if len(values) != len(m):
+                    raise ValueError(
+                        f"rdm descriptor {k!r} has {len(values)} values for {len(m)} RDMs"
+                    )
+                g[k] = values.astype("S") if values.dtype.kind in "UO" else values
+            g = f.create_group("pattern_descriptors")
+            g["index"] = np.arange(n)
+            if items is not None:
+                g["image"] = np.asarray(items).astype("S")
+
+    files.atomic_save(path, write)
     return path

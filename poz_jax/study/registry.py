@@ -17,6 +17,7 @@ STUDIES = {
     "peterson": "poz_jax.pipelines.peterson",
     "trim": "poz_jax.pipelines.trim",
     "compare": "poz_jax.pipelines.compare",
+    "objects92": "poz_jax.pipelines.objects92",
 }
 
 
