@@ -267,3 +267,51 @@ def write_fake_cifar10h(
     for name, arr in out.items():
         np.save(folder / name, arr)
     return out
+
+
+def write_objects92(folder: Path, n_judges: int = 5, n_brain: int = 2, seed: int = 0) -> Path:
+    """A generated stand-in for the 92-image folder, in its three MATLAB files' layout.
+
+    92 disc images (175 x 175) drawn from item features; each judge's and
+    each brain participant's (two sessions) dissimilarity is ``scale -
+    feature_similarity`` plus their own symmetric noise; the Figure 1 group
+    matrices as condensed rows. For tests and examples without the real data.
+    """
+    import scipy.io
+
+    from poz_jax.data import objects92 as o
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(size=(o.N_IMAGES, 4))
+    base = 10.0 - feature_similarity(feats)
+
+    def person() -> np.ndarray:
+        noise = rng.normal(scale=2.0, size=base.shape)
+        d = base + noise + noise.T
+        np.fill_diagonal(d, 0.0)
+        return d
+
+    def struct(mats, names, shape):
+        s = np.zeros(shape, dtype=[("RDM", object), ("name", object), ("color", object)])
+        flat = s.reshape(-1, order="F")  # MATLAB's element order
+        for i, (m, n) in enumerate(zip(mats, names, strict=True)):
+            flat[i] = (m, n, np.zeros((1, 3)))
+        return flat.reshape(shape, order="F")
+
+    judges = [person() for _ in range(n_judges)]
+    names = [f"simJudge | subject{i + 1}" for i in range(n_judges)]
+    scipy.io.savemat(folder / o.BEHAVIOUR, {"rdms_behav_92": struct(judges, names, (1, n_judges))})
+    brain = [person() for _ in range(2 * n_brain)]
+    names = [f"hIT | P{i % n_brain} | Session: {i // n_brain + 1}" for i in range(2 * n_brain)]
+    scipy.io.savemat(folder / o.BRAIN, {"RDMs": struct(brain, names, (1, n_brain, 2))})
+    images = draw_images(feats, 175)
+    stimuli = np.zeros((1, o.N_IMAGES), dtype=[("image", object)])
+    for i, im in enumerate(images):
+        stimuli[0, i] = (im,)
+    iu = np.triu_indices(o.N_IMAGES, 1)
+    groups = [person()[iu][None], person()[iu][None]]
+    fig1 = struct(groups, ["mIT_674neurons", "hITvisStim_316vx"], (1, 2))
+    scipy.io.savemat(folder / o.SUPPLEMENT, {"stimuli_92objs": stimuli, "RDMs_mIT_hIT_fig1": fig1})
+    return folder
