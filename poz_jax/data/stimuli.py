@@ -22,7 +22,7 @@ from poz_jax.data.errors import DataError
 from poz_jax.files import file_digest, fingerprint, not_npz
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".mat")
+MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".mat", ".hdf5", ".h5")
 # Variable names of the Peterson et al. matrices in their MATLAB files.
 MAT_KEYS = ("simMatrix", "simmat", "simMatrixturk2016", "sim", "S")
 # The two rater batches whose mean is the animals simMatrix (Peterson et al.'s .mat).
@@ -126,8 +126,19 @@ def _pick(arrays: dict, path: Path, key: str | None, known: tuple[str, ...] = ()
     return arrays[square[0]]
 
 
-def load_similarity(path: str | Path, key: str | None = None) -> np.ndarray:
-    """A human similarity matrix ``(n, n)`` float64 from ``.npy``, ``.npz``, ``.csv`` or ``.mat``.
+def rdms_as_similarity(path: str | Path, items=None) -> np.ndarray:
+    """An rsatoolbox RDMs file as one similarity matrix: ``max - d`` of the participants' mean
+    dissimilarity ``d`` (a decreasing map: every correlation with it changes sign only, and
+    its values stay non-negative), rows in ``items``' order when given."""
+    from poz_jax.data.rdms import load_rdms
+
+    d = load_rdms(path, items=items).mean()
+    return check_similarity(d.max() - d, str(path))
+
+
+def load_similarity(path: str | Path, key: str | None = None, items=None) -> np.ndarray:
+    """A human similarity matrix ``(n, n)`` float64 from ``.npy``, ``.npz``, ``.csv``, ``.mat``
+    or an rsatoolbox RDMs ``.hdf5`` (:func:`rdms_as_similarity`; ``items``: image names).
 
     ``key`` names the variable in an ``.npz``/``.mat`` holding several; by
     default the Peterson et al. names (``simMatrix``, ``simmat``, ...) or the
@@ -138,6 +149,8 @@ def load_similarity(path: str | Path, key: str | None = None) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"similarity matrix {path} does not exist")
     suffix = path.suffix.lower()
+    if suffix in (".hdf5", ".h5"):
+        return rdms_as_similarity(path, items)
     try:
         if suffix == ".npy":
             m = np.load(path, allow_pickle=False)
@@ -209,7 +222,6 @@ def load_stimulus_folder(folder: str | Path, name: str | None = None) -> Stimulu
     if not folder.is_dir():
         raise DataError(f"stimulus folder {folder} does not exist")
     matrix = _matrix_file(folder)
-    sim = load_similarity(matrix)
     images = _image_files(folder)
     order = folder / ORDER_FILE
     if order.is_file():
@@ -227,6 +239,8 @@ def load_stimulus_folder(folder: str | Path, name: str | None = None) -> Stimulu
                 "image once, in the matrix's row order (move unused images out of the folder)"
             )
         images = [folder / n for n in names]
+    # An RDMs file names its images: its rows follow them (checked against the folder).
+    sim = load_similarity(matrix, items=[p.name for p in images] or None)
     if len(images) != sim.shape[0]:
         raise DataError(
             f"{folder}: {len(images)} image(s) but a {sim.shape[0]} x {sim.shape[0]} "
@@ -253,7 +267,10 @@ def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict
     ``names`` keeps only those sets, in that order; an unknown name is an error.
     """
     path = Path(path)
-    if path.is_file() and path.suffix.lower() == ".npz":
+    if path.is_file() and path.suffix.lower() in (".npy", ".hdf5", ".h5"):
+        # One matrix file alone: one set, named by the file, without images.
+        sets = {path.stem: StimulusSet(path.stem, load_similarity(path))}
+    elif path.is_file() and path.suffix.lower() == ".npz":
         if not_npz(path):
             raise DataError(f"stimuli {path}: {not_npz(path)}")
         try:
@@ -274,7 +291,8 @@ def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict
     else:
         raise DataError(
             f"stimuli {path} does not exist; give a folder of images with its similarity "
-            "matrix, a folder of such folders, or an .npz with one matrix per set"
+            "matrix, a folder of such folders, an .npz with one matrix per set, or one "
+            "matrix file (.npy, rsatoolbox .hdf5)"
         )
     if not sets:
         raise DataError(f"{path} holds no stimulus set")
@@ -292,12 +310,31 @@ def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict
 
 
 def load_embeddings(path: str | Path, sets: dict[str, StimulusSet]) -> dict[str, np.ndarray]:
-    """Precomputed embeddings: an ``.npz`` with one ``(n_items, n_nodes)`` matrix per set name.
+    """Precomputed embeddings: an ``.npz`` with one ``(n_items, n_nodes)`` matrix per set name,
+    or, for one set, one layer's features in any layout :func:`~poz_jax.data.features.load_features`
+    reads (thingsvision's folder, Net2Brain's consolidated ``.npz``, a ``.npy``), its rows put
+    in the set's image order by their names.
 
     Checked against ``sets``: every set present, rows equal to its item
     count, all values finite.
     """
     path = Path(path)
+    if _one_layer_file(path, sets):
+        from poz_jax.data.features import load_features
+
+        if len(sets) != 1:
+            raise DataError(
+                f"embeddings {path} hold one set's features, but {len(sets)} sets are given; "
+                "give one set, or an .npz with one matrix per set name"
+            )
+        name, s = next(iter(sets.items()))
+        items = None if s.images is None else [p.name for p in s.images]
+        array = load_features(path, items).array
+        if len(array) != s.n_items:
+            raise DataError(
+                f"embeddings {path}: {len(array)} rows for set {name!r} of {s.n_items} items"
+            )
+        return {name: array}
     why = not_npz(path)
     if why:
         raise DataError(f"embeddings file {path}: {why}")
@@ -322,6 +359,20 @@ def load_embeddings(path: str | Path, sets: dict[str, StimulusSet]) -> dict[str,
             raise DataError(f"{path}[{name}]: embeddings hold NaN or infinite values")
         out[name] = e
     return out
+
+
+def _one_layer_file(path: Path, sets) -> bool:
+    """Whether ``path`` holds one layer's features rather than an ``.npz`` keyed by set."""
+    if path.is_dir() or path.suffix.lower() in (".npy", ".hdf5", ".h5"):
+        return path.exists()
+    if path.suffix.lower() != ".npz" or not_npz(path):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+    except Exception:
+        return False
+    return not keys & set(sets)
 
 
 def check_have_images(sets: dict) -> None:
