@@ -361,7 +361,7 @@ def test_unclear_messages_made_clear(tmp_path, capsys):
     # A folder that cannot be made: the path and the reason, not a bare errno.
     assert cli.main(["make-stimuli", "/proc/poz_jax_cannot", "--items", "3"]) == 2
     assert "cannot write /proc/poz_jax_cannot: No such file or directory" in capsys.readouterr().err
-    # A non-npz given where an .npz is wanted; an .NPZ suffix in capitals.
+    # One set's features given for two sets; an .NPZ suffix in capitals.
     from poz_jax.synthetic import write_stimulus_sets
 
     write_stimulus_sets(tmp_path / "s", n_items=6, n_nodes=12)
@@ -373,7 +373,8 @@ def test_unclear_messages_made_clear(tmp_path, capsys):
         )
         == 2
     )
-    assert "it is not an .npz" in capsys.readouterr().err
+    # One layer's features (a .npy, thingsvision's folder) serve one set; two need an .npz.
+    assert "hold one set's features, but 2 sets are given" in capsys.readouterr().err
     (tmp_path / "s" / "similarity.npz").rename(tmp_path / "SIMS.NPZ")
     from poz_jax.data import load_stimulus_sets
 

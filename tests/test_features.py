@@ -9,6 +9,8 @@ rsatoolbox's files are written by rsatoolbox itself.
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -84,3 +86,56 @@ def test_a_thingsvision_folder_and_an_rsatoolbox_file_go_into_a_set(rng, tmp_pat
     # The file alone is one set without images.
     alone = load_stimulus_sets(folder / "similarity.hdf5")
     assert list(alone) == ["similarity"] and alone["similarity"].images is None
+
+
+def test_exp2_writes_rdms_rsatoolbox_scores_as_stats_and_takes_dissimilarities(tmp_path, capsys):
+    rsatoolbox = pytest.importorskip("rsatoolbox")
+    import scipy.io
+    from conftest import read_rows
+
+    from poz_jax import files
+    from poz_jax.cli import main
+
+    write_stimulus_sets(tmp_path / "stimuli", names=("discs", "hues"), n_items=12)
+    emb = str(tmp_path / "stimuli" / "embeddings.npz")
+    args = ["exp2", "--stimuli", str(tmp_path / "stimuli"), "--embeddings", emb,
+            "--n-null", "5", "--no-progress"]  # fmt: skip
+    assert main([*args, "--save-rdms", "--out", str(tmp_path / "a")]) == 0
+    rows = {r["set"]: r for r in read_rows(tmp_path / "a" / "stats.csv")}
+    sets = load_stimulus_sets(tmp_path / "stimuli")
+    iu = np.triu_indices(12, 1)
+    for name, s in sets.items():
+        rdms = rsatoolbox.rdm.load_rdm(str(tmp_path / "a" / f"rdms_{name}.hdf5"))
+        human = rsatoolbox.rdm.RDMs(s.similarity[iu][None])
+        unpruned = rdms.subset("level", "unpruned")
+        r2 = rsatoolbox.rdm.compare(unpruned, human, method="corr")[0, 0] ** 2
+        assert r2 == pytest.approx(float(rows[name]["unpruned_fit"]), abs=1e-10)
+        best = rdms.subset("level", "best")
+        assert int(best.rdm_descriptors["keep_count"][0]) == int(
+            rows[name]["best_keep_count_any_level"]
+        )
+        arrays = files.load_arrays(tmp_path / "a" / "analysis.npz")[0]
+        assert list(arrays[f"items_{name}"]) == [p.name for p in s.images]
+        assert sorted(arrays[f"order_{name}"]) == list(range(len(arrays[f"poz_{name}"])))
+    # The same sets with their matrices stored as dissimilarities (max - s): refused as
+    # similarities, and the same fits once their kind is said.
+    for name, s in sets.items():
+        path = tmp_path / "stimuli" / name / "similarity.mat"
+        if path.exists():
+            path.unlink()
+        for p in (tmp_path / "stimuli" / name).glob("similarity.*"):
+            p.unlink()
+        d = s.similarity.max() - s.similarity
+        np.fill_diagonal(d, 0.0)  # an RDM: each item 0 from itself (the fits never see it)
+        scipy.io.savemat(tmp_path / "stimuli" / name / "similarity.mat", {"S": d})
+    assert main([*args, "--out", str(tmp_path / "b")]) == 2
+    assert "diagonal is all 0" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    assert main([*args, "--human-kind", "dissimilarity", "--out", str(tmp_path / "c")]) == 0
+    got = {r["set"]: r for r in read_rows(tmp_path / "c" / "stats.csv")}
+    for name in sets:
+        assert float(got[name]["unpruned_fit"]) == pytest.approx(
+            float(rows[name]["unpruned_fit"]), abs=1e-12
+        )
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert config["config"]["human_kind"] == "dissimilarity"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from poz_jax.core import validate as v
+from poz_jax.core.rsa import KINDS
 from poz_jax.data.errors import DataError
 from poz_jax.files import file_digest, fingerprint, not_npz
 
@@ -45,8 +46,10 @@ class StimulusSet:
         return self.similarity.shape[0]
 
 
-def check_similarity(m: np.ndarray, where: str) -> np.ndarray:
-    """``m`` as float64 after checking it is a finite, square, symmetric 2-D matrix."""
+def check_similarity(m: np.ndarray, where: str, kind: str = "similarity") -> np.ndarray:
+    """``m`` as a float64 similarity after checking it is a finite, square, symmetric 2-D
+    matrix (of ``kind``: a dissimilarity is turned round by :func:`as_similarity`; a
+    "similarity" whose diagonal is all 0 is refused as the dissimilarity it looks like)."""
     if hasattr(m, "toarray"):  # a scipy.sparse matrix (sparse MATLAB variables load so)
         m = m.toarray()
     m = np.asarray(m)
@@ -68,7 +71,19 @@ def check_similarity(m: np.ndarray, where: str) -> np.ndarray:
         v.check_symmetric(m, f"{where}: the similarity matrix")
     except ValueError as err:
         raise DataError(str(err).replace("must be symmetric", "is not symmetric", 1)) from None
-    return m
+    if kind == "similarity" and np.all(np.diag(m) == 0) and np.any(m != 0):
+        raise DataError(
+            f"{where}: read as a similarity, but its diagonal is all 0: every item would be as "
+            "unlike itself as can be, which is how a dissimilarity (an RDM) reads. If it is "
+            "one, say so (--human-kind dissimilarity)"
+        )
+    return as_similarity(m, kind)
+
+
+def as_similarity(m: np.ndarray, kind: str) -> np.ndarray:
+    """A human matrix of ``kind`` as a similarity: a dissimilarity ``d`` becomes
+    ``max(d) - d`` (decreasing: correlations change sign only; values stay >= 0)."""
+    return m if kind == "similarity" else m.max() - m
 
 
 def _is_number(cell: str) -> bool:
@@ -136,9 +151,13 @@ def rdms_as_similarity(path: str | Path, items=None) -> np.ndarray:
     return check_similarity(d.max() - d, str(path))
 
 
-def load_similarity(path: str | Path, key: str | None = None, items=None) -> np.ndarray:
+def load_similarity(
+    path: str | Path, key: str | None = None, items=None, kind: str = "similarity"
+) -> np.ndarray:
     """A human similarity matrix ``(n, n)`` float64 from ``.npy``, ``.npz``, ``.csv``, ``.mat``
     or an rsatoolbox RDMs ``.hdf5`` (:func:`rdms_as_similarity`; ``items``: image names).
+    ``kind``: what the file holds; a ``"dissimilarity"`` is turned into a similarity
+    (:func:`as_similarity`).
 
     ``key`` names the variable in an ``.npz``/``.mat`` holding several; by
     default the Peterson et al. names (``simMatrix``, ``simmat``, ...) or the
@@ -167,7 +186,7 @@ def load_similarity(path: str | Path, key: str | None = None, items=None) -> np.
         raise
     except Exception as err:  # numpy/scipy raise many types for a corrupt file
         raise DataError(f"{path} is not a readable similarity matrix ({err})") from err
-    return check_similarity(m, str(path))
+    return check_similarity(m, str(path), kind)
 
 
 def load_rater_batches(path: str | Path, similarity: np.ndarray) -> np.ndarray | None:
@@ -216,8 +235,11 @@ def _matrix_file(folder: Path) -> Path:
     return found[0]
 
 
-def load_stimulus_folder(folder: str | Path, name: str | None = None) -> StimulusSet:
-    """One set from a folder of images and its similarity file (see the module docstring)."""
+def load_stimulus_folder(
+    folder: str | Path, name: str | None = None, kind: str = "similarity"
+) -> StimulusSet:
+    """One set from a folder of images and its similarity file (see the module docstring);
+    ``kind``: what the file holds (an rsatoolbox file is a dissimilarity whatever it says)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"stimulus folder {folder} does not exist")
@@ -240,7 +262,7 @@ def load_stimulus_folder(folder: str | Path, name: str | None = None) -> Stimulu
             )
         images = [folder / n for n in names]
     # An RDMs file names its images: its rows follow them (checked against the folder).
-    sim = load_similarity(matrix, items=[p.name for p in images] or None)
+    sim = load_similarity(matrix, items=[p.name for p in images] or None, kind=kind)
     if len(images) != sim.shape[0]:
         raise DataError(
             f"{folder}: {len(images)} image(s) but a {sim.shape[0]} x {sim.shape[0]} "
@@ -261,21 +283,30 @@ def image_digests(sets: dict[str, StimulusSet]) -> dict[str, str]:
     }
 
 
-def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict[str, StimulusSet]:
-    """All stimulus sets at ``path`` (a set folder, a folder of set folders, or an ``.npz``).
+def load_stimulus_sets(
+    path: str | Path, names: list[str] | None = None, kind: str = "similarity"
+) -> dict[str, StimulusSet]:
+    """All stimulus sets at ``path`` (a set folder, a folder of set folders, an ``.npz``, or
+    one matrix file).
 
     ``names`` keeps only those sets, in that order; an unknown name is an error.
+    ``kind``: whether the matrices are similarities or dissimilarities (turned round,
+    :func:`as_similarity`).
     """
+    if kind not in KINDS:
+        raise DataError(f"kind must be one of {KINDS}, got {kind!r}")
     path = Path(path)
     if path.is_file() and path.suffix.lower() in (".npy", ".hdf5", ".h5"):
         # One matrix file alone: one set, named by the file, without images.
-        sets = {path.stem: StimulusSet(path.stem, load_similarity(path))}
+        sets = {path.stem: StimulusSet(path.stem, load_similarity(path, kind=kind))}
     elif path.is_file() and path.suffix.lower() == ".npz":
         if not_npz(path):
             raise DataError(f"stimuli {path}: {not_npz(path)}")
         try:
             with np.load(path, allow_pickle=False) as z:
-                sets = {k: StimulusSet(k, check_similarity(z[k], f"{path}[{k}]")) for k in z.files}
+                sets = {
+                    k: StimulusSet(k, check_similarity(z[k], f"{path}[{k}]", kind)) for k in z.files
+                }
         except DataError:
             raise
         except Exception as err:
@@ -285,9 +316,9 @@ def load_stimulus_sets(path: str | Path, names: list[str] | None = None) -> dict
     elif path.is_dir():
         subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         if _image_files(path) or not subdirs:
-            sets = {path.name: load_stimulus_folder(path)}
+            sets = {path.name: load_stimulus_folder(path, kind=kind)}
         else:
-            sets = {p.name: load_stimulus_folder(p) for p in subdirs}
+            sets = {p.name: load_stimulus_folder(p, kind=kind) for p in subdirs}
     else:
         raise DataError(
             f"stimuli {path} does not exist; give a folder of images with its similarity "

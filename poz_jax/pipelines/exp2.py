@@ -21,8 +21,10 @@ from poz_jax.analysis import analyse, null_tests
 from poz_jax.core import validate as v
 from poz_jax.core.nulls import null_band, null_fits
 from poz_jax.core.ranking import keep_grid
-from poz_jax.core.sweeps import sweep
+from poz_jax.core.rsa import KINDS
+from poz_jax.core.sweeps import sweep, sweep_rsms
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
+from poz_jax.data.rdms import save_rdms
 from poz_jax.data.stimuli import check_have_images, image_digests
 from poz_jax.models.vgg import LAYERS, embed_sets
 from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
@@ -60,8 +62,20 @@ class Exp2Config:
         None, "converted VGG-16 weights (.npz from convert-vgg16), or 'random' for a dry run"
     )
     sets: tuple[str, ...] | None = setting(None, "comma-separated set names (default: all)")
+    human_kind: str = setting(
+        "similarity",
+        "what the matrices are: similarity, or dissimilarity (an RDM, used as max - d); "
+        "rsatoolbox .hdf5 files are dissimilarities whatever this says",
+        choices=KINDS,
+    )
+    save_rdms: bool = setting(
+        False,
+        "also write rdms_<set>.hdf5 (rsatoolbox's layout): the RSM unpruned, at the best "
+        "level and at the paper's levels",
+    )
 
     def __post_init__(self) -> None:
+        v.check_choice(self.human_kind, "human_kind", KINDS)
         v.check_choice(self.precision, "precision", v.PRECISIONS)
         v.check_choice(self.layer, "layer", LAYERS)
         v.check_int(self.n_null, "n_null", 1)
@@ -163,7 +177,7 @@ def run(
     otherwise they are recomputed and the run says why.
     """
     out = check_results_folder(out, "exp2", stimuli=stimuli)
-    sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None)
+    sets = load_stimulus_sets(stimuli, list(cfg.sets) if cfg.sets else None, cfg.human_kind)
     if embeddings is not None:
         emb, params = load_embeddings(embeddings, sets), None
     else:
@@ -199,11 +213,16 @@ def run(
             files.write_csv(work / f"{name}.csv", rows)
         sets_ = {n: part["sets"][n] for part in parts for n in part["sets"]}
         by_set = {n: sets_[n] for n in sets}
+        items = {f"items_{n}": [p.name for p in s.images] for n, s in sets.items() if s.images}
         files.save_arrays(
             work / "analysis.npz",
             {"sets": list(sets)},
-            **{f"{k}_{n}": by_set[n][k] for n in sets for k in ("poz", "fit", "all_fits")},
+            **{f"{k}_{n}": by_set[n][k] for n in sets for k in ("poz", "fit", "all_fits", "order")},
+            **items,
         )
+        if cfg.save_rdms:
+            with precision_scope(cfg.precision):
+                _save_rdms(cfg, work, emb, sets, by_set, tables[2], source)
         return relocate({"stats": tables[2], "figures": _figures(by_set, source, work)}, work, out)
 
 
@@ -223,6 +242,7 @@ def _analyse_group(cfg: Exp2Config, out: Path, names, emb, sets, bar) -> dict:
     per_set = {
         n: {
             "poz": res.poz[i],
+            "order": res.order[i],
             "fit": res.fit[i],
             "all_fits": all_fits[i],
             "percent_kept": pct,
@@ -231,6 +251,31 @@ def _analyse_group(cfg: Exp2Config, out: Path, names, emb, sets, bar) -> dict:
         for i, n in enumerate(names)
     }
     return {"tables": rows, "sets": per_set}
+
+
+def _save_rdms(cfg, out: Path, emb, sets, by_set, stat_rows, source: str) -> None:
+    """Each set's RSMs unpruned, at the best level and at the paper's levels, as RDMs."""
+    for name, s in sets.items():
+        x = np.asarray(emb[name], dtype_of(cfg.precision))
+        d = x.shape[1]
+        row = next(r for r in stat_rows if r["set"] == name)
+        best = row["best_keep_count_any_level"]
+        counts = sorted(
+            {d, *([int(best)] if best is not None else []), *(keep_grid(d) if d >= 10 else [])},
+            reverse=True,
+        )
+        rsms = np.asarray(sweep_rsms(x, counts, by_set[name]["order"]))
+        n = len(counts)
+        level = ["unpruned" if k == d else "best" if k == best else "paper" for k in counts]
+        save_rdms(
+            out / f"rdms_{name}.hdf5",
+            rsms,
+            "similarity",
+            {"set": [name] * n, "layer": [cfg.layer] * n, "keep_count": counts,
+             "level": level, "method": ["PoZ"] * n, "network": [source] * n},
+            None if s.images is None else [p.name for p in s.images],
+            measure="1 - squared Pearson r (poz-jax RSM)",
+        )  # fmt: skip
 
 
 def _figures(by_set: dict, source: str, out: Path) -> list[Path]:
@@ -316,6 +361,8 @@ STUDY = Study(
         "results/exp2_random" if fields.get("weights") == "random" else "results/exp2"
     ),
     out_help="results/exp2, or results/exp2_random with --weights random",
+    # Folders written before these settings existed ran with their defaults.
+    saved_names=lambda fields: {"human_kind": "similarity", "save_rdms": False, **fields},
     extra_flags=lambda parser: parser.add_argument(
         "--null-float32", action=RENAMED, now="--precision float32 sets curves and nulls alike"
     ),

@@ -19,7 +19,7 @@ from typing import Any
 
 from poz_jax.core.validate import FieldError
 
-_SCALARS = {"int": int, "float": float, "str": str}
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
 PRECISION_HELP = (
     "float type of every fit, null and test (float32 is faster, its fits differ by rounding)"
 )
@@ -88,6 +88,15 @@ def add_flags(parser: argparse.ArgumentParser, config: type) -> None:
             continue
         scalar, many = _kind(f)
         said = "" if f.default is None else f" (default {_shown(f.default)})"
+        if scalar is bool:  # --name / --no-name
+            parser.add_argument(
+                flag_of(f),
+                dest=f"cfg_{f.name}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{f.metadata.get('help', '')}{said}",
+            )
+            continue
         choices = f.metadata.get("choices")
         parser.add_argument(
             flag_of(f),
