@@ -133,12 +133,9 @@ def _make_stimuli(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extract(args: argparse.Namespace) -> int:
-    from poz_jax.pipelines.extract import extract
-
+def _tool(run, args: argparse.Namespace) -> int:
     with _writes(args.out):
-        extract(args.model, args.layer, args.stimuli, args.out, args.weights, args.size,
-                args.resize, args.batch)  # fmt: skip
+        run(args)
     return 0
 
 
@@ -203,23 +200,12 @@ def _tool_parsers(sub) -> None:
     conv.add_argument("dst", help="output .npz")
     conv.set_defaults(func=_convert)
 
-    ext = sub.add_parser(
-        "extract",
-        help="a PyTorch model's layers on every stimulus set (files --embeddings reads)",
-        description="Run each set's images (ImageNet preprocessing) through a PyTorch model "
-        "and keep the outputs of the named modules (forward hooks; a module run twice in one "
-        "pass is refused). Writes features_<layer>.npz (one matrix per set) and extract.json "
-        "(model, weights digest, layers, preprocessing). Needs the torch extra.",
-    )
-    ext.add_argument("--model", required=True, help="package.module:factory, or a torchvision name")
-    ext.add_argument("--weights", help="a state dict file (default: the factory's own weights)")
-    ext.add_argument("--layer", action="append", required=True, help="a module name; repeatable")
-    ext.add_argument("--stimuli", required=True, help="a set folder or a folder of set folders")
-    ext.add_argument("--out", default="results/features", help="(default results/features)")
-    ext.add_argument("--size", type=int, default=224, help="centre crop (default 224)")
-    ext.add_argument("--resize", type=int, default=256, help="shorter side first (default 256)")
-    ext.add_argument("--batch", type=int, default=32, help="images per pass (default 32)")
-    ext.set_defaults(func=_extract)
+    from poz_jax.pipelines.extract import TOOLS
+
+    for name, short, long, add_args, run in TOOLS:
+        tool = sub.add_parser(name, help=short, description=long)
+        add_args(tool)
+        tool.set_defaults(func=lambda args, run=run: _tool(run, args))
 
     make = sub.add_parser(
         "make-stimuli", help="write generated stimulus sets (images, matrices, planted embeddings)"

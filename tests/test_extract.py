@@ -110,3 +110,22 @@ def test_flax_intermediates_are_the_layers_outputs(rng):
     assert got["Dense_1"].shape == (5, 3)
     with pytest.raises(ValueError, match="not a submodule"):
         flax_features(model, variables, x, ["Dense_7"])
+
+
+def test_export_scores_give_poz_and_a_mask_torch_pruning_takes(rng, tmp_path):
+    x = np.maximum(rng.normal(size=(20, 7)) - np.linspace(-1, 1, 7), 0)
+    np.save(tmp_path / "feats.npy", x)
+    assert main(["export-scores", str(tmp_path / "feats.npy"), "--keep-fraction", "0.5",
+                 "--out", str(tmp_path / "s")]) == 0  # fmt: skip
+    got = files.load_arrays(tmp_path / "s" / "scores.npz")[0]
+    want = (x == 0).mean(0)
+    # A mean of 20 zeros and ones in float64: rounding below 20 * eps = 4.4e-15.
+    np.testing.assert_allclose(got["poz"], want, rtol=0, atol=20 * np.finfo(float).eps)
+    np.testing.assert_array_equal(got["order"], np.argsort(want, kind="stable"))
+    assert got["mask"].sum() == 3 and set(np.flatnonzero(got["mask"])) == set(got["order"][:3])
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Linear(4, 7)
+    rows = torch.from_numpy(np.repeat(got["mask"][:, None], 4, axis=1).astype(np.float32))
+    torch.nn.utils.prune.custom_from_mask(layer, "weight", rows)
+    pruned = np.flatnonzero((layer.weight.detach().numpy() == 0).all(1))
+    assert set(pruned) == set(np.flatnonzero(~got["mask"]))

@@ -1,13 +1,18 @@
-"""``poz-jax extract``: a PyTorch model's layers on every stimulus set, as files a study reads.
+"""Files in and out for other tools: ``poz-jax extract`` and ``poz-jax export-scores``.
 
-Writes ``features_<layer>.npz`` (one ``(n_images, n_nodes)`` matrix per set
-name: what ``--embeddings`` takes) and ``extract.json`` (the model, its
-weights' digest, the layers, the preprocessing and every input's digest).
+``extract`` writes ``features_<layer>.npz`` (one ``(n_images, n_nodes)``
+matrix per set name: what ``--embeddings`` takes) and ``extract.json`` (the
+model, its weights' digest, the layers, the preprocessing and every input's
+digest). ``export-scores`` writes a layer's PoZ, keep order and keep mask
+for pruning libraries (``scores.npz`` and ``scores.csv``).
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+
+import numpy as np
 
 from poz_jax import files, provenance
 from poz_jax.core import validate as v
@@ -61,3 +66,92 @@ def extract(
     }
     files.write_json(out / "extract.json", record)
     return [*written, out / "extract.json"]
+
+
+def export_scores(features: str | Path, out: str | Path, keep_fraction: float = 0.5) -> list[Path]:
+    """PoZ of every node of one layer's ``features`` and the mask keeping the lowest-PoZ
+    ``int(n_nodes * keep_fraction)`` nodes, into the folder ``out``.
+
+    ``features``: any layout :func:`~poz_jax.data.features.load_features`
+    reads, or an ``.npz`` of one matrix per set (their images pooled). PoZ
+    is the share of exact zeros of each node over all images (METHOD.md).
+    Writes ``scores.npz`` (``poz``, ``order``, ``mask``) and ``scores.csv``
+    (node, poz, rank, kept).
+    """
+    from poz_jax.core.ranking import keep_order, poz
+    from poz_jax.data.features import load_features
+
+    if not 0 < keep_fraction <= 1:
+        raise ValueError(f"--keep-fraction must be in (0, 1], got {keep_fraction}")
+    path = Path(features)
+    out = files.check_out_dir(out)
+    try:
+        x = load_features(path).array
+    except Exception:
+        arrays = files.load_arrays(path)[0] if not files.not_npz(path) else None
+        if not arrays:
+            raise
+        x = np.concatenate([np.asarray(a).reshape(len(a), -1) for a in arrays.values()])
+    node_poz = np.asarray(poz(x))
+    order = np.asarray(keep_order(node_poz))
+    k = max(1, int(len(node_poz) * keep_fraction))
+    mask = np.zeros(len(node_poz), bool)
+    mask[order[:k]] = True
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    meta = {"features": provenance.input_record(path), "keep_fraction": keep_fraction}
+    files.save_arrays(out / "scores.npz", meta, poz=node_poz, order=order, mask=mask)
+    files.write_csv(
+        out / "scores.csv",
+        [{"node": i, "poz": float(node_poz[i]), "rank": int(rank[i]), "kept": bool(mask[i])}
+         for i in range(len(node_poz))],
+    )  # fmt: skip
+    return [out / "scores.npz", out / "scores.csv"]
+
+
+def add_extract_args(parser: argparse.ArgumentParser) -> None:
+    """``poz-jax extract``'s flags."""
+    parser.add_argument(
+        "--model", required=True, help="package.module:factory or a torchvision name"
+    )
+    parser.add_argument("--weights", help="a state dict file (default: the factory's own weights)")
+    parser.add_argument("--layer", action="append", required=True, help="a module; repeatable")
+    parser.add_argument("--stimuli", required=True, help="a set folder or a folder of set folders")
+    parser.add_argument("--out", default="results/features", help="(default results/features)")
+    parser.add_argument("--size", type=int, default=224, help="centre crop (default 224)")
+    parser.add_argument("--resize", type=int, default=256, help="shorter side first (default 256)")
+    parser.add_argument("--batch", type=int, default=32, help="images per pass (default 32)")
+
+
+def add_export_args(parser: argparse.ArgumentParser) -> None:
+    """``poz-jax export-scores``' flags."""
+    parser.add_argument("features", help="one layer's features (any layout extract or exp2 reads)")
+    parser.add_argument("--out", default="results/scores", help="(default results/scores)")
+    parser.add_argument(
+        "--keep-fraction", type=float, default=0.5, help="share of nodes the mask keeps (0.5)"
+    )
+
+
+def run_extract(args: argparse.Namespace) -> list[Path]:
+    return extract(args.model, args.layer, args.stimuli, args.out, args.weights, args.size,
+                   args.resize, args.batch)  # fmt: skip
+
+
+def run_export(args: argparse.Namespace) -> list[Path]:
+    return export_scores(args.features, args.out, args.keep_fraction)
+
+
+# (name, help, description, flags, run): the command line adds one sub-command each.
+TOOLS = (
+    ("extract", "a PyTorch model's layers on every stimulus set (files --embeddings reads)",
+     "Run each set's images (ImageNet preprocessing) through a PyTorch model and keep the "
+     "outputs of the named modules (forward hooks; a module run twice in one pass is "
+     "refused). Writes features_<layer>.npz (one matrix per set) and extract.json (model, "
+     "weights digest, layers, preprocessing). Needs the torch extra.",
+     add_extract_args, run_extract),
+    ("export-scores", "a layer's PoZ, keep order and keep mask for pruning libraries",
+     "PoZ of every node of one layer's features over all images, the keep order (lowest "
+     "PoZ first) and the mask keeping --keep-fraction of the nodes: scores.npz and "
+     "scores.csv, for torch.nn.utils.prune.custom_from_mask or a Torch-Pruning importance.",
+     add_export_args, run_export),
+)  # fmt: skip
