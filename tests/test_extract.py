@@ -126,6 +126,8 @@ def test_export_scores_give_poz_and_a_mask_torch_pruning_takes(rng, tmp_path):
     torch = pytest.importorskip("torch")
     layer = torch.nn.Linear(4, 7)
     rows = torch.from_numpy(np.repeat(got["mask"][:, None], 4, axis=1).astype(np.float32))
-    torch.nn.utils.prune.custom_from_mask(layer, "weight", rows)
+    from torch.nn.utils import prune
+
+    prune.custom_from_mask(layer, "weight", rows)
     pruned = np.flatnonzero((layer.weight.detach().numpy() == 0).all(1))
     assert set(pruned) == set(np.flatnonzero(~got["mask"]))
