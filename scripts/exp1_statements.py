@@ -1,4 +1,4 @@
-"""The numbers experiments/README.md quotes for Experiment 1, from a results folder alone.
+"""The numbers docs/studies/exp1.md quotes for Experiment 1, from a results folder alone.
 
 Reads ``summary.csv``, ``accuracy.csv`` and ``analysis.npz`` (no data, no
 training) and prints, for the paper's ten levels, the fit and max-PoZ means
