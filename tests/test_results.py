@@ -26,6 +26,7 @@ FOLDERS = {
     "peterson": ("peterson", "peterson2018"),
     "trim": ("trim", "cifar10"),
     "trim-fc1-full-epoch": ("trim", "cifar10"),
+    "objects92": ("objects92", "kriegeskorte92"),
 }
 
 
@@ -240,4 +241,75 @@ def test_trim_is_reproduced_from_the_committed_networks():
         cifar10h_dir=SHARED / "cifar10h",
         networks=RESULTS / "exp1" / exp1.NETWORKS,
     )
+    assert report.ok, format_report(report, folder)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHARED / "kriegeskorte92").is_dir(), reason="needs ../shared/data/kriegeskorte92"
+)
+def test_objects92_fits_and_ceilings_follow_from_the_networks_and_data():
+    # The columns that need no null (every participant's unpruned and best r of
+    # fc2 at 32 px, each reference model's group row, both ceilings), computed the
+    # way the study computes them: bit for bit on the machine kind it was made on.
+    # POZ_REPRODUCE=1 re-runs the whole study (about 20 minutes on 2 cores).
+    import jax.numpy as jnp
+
+    from poz_jax import stats
+    from poz_jax.core.ranking import keep_order, poz
+    from poz_jax.core.reliability import noise_ceiling
+    from poz_jax.core.rsa import participant_fits
+    from poz_jax.core.sweeps import sweep_rsms
+    from poz_jax.data.images import resize_images
+    from poz_jax.data.objects92 import load_objects92
+    from poz_jax.models.lenet import layer_outputs, load_networks
+    from poz_jax.pipelines import objects92
+    from poz_jax.runtime import float64
+
+    folder = RESULTS / "objects92"
+    _same_kind_or_skip(folder)
+    _, fields = provenance.saved_config(folder)
+    cfg = objects92.Objects92Config(**{k: tuple(v) if isinstance(v, list) else v
+                                       for k, v in fields.items()})  # fmt: skip
+    d = load_objects92(SHARED / "kriegeskorte92")
+    people = np.concatenate([t.matrices for t in d.targets.values()])
+    params, _ = load_networks(RESULTS / "exp1" / exp1.NETWORKS)
+    acts = layer_outputs(params, resize_images(d.images, 32, 32), ("fc2",))["fc2"]
+    with float64():
+        acts = np.asarray(acts, np.float64)
+        counts = keep_grid(84, step=1)
+        order = keep_order(np.asarray(poz(jnp.asarray(acts))))
+        r = np.mean(
+            [participant_fits(sweep_rsms(acts[i], counts, order[i]), people, "dissimilarity")
+             for i in range(len(acts))], axis=0,
+        )  # fmt: skip
+        refs = objects92._references(cfg, d, people, np.float64)
+        ceilings = {n: noise_ceiling(t.matrices) for n, t in d.targets.items()}
+    rows = [r_ for r_ in read_rows(folder / "stats.csv")
+            if (r_["layer"], r_["scale"]) == ("fc2", "32")]  # fmt: skip
+    assert len(rows) == r.shape[1]
+    best = [int(stats.best_along(r[:, s])) for s in range(r.shape[1])]
+    np.testing.assert_array_equal([float(x["unpruned_r"]) for x in rows], r[0])
+    np.testing.assert_array_equal(
+        [float(x["best_r"]) for x in rows], [r[b, s] for s, b in enumerate(best)]
+    )
+    group = read_rows(folder / "group.csv")
+    n_judged = len(d.targets["judgments"].participants)
+    for model, values in refs.items():
+        row = next(g for g in group if g["target"] == "judgments" and g["model"] == model)
+        assert float(row["mean"]) == stats.across(values[:n_judged])["mean"], model
+    for row in read_rows(folder / "ceiling.csv"):
+        c = ceilings[row["target"]]
+        assert (float(row["lower_r"]), float(row["upper_r"])) == (float(c.lower), float(c.upper))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHARED / "kriegeskorte92").is_dir(), reason="needs ../shared/data/kriegeskorte92"
+)
+@opt_in("the 92-image study", minutes=20)
+def test_objects92_is_reproduced():
+    folder = RESULTS / "objects92"
+    _same_kind_or_skip(folder)
+    report = reproduce(folder, data=SHARED / "kriegeskorte92")
     assert report.ok, format_report(report, folder)
