@@ -48,6 +48,7 @@ def model_module(tmp_path, monkeypatch):
     sys.modules.pop("tiny_models", None)
 
 
+@pytest.mark.slow
 def test_torch_layers_equal_the_forward_pass_by_hand_and_reach_exp2(tmp_path, model_module):
     torch = pytest.importorskip("torch")
     from poz_jax.models.extract import imagenet_input, load_torch_model, torch_features

@@ -88,6 +88,7 @@ def test_a_thingsvision_folder_and_an_rsatoolbox_file_go_into_a_set(rng, tmp_pat
     assert list(alone) == ["similarity"] and alone["similarity"].images is None
 
 
+@pytest.mark.slow
 def test_exp2_writes_rdms_rsatoolbox_scores_as_stats_and_takes_dissimilarities(tmp_path, capsys):
     rsatoolbox = pytest.importorskip("rsatoolbox")
     import scipy.io
