@@ -1,4 +1,4 @@
-"""The ``poz-jax`` command line: one sub-command per registered study, and four tools.
+"""The ``poz-jax`` command line: one sub-command per registered study, and the tools.
 
 A study's sub-command is built from its :class:`~poz_jax.study.contract.Study`:
 a flag per input and per config field (from the field's metadata), the
@@ -34,12 +34,6 @@ def _writes(folder):
     with files.recording() as written:
         yield
     print(files.describe_writes(folder, written))
-
-
-def _version() -> str:
-    from poz_jax import __version__
-
-    return __version__
 
 
 def _study_parser(sub, study) -> None:
@@ -227,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="poz-jax",
         description="Rarely-firing nodes (PoZ) and representational similarity, in JAX.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    from poz_jax import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for study in registry.all_studies():
         _study_parser(sub, study)
