@@ -49,6 +49,8 @@ def model_module(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+# Layers 0 and 3 are taken before their ReLU: their sweeps rightly warn that no node is silent.
+@pytest.mark.filterwarnings("ignore:no activation is exactly 0")
 def test_torch_layers_equal_the_forward_pass_by_hand_and_reach_exp2(tmp_path, model_module):
     torch = pytest.importorskip("torch")
     from poz_jax.models.extract import imagenet_input, load_torch_model, torch_features
@@ -72,6 +74,16 @@ def test_torch_layers_equal_the_forward_pass_by_hand_and_reach_exp2(tmp_path, mo
     np.testing.assert_array_equal(got0, want0)  # not the ReLU'd values
     assert (got0 < 0).any()
     np.testing.assert_allclose(got3, want3, rtol=1e-6, atol=1e-6)
+    # The sweep, in the same command: every keep count's fit, as analyse gives it.
+    from conftest import read_rows
+
+    import poz_jax as pj
+
+    rows = [r for r in read_rows(tmp_path / "feats" / "sweep_4.csv") if r["set"] == "discs"]
+    got4 = files.load_arrays(tmp_path / "feats" / "features_4.npz")[0]["discs"]
+    want = pj.analyse(got4, sets["discs"].similarity, pj.keep_grid(8, step=1)).fit
+    assert [int(r["keep_count"]) for r in rows] == list(range(8, 0, -1))
+    np.testing.assert_array_equal([float(r["fit"]) for r in rows], want)
     record = json.loads((tmp_path / "feats" / "extract.json").read_text())
     assert record["model"] == model_module and record["layers"] == ["0", "3", "4"]
     # One more command, no code: the sweep, nulls and tables of Experiment 2, on the

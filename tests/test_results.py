@@ -179,9 +179,7 @@ def test_trim_summary_follows_from_its_rows(name, tmp_path):
     not (SHARED / "cifar10").is_dir() or not (SHARED / "cifar10h").is_dir(),
     reason="needs ../shared/data/cifar10 and cifar10h",
 )
-@pytest.mark.parametrize(
-    ("name", "layers"), [("trim", ("fc2",)), ("trim-fc1-full-epoch", None)]
-)
+@pytest.mark.parametrize(("name", "layers"), [("trim", ("fc2",)), ("trim-fc1-full-epoch", None)])
 def test_trim_before_fine_tuning_follows_from_the_committed_networks(name, layers):
     # Everything that needs no fine-tuning (the scores, the masks and each trimmed
     # network's accuracy and fits), for whole groups as the study evaluated them:

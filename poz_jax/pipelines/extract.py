@@ -1,10 +1,12 @@
 """Files in and out for other tools: ``poz-jax extract`` and ``poz-jax export-scores``.
 
 ``extract`` writes ``features_<layer>.npz`` (one ``(n_images, n_nodes)``
-matrix per set name: what ``--embeddings`` takes) and ``extract.json`` (the
-model, its weights' digest, the layers, the preprocessing and every input's
-digest). ``export-scores`` writes a layer's PoZ, keep order and keep mask
-for pruning libraries (``scores.npz`` and ``scores.csv``).
+matrix per set name: what ``--embeddings`` takes), ``sweep_<layer>.csv``
+(each set's PoZ-ordered fit to its human matrix at every keep count: the
+sweep, with no code) and ``extract.json`` (the model, its weights' digest,
+the layers, the preprocessing and every input's digest). ``export-scores``
+writes a layer's PoZ, keep order and keep mask for pruning libraries
+(``scores.npz`` and ``scores.csv``).
 """
 
 from __future__ import annotations
@@ -53,9 +55,11 @@ def extract(
             feats[layer][name] = got[layer]
     written = []
     for layer in layers:
-        path = out / f"features_{layer.replace('/', '_')}.npz"
-        files.save_arrays(path, {"layer": layer, "model": model}, **feats[layer])
-        written.append(path)
+        stem = layer.replace("/", "_")
+        files.save_arrays(out / f"features_{stem}.npz", {"layer": layer, "model": model},
+                          **feats[layer])  # fmt: skip
+        files.write_csv(out / f"sweep_{stem}.csv", _sweep_rows(feats[layer], sets))
+        written += [out / f"features_{stem}.npz", out / f"sweep_{stem}.csv"]
     record = {
         "model": model,
         "weights": provenance.input_record(weights) if weights else None,
@@ -66,6 +70,22 @@ def extract(
     }
     files.write_json(out / "extract.json", record)
     return [*written, out / "extract.json"]
+
+
+def _sweep_rows(feats: dict, sets) -> list[dict]:
+    """Each set's PoZ-ordered fit to its human matrix at every keep count (one sweep each)."""
+    from poz_jax.analysis import analyse
+    from poz_jax.core.ranking import keep_grid
+
+    rows = []
+    for name, x in feats.items():
+        counts = keep_grid(x.shape[1], step=1)
+        res = analyse(x, sets[name].similarity, counts)
+        rows += [
+            {"set": name, "keep_count": int(k), "fit": float(f), "max_poz": float(m)}
+            for k, f, m in zip(counts, res.fit, res.max_poz, strict=True)
+        ]
+    return rows
 
 
 def export_scores(features: str | Path, out: str | Path, keep_fraction: float = 0.5) -> list[Path]:
@@ -146,8 +166,9 @@ TOOLS = (
     ("extract", "a PyTorch model's layers on every stimulus set (files --embeddings reads)",
      "Run each set's images (ImageNet preprocessing) through a PyTorch model and keep the "
      "outputs of the named modules (forward hooks; a module run twice in one pass is "
-     "refused). Writes features_<layer>.npz (one matrix per set) and extract.json (model, "
-     "weights digest, layers, preprocessing). Needs the torch extra.",
+     "refused). Writes features_<layer>.npz (one matrix per set), sweep_<layer>.csv (each "
+     "set's PoZ-ordered fit at every keep count) and extract.json (model, weights digest, "
+     "layers, preprocessing). Needs the torch extra.",
      add_extract_args, run_extract),
     ("export-scores", "a layer's PoZ, keep order and keep mask for pruning libraries",
      "PoZ of every node of one layer's features over all images, the keep order (lowest "
