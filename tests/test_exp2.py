@@ -32,6 +32,7 @@ def result(stimuli, tmp_path_factory):
     return out, res
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_planted_answer_is_found(result):
     out, res = result
     for row in res["stats"]:
@@ -305,6 +306,7 @@ def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_a_set_whose_every_fit_is_nan_still_gets_its_tables_and_figures(tmp_path, capsys):
     # All-zero embeddings: every RSM entry undefined. The run used to write
     # every CSV and then fail drawing Figure 3 ("All-NaN slice encountered").

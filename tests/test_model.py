@@ -118,6 +118,7 @@ def np_layers(params, x):
     return out, bounds, pres
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_layer_outputs_of_stacked_networks_match_numpy(rng):
     from poz_jax.data.cifar10 import cifar_scale
     from poz_jax.models.lenet import LAYERS, layer_outputs
@@ -137,6 +138,7 @@ def test_layer_outputs_of_stacked_networks_match_numpy(rng):
     assert (got["conv1"] == 0).any() and (got["conv1"] >= 0).all()  # post-ReLU
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_layer_outputs_and_load_networks_refuse_bad_input(tmp_path, rng):
     from poz_jax.models.lenet import layer_outputs, load_networks
 

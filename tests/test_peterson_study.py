@@ -188,6 +188,7 @@ def test_refused_runs_say_why_and_write_nothing(study_inputs, tmp_path, capsys):
     assert "--n-null" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_reproduce_re_derives_a_peterson_folder_and_names_a_changed_cell(study_inputs, tmp_path):
     from poz_jax.pipelines.reproduce import reproduce
 

@@ -247,6 +247,7 @@ def test_an_interrupted_rerun_with_another_seed_leaves_the_finished_folder(
     assert (out / "stats.csv").read_bytes() != before[Path("stats.csv")]  # the new seed's
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_low_messages_name_what_the_user_can_change(peterson_done, tmp_path, capsys):
     import poz_jax as pj
 

@@ -40,6 +40,7 @@ def test_keep_masks_keep_the_lowest_scores_with_ties_by_index(rng):
             np.testing.assert_array_equal(got[s, i], want)
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_l1_scores_are_each_nodes_incoming_weight_norms(rng):
     params = _stack(2, int(rng.integers(1 << 30)))
     got = l1_scores(params)
@@ -50,6 +51,7 @@ def test_l1_scores_are_each_nodes_incoming_weight_norms(rng):
     assert {n: got[n].shape for n in LAYERS} == {n: (2, d) for n, d in LAYERS.items()}
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_batched_accuracy_equals_each_masked_network_alone(rng):
     params = _stack(2, int(rng.integers(1 << 30)))
     images = rng.integers(0, 256, size=(9, 32, 32, 3), dtype=np.uint8)
@@ -71,6 +73,7 @@ def test_batched_accuracy_equals_each_masked_network_alone(rng):
         trimmed_accuracy(params, masks, images, labels[:3])
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_masked_eval_streams_each_networks_accuracy_and_class_means(rng):
     params = _stack(3, int(rng.integers(1 << 30)))
     images = rng.integers(0, 256, size=(11, 32, 32, 3), dtype=np.uint8)
@@ -178,6 +181,7 @@ def test_masked_apoz_counts_the_masked_networks_zeros(rng):
             assert np.all(got[k][s][mask[k] == 0] == 1.0)
 
 
+@pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_the_physically_trimmed_network_computes_the_masked_one(rng):
     params = _stack(1, int(rng.integers(1 << 30)))
     one = jax.tree_util.tree_map(lambda a: np.asarray(a[0], np.float64), params)
