@@ -281,7 +281,7 @@ def test_objects92_fits_and_ceilings_follow_from_the_networks_and_data():
             [participant_fits(sweep_rsms(acts[i], counts, order[i]), people, "dissimilarity")
              for i in range(len(acts))], axis=0,
         )  # fmt: skip
-        refs = objects92._references(cfg, d, people, np.float64)
+        refs = objects92._references(objects92._pixel_rsms(cfg, d.images, np.float64), d, people)
         ceilings = {n: noise_ceiling(t.matrices) for n, t in d.targets.items()}
     rows = [r_ for r_ in read_rows(folder / "stats.csv")
             if (r_["layer"], r_["scale"]) == ("fc2", "32")]  # fmt: skip

@@ -113,7 +113,8 @@ def run(cfg: Objects92Config, out, data, networks, progress: bool = True) -> dic
         group, rows, curves, levels = [], [], {}, []
         with precision_scope(cfg.precision):
             ceilings = {n: noise_ceiling(t.matrices) for n, t in d.targets.items()}
-            refs = _references(cfg, d, people, dtype)
+            pixels = _pixel_rsms(cfg, d.images, dtype)
+            refs = _references(pixels, d, people)
             splits = item_splits(len(d.images), cfg.folds, 1, cfg.seed)
             pairs = [(layer, s) for layer in cfg.layers for s in cfg.scales]
             total = len(pairs) * n_net * (cfg.n_null + len(splits))
@@ -123,16 +124,15 @@ def run(cfg: Objects92Config, out, data, networks, progress: bool = True) -> dic
                     curves[layer, s] = _analyse(
                         cfg, work, acts, people, splits, f"{layer}_{s}", bar
                     )
+        index = {name: np.array([i for i, (n, _) in enumerate(who) if n == name]) for name in names}
         for layer, s in pairs:
             c = curves[layer, s]
-            for name in names:
-                idx = np.array([i for i, (n, _) in enumerate(who) if n == name])
+            for name, idx in index.items():
                 part = {k: c[k][..., idx] for k in ("r", "null", "gain")}
                 rows += _participant_rows(name, layer, s, c["keep_counts"], part, who, idx)
                 levels += _level_rows(name, layer, s, c["keep_counts"], part, ceilings[name])
                 group += _group_rows(name, layer, s, c["keep_counts"], part, ceilings[name])
-        for name in names:
-            idx = np.array([i for i, (n, _) in enumerate(who) if n == name])
+        for name, idx in index.items():
             for model, r in refs.items():
                 if not (name == "hIT" and model == "human IT"):
                     group.append(_across(name, model, "r", r[idx], ceilings[name]))
@@ -148,7 +148,7 @@ def run(cfg: Objects92Config, out, data, networks, progress: bool = True) -> dic
                for k in ("keep_counts", "r", "gain", "poz")},
         )  # fmt: skip
         with precision_scope(cfg.precision):
-            _save_rdms(work, cfg, d, emb, curves, dtype)
+            _save_rdms(work, d, emb, curves, pixels, dtype)
         figs = []
         for name in names:
             sel = [g for g in group if g["target"] == name]
@@ -229,12 +229,20 @@ def _analyse(cfg, out: Path, acts, people, splits, label: str, bar) -> dict:
             "gain": stats.mean(np.stack(gains), axis=0)}  # fmt: skip
 
 
-def _references(cfg, d, people, dtype) -> dict[str, np.ndarray]:
-    """Each reference model's r with every participant: pixels at each size, the IT groups."""
-    refs = {}
+def _pixel_rsms(cfg, images, dtype) -> dict[int, np.ndarray]:
+    """``{size: (92, 92)}``: the RSM of the images' pixels at each of ``cfg.pixel_sizes``."""
+    out = {}
     for size in cfg.pixel_sizes:
-        px = d.images if size == d.images.shape[1] else resize_images(d.images, size, size)
-        model = rsm(jnp.asarray(px.reshape(len(px), -1), dtype))
+        px = images if size == images.shape[1] else resize_images(images, size, size)
+        out[size] = np.asarray(rsm(jnp.asarray(px.reshape(len(px), -1), dtype)))
+    return out
+
+
+def _references(pixels: dict, d, people) -> dict[str, np.ndarray]:
+    """Each reference model's r with every participant: the pixels' RSMs
+    (:func:`_pixel_rsms`), the IT groups."""
+    refs = {}
+    for size, model in pixels.items():
         refs[f"pixels {size}x{size}"] = np.asarray(participant_fits(model, people, "dissimilarity"))
     for name, m in d.references.items():
         # A dissimilarity as a model: its negative is a similarity with the same r, sign flipped.
@@ -305,7 +313,7 @@ def _ceiling_row(target, c) -> dict:
             "lower_r2": float(c.lower_r2), "upper_r2": float(c.upper_r2)}  # fmt: skip
 
 
-def _save_rdms(work: Path, cfg, d, emb, curves, dtype) -> None:
+def _save_rdms(work: Path, d, emb, curves, pixels: dict, dtype) -> None:
     """Network 0's RSMs unpruned and at the judgments' best level, and the pixels', as RDMs."""
     n_judged = len(d.targets["judgments"].participants)
     mats, desc = [], {"model": [], "layer": [], "scale": [], "keep_count": [], "network": []}
@@ -317,10 +325,9 @@ def _save_rdms(work: Path, cfg, d, emb, curves, dtype) -> None:
             mats.append(np.asarray(sweep_rsms(x, [k], keep_order(c["poz"][0]))[0]))
             for key, val in zip(desc, (f"LeNet5 {layer}", layer, s, k, 0), strict=True):
                 desc[key].append(val)
-    for size in cfg.pixel_sizes:
-        px = d.images if size == d.images.shape[1] else resize_images(d.images, size, size)
-        mats.append(np.asarray(rsm(jnp.asarray(px.reshape(len(px), -1), dtype))))
-        for key, val in zip(desc, ("pixels", "", size, px[0].size, -1), strict=True):
+    for size, m in pixels.items():
+        mats.append(m)
+        for key, val in zip(desc, ("pixels", "", size, size * size * 3, -1), strict=True):
             desc[key].append(val)
     save_rdms(work / "rdms.hdf5", np.stack(mats), "similarity", desc,
               [f"image{i + 1}" for i in range(len(d.images))],
