@@ -144,3 +144,20 @@ def test_export_scores_give_poz_and_a_mask_torch_pruning_takes(rng, tmp_path):
     prune.custom_from_mask(layer, "weight", rows)
     pruned = np.flatnonzero((layer.weight.detach().numpy() == 0).all(1))
     assert set(pruned) == set(np.flatnonzero(~got["mask"]))
+
+
+def test_export_scores_pool_the_sets_of_a_per_set_npz(rng, tmp_path):
+    # Two sets of equal shape: never mistaken for Net2Brain's one-array-per-image layout.
+    from poz_jax.data.errors import DataError
+    from poz_jax.data.features import load_features
+
+    a = np.maximum(rng.normal(size=(6, 5)), 0)
+    b = np.maximum(rng.normal(size=(6, 5)), 0)
+    np.savez(tmp_path / "sets.npz", discs=a, hues=b)
+    with pytest.raises(DataError, match="not one image's each"):
+        load_features(tmp_path / "sets.npz")
+    assert main(["export-scores", str(tmp_path / "sets.npz"), "--out", str(tmp_path / "s")]) == 0
+    got = files.load_arrays(tmp_path / "s" / "scores.npz")[0]
+    want = (np.concatenate([a, b]) == 0).mean(0)
+    # A mean of 12 zeros and ones in float64: rounding below 12 * eps.
+    np.testing.assert_allclose(got["poz"], want, rtol=0, atol=12 * np.finfo(float).eps)

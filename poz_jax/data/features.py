@@ -90,16 +90,18 @@ def load_features(path: str | Path, items=None) -> Features:
             a, names, layout = np.load(path, allow_pickle=False), None, "npy"
         elif path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+                # poz-jax's own files carry their record under __meta__: not an array of features.
+                arrays = {k: z[k] for k in z.files if k != "__meta__"}
             if len(arrays) == 1:
                 a, names, layout = next(iter(arrays.values())), None, "npz"
             else:  # Net2Brain: one array per image, keyed by its name
                 names = tuple(arrays)
-                shapes = {arrays[k].size for k in names}
-                if len(shapes) != 1:
+                one_image = all(np.ndim(a) == 1 or np.shape(a)[0] == 1 for a in arrays.values())
+                if not one_image or len({arrays[k].size for k in names}) != 1:
                     raise DataError(
-                        f"{path} holds {len(arrays)} arrays of different sizes; expected one "
-                        "per image (Net2Brain's consolidated layer) or a single matrix"
+                        f"{path} holds {len(arrays)} arrays that are not one image's each "
+                        "(Net2Brain's consolidated layer: equal sizes, one row); an .npz of "
+                        "one matrix per set is not one layer's features of one set"
                     )
                 a, layout = np.stack([arrays[k].ravel() for k in names]), "net2brain"
         else:

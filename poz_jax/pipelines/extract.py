@@ -99,6 +99,7 @@ def export_scores(features: str | Path, out: str | Path, keep_fraction: float = 
     (node, poz, rank, kept).
     """
     from poz_jax.core.ranking import keep_order, poz
+    from poz_jax.data.errors import DataError
     from poz_jax.data.features import load_features
 
     if not 0 < keep_fraction <= 1:
@@ -107,10 +108,11 @@ def export_scores(features: str | Path, out: str | Path, keep_fraction: float = 
     out = files.check_out_dir(out)
     try:
         x = load_features(path).array
-    except Exception:
-        arrays = files.load_arrays(path)[0] if not files.not_npz(path) else None
-        if not arrays:
+    except DataError:
+        if files.not_npz(path):
             raise
+        # One matrix per set (extract's features_<layer>.npz): their images pooled.
+        arrays = files.load_arrays(path)[0]
         x = np.concatenate([np.asarray(a).reshape(len(a), -1) for a in arrays.values()])
     node_poz = np.asarray(poz(x))
     order = np.asarray(keep_order(node_poz))
