@@ -11,9 +11,10 @@ import dataclasses
 
 import numpy as np
 
-from poz_jax import analyse, files, keep_grid
+from poz_jax import analyse, keep_grid
 from poz_jax.core import validate as v
 from poz_jax.data import load_embeddings, load_stimulus_sets
+from poz_jax.io import files
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import setting
 from poz_jax.study.runner import results_folder

@@ -17,9 +17,9 @@ import dataclasses
 import shutil
 from pathlib import Path
 
-from poz_jax import files
+from poz_jax.io import files
 from poz_jax.pipelines import exp1
-from poz_jax.train import TrainConfig
+from poz_jax.training.train import TrainConfig
 
 
 def main() -> None:

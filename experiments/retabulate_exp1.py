@@ -3,7 +3,7 @@
 Each ``experiments/results/exp1*`` folder's ``summary.csv``, ``per_seed.csv``
 and ``accuracy.csv`` are rebuilt from its ``analysis.npz`` (the fits and PoZ
 of every network at every level) and its networks' test accuracies, by the
-same table builders the pipeline uses (``poz_jax.tables.exp1_tables``), and
+same table builders the pipeline uses (``poz_jax.report.tables.exp1_tables``), and
 ``figure1.png``/``.pdf`` is redrawn from the new ``summary.csv``:
 
     python experiments/retabulate_exp1.py
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from poz_jax import files, provenance
-from poz_jax.analysis import Analysis
+from poz_jax.analysis.pruning import Analysis
 from poz_jax.core.ranking import keep_grid
+from poz_jax.io import files, provenance
 from poz_jax.pipelines.exp1 import N_NODES, draw_figure1
-from poz_jax.tables import exp1_tables
+from poz_jax.report.tables import exp1_tables
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

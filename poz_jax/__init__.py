@@ -1,10 +1,11 @@
 """poz-jax: rarely-firing nodes (PoZ) and representational similarity, in JAX.
 
-Data flows one way: data (:mod:`poz_jax.data`) -> model
-(:mod:`poz_jax.models`, :mod:`poz_jax.train`) -> activations -> analysis
-(:mod:`poz_jax.analysis` over the array core :mod:`poz_jax.core`) -> tables and
-figures (:mod:`poz_jax.files`, :mod:`poz_jax.plots`); :mod:`poz_jax.pipelines`
-runs the experiments and :mod:`poz_jax.cli` is the command line.
+Data flows one way: data (:mod:`poz_jax.data`) -> model (:mod:`poz_jax.models`,
+:mod:`poz_jax.training`) -> activations -> analysis (:mod:`poz_jax.analysis`
+over the array core :mod:`poz_jax.core`) -> tables and figures
+(:mod:`poz_jax.report`, written by :mod:`poz_jax.io`). :mod:`poz_jax.pipelines`
+holds the studies, :mod:`poz_jax.study` what they share (contract, registry,
+runner) and :mod:`poz_jax.cli` is the command line.
 
 The core, re-exported here, is a set of pure, jit- and vmap-able functions:
 
@@ -19,7 +20,7 @@ counts, plain integers) and :func:`analyse` (all of the above as one
 experiment's analysis, returned as NumPy arrays).
 """
 
-from poz_jax.analysis import Analysis, analyse
+from poz_jax.analysis.pruning import Analysis, analyse
 from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.core.reliability import noise_ceiling
 from poz_jax.core.rsa import class_means, fit, fit_r, participant_fits, rsm

@@ -29,7 +29,7 @@ def _check_args(args: argparse.Namespace, rules: dict[str, tuple[int, int | None
 @contextlib.contextmanager
 def _writes(folder):
     """Run a command's block, then list every file it wrote (from the writes themselves)."""
-    from poz_jax import files
+    from poz_jax.io import files
 
     with files.recording() as written:
         yield
@@ -92,7 +92,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from poz_jax.pipelines.reproduce import format_report, reproduce
+    from poz_jax.study.reproduce import format_report, reproduce
 
     if not args.tolerance >= 0:
         raise ValueError(f"--tolerance must be a number >= 0, got {args.tolerance}")
@@ -115,8 +115,8 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _make_stimuli(args: argparse.Namespace) -> int:
-    from poz_jax.files import check_out_dir
-    from poz_jax.synthetic import check_stimuli_folder_free, write_stimulus_sets
+    from poz_jax.data.synthetic import check_stimuli_folder_free, write_stimulus_sets
+    from poz_jax.io.files import check_out_dir
 
     # Experiment 2's fits need at least 3 items (2 pairs).
     _check_args(args, {"items": (3, None), "seed": _SEED})
@@ -141,9 +141,9 @@ def _int_args(parser, func, flags) -> None:
 
 
 def _tool_parsers(sub) -> None:
+    from poz_jax.data.synthetic import write_stimulus_sets
     from poz_jax.pipelines.demo import run_demo
     from poz_jax.study import registry
-    from poz_jax.synthetic import write_stimulus_sets
 
     demo = sub.add_parser("demo", help="sweep a generated layer and print a table")
     _int_args(

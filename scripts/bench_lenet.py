@@ -24,7 +24,7 @@ import optax
 
 from poz_jax.models import LeNet5
 from poz_jax.models.lenet import Conv, max_pool_2x2
-from poz_jax.train import TrainConfig, Trainer, seed_keys
+from poz_jax.training.train import TrainConfig, Trainer, seed_keys
 
 IMPLS = ("rows", "patches", "lax")
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import poz_jax as pj
-from poz_jax.synthetic import synthetic_activations
+from poz_jax.data.synthetic import synthetic_activations
 
 
 def main() -> None:

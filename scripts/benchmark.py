@@ -34,7 +34,7 @@ jax.config.update("jax_enable_x64", True)
 import poz_jax as pj  # noqa: E402
 from poz_jax.core import kernels  # noqa: E402
 from poz_jax.core.nulls import null_fits, random_orders  # noqa: E402
-from poz_jax.synthetic import synthetic_activations  # noqa: E402
+from poz_jax.data.synthetic import synthetic_activations  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_baselines, beside this file
@@ -341,9 +341,9 @@ def comparison(args, check_only: bool) -> Table:
     # The agreement check alone needs no full-size set: the same code at 60 x 512.
     n_items, n_nodes, step = (60, 512, 4) if check_only else (120, 4096, 20)
     print(f"6. comparison: one {n_items} x {n_nodes} set, 5 folds, every method")
-    from poz_jax.comparison import compare_methods
+    from poz_jax.analysis.comparison import compare_methods
     from poz_jax.core.reweight import ALPHAS
-    from poz_jax.synthetic import feature_similarity, planted_embeddings
+    from poz_jax.data.synthetic import feature_similarity, planted_embeddings
 
     feats, x = planted_embeddings(n_items, n_nodes, seed=0)
     t = feature_similarity(feats)
@@ -388,7 +388,7 @@ def training(args, check_only: bool) -> Table | None:
     from torch_baselines import lenet_from_flax
 
     from poz_jax.models import LeNet5
-    from poz_jax.train import TrainConfig, Trainer, seed_keys
+    from poz_jax.training.train import TrainConfig, Trainer, seed_keys
 
     print("4. training: LeNet5, batch 50, SGD lr 0.001 momentum 0.9")
     rng = np.random.default_rng(0)
@@ -496,11 +496,11 @@ def trimming(args, check_only: bool) -> list[Table]:
     import tempfile
 
     from poz_jax.data.cifar10 import cifar_scale
+    from poz_jax.data.synthetic import write_fake_cifar10, write_fake_cifar10h
     from poz_jax.models import LeNet5
     from poz_jax.models.lenet import LAYERS
     from poz_jax.models.trim import physical_trim, size
     from poz_jax.pipelines import trim
-    from poz_jax.synthetic import write_fake_cifar10, write_fake_cifar10h
 
     n = args.trim_images
     print(f"6. trimming: LeNet5 inference on {n} images, conv2 and fc1 trimmed (Hu et al.'s two)")
@@ -542,7 +542,7 @@ def trimming(args, check_only: bool) -> list[Table]:
         init = jax.vmap(lambda k: LeNet5().init(k, x[:1])["params"])
         nets = jax.tree_util.tree_map(np.asarray, init(jax.random.split(jax.random.PRNGKey(1), 2)))
         nets = jax.tree_util.tree_map(lambda a: a.astype(np.float32), nets)
-        from poz_jax import files
+        from poz_jax.io import files
 
         files.save_tree(tmp / "networks.npz", nets, {})
 

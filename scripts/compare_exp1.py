@@ -14,7 +14,7 @@ import csv
 import sys
 from pathlib import Path
 
-from poz_jax import provenance
+from poz_jax.io import provenance
 
 REFERENCE = {
     "authors' Figure 1 (by eye)": (

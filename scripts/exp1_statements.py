@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from poz_jax import files, stats
+from poz_jax.analysis import stats
 from poz_jax.core.ranking import keep_grid
+from poz_jax.io import files
 
 
 def main(folder: Path) -> None:

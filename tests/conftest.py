@@ -17,7 +17,7 @@ import scipy.stats
 
 jax.config.update("jax_enable_x64", True)
 
-from poz_jax.train import TrainConfig  # noqa: E402
+from poz_jax.training.train import TrainConfig  # noqa: E402
 
 # The training settings every test that trains uses, on 60 training images:
 # one compiled step serves them all (lenet_trainer keeps it for the process).

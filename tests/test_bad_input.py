@@ -17,8 +17,8 @@ from conftest import ref_fit, ref_rsm_fast
 import poz_jax as pj
 from poz_jax import cli
 from poz_jax.data import DataError, load_cifar10, load_similarity, load_stimulus_folder
+from poz_jax.data.synthetic import write_fake_cifar10 as fake_cifar
 from poz_jax.models import convert
-from poz_jax.synthetic import write_fake_cifar10 as fake_cifar
 
 X = np.maximum(np.random.default_rng(0).normal(size=(6, 10)), 0) + 0.01
 T = ref_rsm_fast(np.random.default_rng(1).normal(size=(6, 4)))
@@ -254,10 +254,10 @@ def test_cli_refuses_bad_values_with_one_line(args, message, tmp_path, capsys):
 
 
 def test_unwritable_out(tmp_path, capsys, monkeypatch):
-    import poz_jax.files
+    import poz_jax.io.files
 
     # As root every folder is writable, so say "not writable" the way the OS would.
-    monkeypatch.setattr(poz_jax.files.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(poz_jax.io.files.os, "access", lambda path, mode: False)
     assert cli.main(["make-stimuli", str(tmp_path / "s")]) == 2
     assert "is not writable" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
@@ -362,7 +362,7 @@ def test_unclear_messages_made_clear(tmp_path, capsys):
     assert cli.main(["make-stimuli", "/proc/poz_jax_cannot", "--items", "3"]) == 2
     assert "cannot write /proc/poz_jax_cannot: No such file or directory" in capsys.readouterr().err
     # One set's features given for two sets; an .NPZ suffix in capitals.
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     write_stimulus_sets(tmp_path / "s", n_items=6, n_nodes=12)
     np.save(tmp_path / "e.npy", np.zeros((6, 12)))
@@ -384,7 +384,7 @@ def test_unclear_messages_made_clear(tmp_path, capsys):
 @pytest.mark.slow  # compiles the null and the comparison
 def test_null_and_comparison_take_half_precision_activations(rng):
     # They raised a cond TypeError; now they compute in float32.
-    from poz_jax.comparison import compare_methods
+    from poz_jax.analysis.comparison import compare_methods
     from poz_jax.core.nulls import null_fits
 
     x = np.maximum(rng.normal(size=(10, 30)), 0).astype(np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poz_jax import cache, files
+from poz_jax.io import cache, files
 
 
 def _product(rng):

@@ -10,9 +10,9 @@ from conftest import ref_fit, ref_rsm_fast, sparse_acts
 from scipy import stats
 
 import poz_jax as pj
-from poz_jax.comparison import METHODS, compare_methods, keep_orders
+from poz_jax.analysis.comparison import METHODS, compare_methods, keep_orders
 from poz_jax.core import crossval, ranking, reweight, supervised
-from poz_jax.synthetic import planted_comparison
+from poz_jax.data.synthetic import planted_comparison
 
 
 @pytest.fixture(autouse=True)
@@ -324,7 +324,7 @@ def test_compare_refuses_bad_input(rng):
 
 @pytest.fixture(scope="module")
 def stimuli(tmp_path_factory):
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     folder = tmp_path_factory.mktemp("stim")
     write_stimulus_sets(folder, n_items=15, n_nodes=64)
@@ -403,9 +403,9 @@ def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(
     # orders and no importances, weights or penalties).
     import dataclasses
 
-    from poz_jax.comparison import CompareConfig, compare_set
+    from poz_jax.analysis.comparison import CompareConfig, compare_set
     from poz_jax.data import load_embeddings, load_stimulus_sets
-    from poz_jax.runtime import progress_bar
+    from poz_jax.study.runtime import progress_bar
 
     sets = load_stimulus_sets(stimuli, ["discs"])
     x = load_embeddings(stimuli / "embeddings.npz", sets)["discs"].astype(np.float64)
@@ -415,7 +415,7 @@ def test_a_resumed_set_returns_the_whole_comparison_a_fresh_one_does(
         fresh = compare_set(cfg, tmp_path, "discs", x, t, bar)
         assert (tmp_path / "compare_discs.npz").exists()
         monkeypatch.setattr(
-            "poz_jax.comparison.compare_methods",
+            "poz_jax.analysis.comparison.compare_methods",
             lambda *a, **k: pytest.fail("a finished set was recomputed"),
         )
         again = compare_set(cfg, tmp_path, "discs", x, t, bar)

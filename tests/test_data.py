@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from poz_jax.data import DataError, load_cifar10
-from poz_jax.synthetic import write_fake_cifar10
+from poz_jax.data.synthetic import write_fake_cifar10
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
 

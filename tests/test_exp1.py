@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import SMALL_TRAIN, read_rows, ref_fit, ref_rsm_fast
 
-from poz_jax import files
 from poz_jax.cli import main
+from poz_jax.data.synthetic import write_fake_cifar10
+from poz_jax.io import files
 from poz_jax.pipelines import exp1
-from poz_jax.synthetic import write_fake_cifar10
-from poz_jax.train import Compute, TrainConfig
+from poz_jax.training.train import Compute, TrainConfig
 
 pytestmark = pytest.mark.slow  # training: outside the fast loop
 

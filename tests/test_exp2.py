@@ -9,12 +9,13 @@ from conftest import read_rows
 from scipy import stats as sps
 
 import poz_jax as pj
-from poz_jax import cli, files
+from poz_jax import cli
 from poz_jax.core.nulls import random_orders
 from poz_jax.core.ranking import keep_grid
 from poz_jax.data import load_embeddings, load_stimulus_sets
+from poz_jax.data.synthetic import write_stimulus_sets
+from poz_jax.io import files
 from poz_jax.pipelines import exp2
-from poz_jax.synthetic import write_stimulus_sets
 
 
 @pytest.fixture(scope="module")

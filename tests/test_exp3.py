@@ -10,8 +10,8 @@ from conftest import ref_fit, ref_rsm_fast
 
 from poz_jax.data import cifar10h
 from poz_jax.data.errors import DataError
+from poz_jax.data.synthetic import write_fake_cifar10h
 from poz_jax.pipelines import exp3
-from poz_jax.synthetic import write_fake_cifar10h
 
 pytestmark = pytest.mark.slow  # many nulls and comparisons: outside the fast loop
 
@@ -216,8 +216,8 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
     def refuse(*args, **kwargs):
         raise AssertionError("a finished product was recomputed")
 
-    monkeypatch.setattr("poz_jax.pipelines.per_network.null_fits", refuse)
-    monkeypatch.setattr("poz_jax.comparison.compare_methods", refuse)
+    monkeypatch.setattr("poz_jax.analysis.networks.null_fits", refuse)
+    monkeypatch.setattr("poz_jax.analysis.comparison.compare_methods", refuse)
     exp3.run(cfg, out, out / "inputs.npz", folder, progress=False)  # from the committed inputs
     for f, b in before.items():
         assert (out / f).read_bytes() == b, f

@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-from poz_jax import files
 from poz_jax.cli import main
 from poz_jax.data import load_stimulus_sets
-from poz_jax.synthetic import write_stimulus_sets
+from poz_jax.data.synthetic import write_stimulus_sets
+from poz_jax.io import files
 
 FACTORY = '''
 import torch

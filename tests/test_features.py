@@ -19,7 +19,7 @@ from conftest import ref_rsm
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.data.errors import DataError
 from poz_jax.data.features import load_features
-from poz_jax.synthetic import write_stimulus_sets
+from poz_jax.data.synthetic import write_stimulus_sets
 
 
 def _thingsvision(folder, feats, names, fmt="npy"):
@@ -94,8 +94,8 @@ def test_exp2_writes_rdms_rsatoolbox_scores_as_stats_and_takes_dissimilarities(t
     import scipy.io
     from conftest import read_rows
 
-    from poz_jax import files
     from poz_jax.cli import main
+    from poz_jax.io import files
 
     write_stimulus_sets(tmp_path / "stimuli", names=("discs", "hues"), n_items=12)
     emb = str(tmp_path / "stimuli" / "embeddings.npz")

@@ -36,8 +36,8 @@ N_TRAIN, STEPS, BATCH = 1000, 120, 50
 
 def golden_run() -> dict:
     """The run itself: per-step losses ``(steps, networks)`` and per-network digests."""
-    from poz_jax import files
-    from poz_jax.train import Compute, TrainConfig, lenet_trainer, seed_keys
+    from poz_jax.io import files
+    from poz_jax.training.train import Compute, TrainConfig, lenet_trainer, seed_keys
 
     rng = np.random.default_rng(2024)
     x = rng.integers(0, 256, size=(N_TRAIN, 32, 32, 3), dtype=np.uint8)
@@ -66,7 +66,7 @@ def kind() -> dict:
     """What the numbers depend on beyond the code: library versions, the instruction set."""
     import importlib.metadata as md
 
-    from poz_jax.provenance import cpu_isa
+    from poz_jax.io.provenance import cpu_isa
 
     versions = {p: md.version(p) for p in ("jax", "jaxlib", "flax", "optax", "numpy")}
     return {**versions, "isa": cpu_isa()}

@@ -14,7 +14,7 @@ import scipy.stats
 from conftest import ref_rsm
 
 import poz_jax as pj
-from poz_jax import stats
+from poz_jax.analysis import stats
 
 
 def _participants(rng, n_subj=6, n=10, shared=1.0):

@@ -155,7 +155,7 @@ def test_layer_outputs_and_load_networks_refuse_bad_input(tmp_path, rng):
     np.savez(tmp_path / "other.npz", a=np.ones(3))
     with pytest.raises(ValueError, match="does not hold stacked LeNet5 networks"):
         load_networks(tmp_path / "other.npz")
-    from poz_jax import files
+    from poz_jax.io import files
 
     files.save_tree(tmp_path / "nets.npz", params, {"epoch": 1})
     loaded, meta = load_networks(tmp_path / "nets.npz")

@@ -18,7 +18,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "experiments" / "exp2_colab.ipy
 def test_the_exp2_notebook_runs_on_generated_stimuli_with_random_weights(tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     write_stimulus_sets(tmp_path / "stimuli", names=("discs",), n_items=12)
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -11,7 +11,7 @@ from scipy import stats
 
 from poz_jax import sweep
 from poz_jax.core import nulls
-from poz_jax.synthetic import synthetic_activations
+from poz_jax.data.synthetic import synthetic_activations
 
 
 @pytest.fixture(autouse=True)
@@ -220,7 +220,7 @@ def test_null_fits_refuses_bad_counts():
 @pytest.mark.slow
 def test_planted_structure_is_significant_and_a_random_target_is_not():
     import poz_jax as pj
-    from poz_jax.synthetic import feature_similarity, planted_embeddings
+    from poz_jax.data.synthetic import feature_similarity, planted_embeddings
 
     feats, x = planted_embeddings(60, 400, seed=0)
     human = feature_similarity(feats)
@@ -245,7 +245,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 jax.config.update("jax_enable_x64", True)
 import poz_jax as pj
 from poz_jax.core.nulls import null_fits
-from poz_jax.synthetic import synthetic_activations
+from poz_jax.data.synthetic import synthetic_activations
 assert len(jax.devices()) == 8
 x = synthetic_activations(10, 60, seed=0, dtype=np.float64)
 rng = np.random.default_rng(1)
@@ -293,7 +293,7 @@ jax.distributed.initialize(
     process_id=int(os.environ["POZ_PROCESS_ID"]),
 )
 from poz_jax.core.nulls import null_fits
-from poz_jax.synthetic import synthetic_activations
+from poz_jax.data.synthetic import synthetic_activations
 assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2
 x = synthetic_activations(10, 60, seed=0, dtype=np.float64)
 rng = np.random.default_rng(1)

@@ -17,15 +17,15 @@ import pytest
 import scipy.stats
 from conftest import read_rows, ref_rsm_fast
 
-from poz_jax import files
 from poz_jax.cli import main
 from poz_jax.core.nulls import null_fits, participant_null
 from poz_jax.data.errors import DataError
 from poz_jax.data.images import resize_images
 from poz_jax.data.objects92 import load_objects92
+from poz_jax.data.synthetic import write_objects92
+from poz_jax.io import files
 from poz_jax.models import LeNet5
 from poz_jax.models.lenet import layer_outputs
-from poz_jax.synthetic import write_objects92
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kriegeskorte92"
 COMMITTED = Path(__file__).resolve().parents[1] / "experiments" / "results" / "objects92"

@@ -91,7 +91,7 @@ def test_every_image_decodes_and_transparency_meets_white():
 
 def test_the_animals_rater_batches_load_and_give_the_stated_reliability():
     from poz_jax.core.reliability import split_half
-    from poz_jax.runtime import float64
+    from poz_jax.study.runtime import float64
 
     sets = load_stimulus_sets(PETERSON)
     animals = sets["animals"]

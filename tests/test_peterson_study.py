@@ -18,13 +18,13 @@ import scipy.stats
 from bounds import assert_within, sweep_bound
 from conftest import read_rows, ref_fit, ref_rsm_fast
 
-from poz_jax import files
 from poz_jax.cli import main
 from poz_jax.data.images import load_images
+from poz_jax.data.synthetic import write_stimulus_sets
+from poz_jax.io import files
 from poz_jax.models import LeNet5
 from poz_jax.models.lenet import layer_outputs
 from poz_jax.pipelines import peterson
-from poz_jax.synthetic import write_stimulus_sets
 
 N_NET = 3
 
@@ -157,8 +157,8 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a finished product was recomputed")
 
-    monkeypatch.setattr("poz_jax.pipelines.per_network.null_fits", refuse)
-    monkeypatch.setattr("poz_jax.comparison.compare_methods", refuse)
+    monkeypatch.setattr("poz_jax.analysis.networks.null_fits", refuse)
+    monkeypatch.setattr("poz_jax.analysis.comparison.compare_methods", refuse)
     monkeypatch.setattr(peterson, "layer_outputs", refuse)
     peterson.run(cfg, out, root / "stimuli", root / "networks.npz", progress=False)
     assert {p.name: p.read_bytes() for p in out.glob("*.csv")} == before
@@ -190,7 +190,7 @@ def test_refused_runs_say_why_and_write_nothing(study_inputs, tmp_path, capsys):
 
 @pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_reproduce_re_derives_a_peterson_folder_and_names_a_changed_cell(study_inputs, tmp_path):
-    from poz_jax.pipelines.reproduce import reproduce
+    from poz_jax.study.reproduce import reproduce
 
     root, _, _ = study_inputs
     out = tmp_path / "committed"

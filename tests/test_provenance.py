@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from poz_jax import provenance
+from poz_jax.io import provenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +85,7 @@ def test_earlier_layouts_still_read(tmp_path, layout, study, fields):
 
 def test_earlier_configs_take_their_new_names():
     from poz_jax.pipelines.exp3 import Exp3Config
-    from poz_jax.train import TrainConfig
+    from poz_jax.training.train import TrainConfig
 
     assert TrainConfig.from_dict({"seeds": 2, "base_seed": 5, "conv": "rows"}).seed == 5
     assert Exp3Config.from_dict({"null_seed": 2, "set_seed": 2}).seed == 2

@@ -17,7 +17,7 @@ def _snapshot(folder):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished exp2 run and a finished compare run over generated sets."""
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     root = tmp_path_factory.mktemp("refused")
     stim = root / "stim"
@@ -72,7 +72,7 @@ def test_set_names_that_would_be_paths_are_refused(tmp_path, capsys, bad):
 
 
 def test_staged_writes_land_only_when_the_block_returns(tmp_path):
-    from poz_jax import files
+    from poz_jax.io import files
     from poz_jax.study.staging import PARTIAL, staged
 
     out = tmp_path / "out"
@@ -115,7 +115,7 @@ def _snapshot_of(folder, sub):
 
 
 def test_a_refused_run_into_a_new_folder_leaves_no_folder(tmp_path, capsys):
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     write_stimulus_sets(tmp_path / "stim", n_items=8, n_nodes=20)
     before = sorted(p for p in tmp_path.rglob("*"))
@@ -136,9 +136,9 @@ def peterson_done(tmp_path_factory):
     import jax
     import jax.numpy as jnp
 
-    from poz_jax import files
+    from poz_jax.data.synthetic import write_stimulus_sets
+    from poz_jax.io import files
     from poz_jax.models import LeNet5
-    from poz_jax.synthetic import write_stimulus_sets
 
     root = tmp_path_factory.mktemp("peterson_refused")
     write_stimulus_sets(root / "stimuli", names=("discs", "hues"), n_items=12)
@@ -263,7 +263,7 @@ def test_low_messages_name_what_the_user_can_change(peterson_done, tmp_path, cap
 
 
 def test_out_inside_a_stimulus_folder_is_refused(tmp_path, capsys):
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     stim = tmp_path / "stim"
     write_stimulus_sets(stim, n_items=8, n_nodes=20)

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 
 from poz_jax.core.reliability import split_half
-from poz_jax.runtime import float64
+from poz_jax.study.runtime import float64
 
 
 def _symmetric(rng, n):

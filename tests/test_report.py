@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from poz_jax import cli, files
-from poz_jax.report import number, text, text_table
+from poz_jax import cli
+from poz_jax.io import files
+from poz_jax.report.console import number, text, text_table
 
 
 def test_headers_stand_over_their_columns():
@@ -33,7 +34,7 @@ def test_describe_writes_lists_exactly_the_files_written(tmp_path):
 
 @pytest.mark.slow
 def test_exp2_names_what_it_wrote_and_nothing_else(tmp_path, capsys):
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     write_stimulus_sets(tmp_path / "stim", n_items=6, n_nodes=40)
     args = ["exp2", "--stimuli", str(tmp_path / "stim"), "--n-null", "5", "--no-progress"]

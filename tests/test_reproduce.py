@@ -8,9 +8,9 @@ import pytest
 from conftest import SMALL_TRAIN
 
 from poz_jax import cli
+from poz_jax.data.synthetic import write_fake_cifar10, write_stimulus_sets
 from poz_jax.pipelines import exp1
-from poz_jax.pipelines.reproduce import compare_tables, format_report, reproduce
-from poz_jax.synthetic import write_fake_cifar10, write_stimulus_sets
+from poz_jax.study.reproduce import compare_tables, format_report, reproduce
 
 
 def _edit(path, row: int, column: str, value: str) -> str:
@@ -79,8 +79,8 @@ def test_exp2_and_compare_folders_are_reproduced(tmp_path, capsys):
 
 
 def test_reproduce_warns_when_the_environment_is_not_the_recorded_one():
-    from poz_jax import provenance
-    from poz_jax.pipelines.reproduce import environment_warnings
+    from poz_jax.io import provenance
+    from poz_jax.study.reproduce import environment_warnings
 
     here = provenance.environment()
     assert environment_warnings(here) == []

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import read_rows
 
-from poz_jax import files, provenance
-from poz_jax.analysis import Analysis
+from poz_jax.analysis.pruning import Analysis
 from poz_jax.core.ranking import keep_grid
+from poz_jax.io import files, provenance
 from poz_jax.pipelines import exp1, exp3
-from poz_jax.pipelines.reproduce import environment_warnings, format_report, reproduce
-from poz_jax.tables import exp1_tables
+from poz_jax.report.tables import exp1_tables
+from poz_jax.study.reproduce import environment_warnings, format_report, reproduce
 
 RESULTS = Path(__file__).resolve().parents[1] / "experiments" / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -195,7 +195,7 @@ def test_trim_before_fine_tuning_follows_from_the_committed_networks(name, layer
     from poz_jax.data.cifar10 import load_cifar10
     from poz_jax.models.lenet import load_networks
     from poz_jax.pipelines import trim
-    from poz_jax.runtime import float64
+    from poz_jax.study.runtime import float64
 
     folder = RESULTS / name
     _same_kind_or_skip(folder)
@@ -253,7 +253,7 @@ def test_objects92_fits_and_ceilings_follow_from_the_networks_and_data():
     # POZ_REPRODUCE=1 re-runs the whole study (about 20 minutes on 2 cores).
     import jax.numpy as jnp
 
-    from poz_jax import stats
+    from poz_jax.analysis import stats
     from poz_jax.core.ranking import keep_order, poz
     from poz_jax.core.reliability import noise_ceiling
     from poz_jax.core.rsa import participant_fits
@@ -262,7 +262,7 @@ def test_objects92_fits_and_ceilings_follow_from_the_networks_and_data():
     from poz_jax.data.objects92 import load_objects92
     from poz_jax.models.lenet import layer_outputs, load_networks
     from poz_jax.pipelines import objects92
-    from poz_jax.runtime import float64
+    from poz_jax.study.runtime import float64
 
     folder = RESULTS / "objects92"
     _same_kind_or_skip(folder)

@@ -17,7 +17,7 @@ from poz_jax.data import (
     load_stimulus_sets,
 )
 from poz_jax.data.images import MEAN, STD, imagenet_standardise, load_image, load_images
-from poz_jax.synthetic import feature_similarity, write_stimulus_sets
+from poz_jax.data.synthetic import feature_similarity, write_stimulus_sets
 
 ANIMALS = (
     Path(__file__).resolve().parents[2]

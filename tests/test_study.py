@@ -30,7 +30,7 @@ def test_every_config_field_of_every_study_has_a_flag_in_its_help(capsys):
 
 
 def test_a_refused_field_is_named_with_its_flag_from_the_metadata(tmp_path, capsys):
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     write_stimulus_sets(tmp_path / "s", n_items=8, n_nodes=20)
     base = [
@@ -54,7 +54,7 @@ def test_a_refused_field_is_named_with_its_flag_from_the_metadata(tmp_path, caps
 
 
 def test_a_saved_config_is_refused_with_the_fields_it_lacks_or_adds():
-    from poz_jax.comparison import CompareConfig
+    from poz_jax.analysis.comparison import CompareConfig
 
     saved = dataclasses.asdict(CompareConfig())
     assert options.from_saved(CompareConfig, saved, "x") == CompareConfig()
@@ -83,7 +83,7 @@ def test_no_study_module_imports_another():
 
 
 def test_a_new_study_is_one_file_run_by_the_cli_and_reproduce(tmp_path, monkeypatch, capsys):
-    from poz_jax.synthetic import write_stimulus_sets
+    from poz_jax.data.synthetic import write_stimulus_sets
 
     monkeypatch.syspath_prepend(str(ROOT / "docs"))
     monkeypatch.setitem(registry.STUDIES, "levels", "example_study")

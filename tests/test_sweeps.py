@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import poz_jax as pj
-from poz_jax.synthetic import synthetic_activations
+from poz_jax.data.synthetic import synthetic_activations
 
 
 def _setup(rng, n, d, n_target_features=6):

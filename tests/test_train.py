@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from conftest import SMALL_TRAIN, run_on_host_devices
 
-from poz_jax import files
+from poz_jax.io import files
 from poz_jax.models import LeNet5
-from poz_jax.train import TrainConfig, Trainer, chunks, lenet_trainer, seed_keys
+from poz_jax.training.train import TrainConfig, Trainer, chunks, lenet_trainer, seed_keys
 
 pytestmark = pytest.mark.slow  # training: outside the fast loop
 
@@ -92,7 +92,7 @@ SHARDED = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
     from poz_jax.models import LeNet5
-    from poz_jax.train import (TrainConfig, Trainer, seed_keys, seed_mesh, shard_seeds,
+    from poz_jax.training.train import (TrainConfig, Trainer, seed_keys, seed_mesh, shard_seeds,
                                replicate, pad_seeds, padded_seeds, unpad_seeds)
     assert len(jax.devices()) == 8, jax.devices()
     cfg = TrainConfig(seeds=50, batch_size=5)

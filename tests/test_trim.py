@@ -20,7 +20,7 @@ from poz_jax.models.trim import (
     threshold_step,
     trimmed_accuracy,
 )
-from poz_jax.runtime import float64
+from poz_jax.study.runtime import float64
 
 
 def _stack(n, seed):
@@ -213,7 +213,7 @@ def test_the_physically_trimmed_network_computes_the_masked_one(rng):
 
 @pytest.mark.slow
 def test_fine_tuning_holds_the_trimmed_nodes_and_resumes(rng, tmp_path):
-    from poz_jax.train import TrainConfig, fine_tune
+    from poz_jax.training.train import TrainConfig, fine_tune
 
     params = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float32), _stack(2, 3))
     data = {

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from conftest import read_rows, ref_fit, ref_rsm
 
-from poz_jax import files
 from poz_jax.cli import main
 from poz_jax.data import cifar10h
+from poz_jax.data.synthetic import write_fake_cifar10, write_fake_cifar10h
+from poz_jax.io import files
 from poz_jax.models import LeNet5
 from poz_jax.models.lenet import LAYERS, load_networks
 from poz_jax.models.trim import keep_masks, masked_eval, size
 from poz_jax.pipelines import trim
-from poz_jax.plots import trim_figure
-from poz_jax.synthetic import write_fake_cifar10, write_fake_cifar10h
+from poz_jax.report.plots import trim_figure
 
 pytestmark = pytest.mark.slow  # fine-tuning: outside the fast loop
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from poz_jax import files
 from poz_jax.core.rsa import KINDS
 from poz_jax.data.errors import DataError
+from poz_jax.io import files
 
 HDF5_SUFFIXES = (".hdf5", ".h5")
 # Item-name descriptors rsatoolbox users commonly give, in the order tried.

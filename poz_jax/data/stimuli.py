@@ -20,7 +20,7 @@ import numpy as np
 from poz_jax.core import validate as v
 from poz_jax.core.rsa import KINDS
 from poz_jax.data.errors import DataError
-from poz_jax.files import file_digest, fingerprint, not_npz
+from poz_jax.io.files import file_digest, fingerprint, not_npz
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MATRIX_SUFFIXES = (".npy", ".npz", ".csv", ".mat", ".hdf5", ".h5")

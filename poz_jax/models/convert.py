@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax.core.validate import widen_half
-from poz_jax.files import check_out_dir, load_arrays, save_arrays
+from poz_jax.io.files import check_out_dir, load_arrays, save_arrays
 from poz_jax.models.vgg import CONV_NAMES, check_params
 
 # Indices of the conv layers in torchvision's ``features`` Sequential.

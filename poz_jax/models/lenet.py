@@ -304,7 +304,7 @@ def load_networks(path) -> tuple[dict, dict]:
     The number of networks is read from the file; raises ``ValueError`` for a
     missing file or one that does not hold LeNet5 parameters.
     """
-    from poz_jax import files
+    from poz_jax.io import files
 
     why = files.not_npz(path)
     if why:

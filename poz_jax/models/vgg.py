@@ -169,7 +169,7 @@ def embed_sets(
     """Post-ReLU ``layer`` activations ``(n_images, n_nodes)`` for each set's images."""
     from poz_jax.data.images import imagenet_standardise, load_images
     from poz_jax.data.stimuli import check_have_images
-    from poz_jax.runtime import progress_bar
+    from poz_jax.study.runtime import progress_bar
 
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; choose one of {LAYERS}")

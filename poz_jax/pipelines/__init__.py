@@ -1,6 +1,7 @@
-"""Experiment pipelines: they only orchestrate (load -> embed -> analyse -> write).
+"""The studies and tools: they only orchestrate (load -> embed -> analyse -> write).
 
-- :mod:`~poz_jax.pipelines.exp1`: LeNet5 x many seeds on CIFAR-10 (Figure 1).
-- :mod:`~poz_jax.pipelines.exp2`: VGG-16 fc7 against human similarity (Figures 2, 3).
-- :mod:`~poz_jax.pipelines.demo`: a sweep of a generated layer.
+One module per registered study (:mod:`poz_jax.study.registry`), named after
+its command: ``exp1``, ``exp2``, ``exp3``, ``peterson``, ``trim``, ``compare``,
+``objects92``; ``demo`` (a sweep of a generated layer) and ``extract`` (the
+``extract`` and ``export-scores`` tools). A study never imports another.
 """

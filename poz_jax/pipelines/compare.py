@@ -1,7 +1,7 @@
 """``poz-jax compare``: every pruning and reweighting method, out of sample, per stimulus set.
 
 Loads the stimulus sets' similarity matrices and their embeddings (e.g.
-Experiment 2's ``embeddings.npz``), runs :func:`poz_jax.comparison.compare_methods`
+Experiment 2's ``embeddings.npz``), runs :func:`poz_jax.analysis.comparison.compare_methods`
 per set, and writes ``compare.csv`` (a row per set and method),
 ``compare_splits.csv`` (a row per set, split and method) and
 ``compare.png``/``.pdf``. Each set's result is saved as it finishes
@@ -16,15 +16,15 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files
-from poz_jax.comparison import CompareConfig, check_design, compare_set
+from poz_jax.analysis.comparison import CompareConfig, check_design, compare_set
 from poz_jax.core import validate as v
 from poz_jax.data import load_embeddings, load_stimulus_sets
-from poz_jax.plots import compare_figure, save_figure
-from poz_jax.report import number, text, text_table
-from poz_jax.runtime import dtype_of, precision_scope, progress_bar
+from poz_jax.io import files
+from poz_jax.report.console import number, text, text_table
+from poz_jax.report.plots import compare_figure, save_figure
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar
 from poz_jax.study.staging import relocate
 
 

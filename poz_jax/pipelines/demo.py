@@ -7,7 +7,7 @@ import numpy as np
 from poz_jax.core.ranking import keep_grid, keep_order, max_kept_poz, poz
 from poz_jax.core.rsa import rsm
 from poz_jax.core.sweeps import sweep
-from poz_jax.synthetic import synthetic_activations
+from poz_jax.data.synthetic import synthetic_activations
 
 
 def run_demo(n_items: int = 120, n_nodes: int = 4096, seed: int = 0) -> str:

@@ -13,20 +13,21 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import cache, files, provenance, stats
-from poz_jax.analysis import Analysis, analyse
+from poz_jax.analysis import stats
+from poz_jax.analysis.pruning import Analysis, analyse
 from poz_jax.core.ranking import keep_grid, poz
 from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import load_cifar10
+from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import embed
-from poz_jax.plots import figure1, save_figure
-from poz_jax.report import number, text_table
-from poz_jax.runtime import float64, status
+from poz_jax.report.console import number, text_table
+from poz_jax.report.plots import figure1, save_figure
+from poz_jax.report.tables import exp1_tables
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.runtime import float64, status
 from poz_jax.study.staging import relocate
-from poz_jax.tables import exp1_tables
-from poz_jax.train import (
+from poz_jax.training.train import (
     Compute,
     TrainConfig,
     _current_names,
@@ -69,7 +70,7 @@ def analyse_embeddings(fc2, labels, keep_counts) -> tuple[Analysis, np.ndarray]:
 
     The items are the class means; the nodes are ordered by their PoZ over
     all images; the target is each network's own unpruned class-mean RSM.
-    Returns the :class:`~poz_jax.analysis.Analysis` and those RSMs
+    Returns the :class:`~poz_jax.analysis.pruning.Analysis` and those RSMs
     ``(seeds, 10, 10)``.
     """
     # Float64: it is tiny (10 x 84 per network), and class means of similar
@@ -235,7 +236,7 @@ def _make_config(fields: dict, options: dict) -> TrainConfig:
 
 
 def _extra_flags(parser) -> None:
-    from poz_jax.train import CONVS
+    from poz_jax.training.train import CONVS
 
     parser.add_argument(
         "--preset",
@@ -253,7 +254,7 @@ def _extra_flags(parser) -> None:
 
 
 def _run(cfg, out, inputs, progress=True, verify=True, conv=None, **_) -> dict:
-    from poz_jax.train import Compute
+    from poz_jax.training.train import Compute
 
     return run(
         cfg, out, inputs["data_dir"], progress=progress, verify=verify, compute=Compute(conv=conv)

@@ -16,8 +16,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import cache, files, provenance
-from poz_jax.analysis import analyse, null_tests
+from poz_jax.analysis.pruning import analyse, null_tests
 from poz_jax.core import validate as v
 from poz_jax.core.nulls import null_band, null_fits
 from poz_jax.core.ranking import keep_grid
@@ -26,15 +25,16 @@ from poz_jax.core.sweeps import sweep, sweep_rsms
 from poz_jax.data import StimulusSet, load_embeddings, load_stimulus_sets
 from poz_jax.data.rdms import save_rdms
 from poz_jax.data.stimuli import check_have_images, image_digests
+from poz_jax.io import cache, files, provenance
 from poz_jax.models.vgg import LAYERS, embed_sets
-from poz_jax.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
-from poz_jax.report import number, text, text_table
-from poz_jax.runtime import dtype_of, precision_scope, progress_bar
+from poz_jax.report.console import number, text, text_table
+from poz_jax.report.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
+from poz_jax.report.tables import exp2_tables
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import PRECISION_HELP, RENAMED, setting
 from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar
 from poz_jax.study.staging import relocate
-from poz_jax.tables import exp2_tables
 
 
 @dataclasses.dataclass(frozen=True)

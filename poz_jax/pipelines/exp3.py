@@ -32,23 +32,23 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import files
-from poz_jax.analysis import analyse
-from poz_jax.comparison import CompareConfig
+from poz_jax.analysis.comparison import CompareConfig
+from poz_jax.analysis.networks import all_counts, analyse_networks, compare_networks
+from poz_jax.analysis.pruning import analyse
+from poz_jax.analysis.stats import mean as stats_mean
 from poz_jax.core.ranking import poz
 from poz_jax.core.rsa import class_means, rsm
 from poz_jax.core.validate import PRECISIONS
 from poz_jax.data import cifar10h
-from poz_jax.pipelines.per_network import all_counts, analyse_networks, compare_networks
-from poz_jax.plots import exp3_figure, save_figure
-from poz_jax.report import number, text, text_table
-from poz_jax.runtime import dtype_of, float64, precision_scope, progress_bar
-from poz_jax.stats import mean as stats_mean
+from poz_jax.io import files
+from poz_jax.report.console import number, text, text_table
+from poz_jax.report.plots import exp3_figure, save_figure
+from poz_jax.report.tables import exp3_tables
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.runtime import dtype_of, float64, precision_scope, progress_bar
 from poz_jax.study.staging import relocate
-from poz_jax.tables import exp3_tables
 
 N_CLASSES = 10
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from poz_jax import files, provenance
 from poz_jax.core import validate as v
 from poz_jax.data import load_stimulus_sets
 from poz_jax.data.images import load_images
 from poz_jax.data.stimuli import check_have_images
+from poz_jax.io import files, provenance
 from poz_jax.models.extract import load_torch_model, torch_features
 
 
@@ -74,7 +74,7 @@ def extract(
 
 def _sweep_rows(feats: dict, sets) -> list[dict]:
     """Each set's PoZ-ordered fit to its human matrix at every keep count (one sweep each)."""
-    from poz_jax.analysis import analyse
+    from poz_jax.analysis.pruning import analyse
     from poz_jax.core.ranking import keep_grid
 
     rows = []

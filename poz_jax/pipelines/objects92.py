@@ -33,7 +33,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import cache, files, provenance, stats
+from poz_jax.analysis import stats
 from poz_jax.core import validate as v
 from poz_jax.core.crossval import item_splits
 from poz_jax.core.nulls import improvement_test, null_band, participant_null
@@ -44,13 +44,14 @@ from poz_jax.core.sweeps import sweep_rsms
 from poz_jax.data.images import resize_images
 from poz_jax.data.objects92 import load_objects92
 from poz_jax.data.rdms import save_rdms
+from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import layer_outputs, load_networks
-from poz_jax.plots import ceiling_figure, participant_curves, save_figure
-from poz_jax.report import number, text, text_table
-from poz_jax.runtime import dtype_of, precision_scope, progress_bar, status
+from poz_jax.report.console import number, text, text_table
+from poz_jax.report.plots import ceiling_figure, participant_curves, save_figure
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar, status
 from poz_jax.study.staging import relocate
 
 INPUT_SIZE = 32

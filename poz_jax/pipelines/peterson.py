@@ -26,8 +26,9 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from poz_jax import cache, files, provenance, stats
-from poz_jax.comparison import CompareConfig, check_design
+from poz_jax.analysis import stats
+from poz_jax.analysis.comparison import CompareConfig, check_design
+from poz_jax.analysis.networks import analyse_networks, compare_networks
 from poz_jax.core import validate as v
 from poz_jax.core.nulls import null_band
 from poz_jax.core.ranking import poz
@@ -36,16 +37,16 @@ from poz_jax.core.rsa import fit, rsm
 from poz_jax.data import load_stimulus_sets
 from poz_jax.data.images import load_images
 from poz_jax.data.stimuli import check_have_images, image_digests
+from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import LAYERS, layer_outputs, load_networks
-from poz_jax.pipelines.per_network import analyse_networks, compare_networks
-from poz_jax.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
-from poz_jax.report import number, text, text_table
-from poz_jax.runtime import dtype_of, precision_scope, progress_bar, status
+from poz_jax.report.console import number, text, text_table
+from poz_jax.report.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
+from poz_jax.report.tables import network_tables
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar, status
 from poz_jax.study.staging import relocate
-from poz_jax.tables import network_tables
 
 INPUT_SIZE = 32  # the networks' input: CIFAR-10's images are 32 x 32
 FC_LAYERS = ("fc1", "fc2")  # PoZ over images needs one value per node and image

@@ -6,7 +6,7 @@ images and, for a channel, all positions of its map), by the L1 norm of
 their incoming weights (Li et al. 2017) and by ``random_draws`` seeded
 random scores; each layer alone is trimmed to every ``keep`` fraction of
 its nodes (the highest scores go), as masks, and every trimmed network is
-fine-tuned with its mask held (:func:`poz_jax.train.fine_tune`, SGD as in
+fine-tuned with its mask held (:func:`poz_jax.training.train.fine_tune`, SGD as in
 Experiment 1, ``epochs`` over ``tune_images`` training images). Beside
 them, the untrimmed networks fine-tuned with the same recipe (method
 ``none``): what the extra training alone does.
@@ -36,21 +36,22 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from poz_jax import cache, files, provenance, stats
+from poz_jax.analysis import stats
 from poz_jax.core import validate as v
 from poz_jax.core.rsa import fit, rsm
 from poz_jax.data import cifar10h
 from poz_jax.data.cifar10 import load_cifar10
+from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import LAYERS, layer_apoz, load_networks
 from poz_jax.models.trim import keep_masks, kept_rsms, l1_scores, masked_eval, size, threshold_step
-from poz_jax.plots import save_figure, trim_figure
-from poz_jax.report import number, text, text_table
-from poz_jax.runtime import float64, status
+from poz_jax.report.console import number, text, text_table
+from poz_jax.report.plots import save_figure, trim_figure
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.options import setting
 from poz_jax.study.runner import check_results_folder, results_folder
+from poz_jax.study.runtime import float64, status
 from poz_jax.study.staging import relocate
-from poz_jax.train import TrainConfig, data_key, fine_tune
+from poz_jax.training.train import TrainConfig, data_key, fine_tune
 
 METHODS = ("apoz", "l1", "random")
 UNTRIMMED = size(tuple(LAYERS.values()))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from poz_jax import files, provenance
+from poz_jax.io import files, provenance
 from poz_jax.study.staging import PARTIAL, staged
 
 
@@ -35,7 +35,7 @@ def results_folder(out: str | Path, study: str, cfg: Any, inputs: dict[str, Any]
     """The working folder of one run of ``study`` into ``out``, its ``config.json`` written.
 
     ``inputs``: each input's path (digested here), ``None``, or a record already
-    made (:func:`poz_jax.provenance.input_record`).
+    made (:func:`poz_jax.io.provenance.input_record`).
     """
     out = check_results_folder(out, study, **inputs)
     with staged(out) as work:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from poz_jax import files
+from poz_jax.io import files
 
 PARTIAL = ".partial"
 
@@ -90,9 +90,9 @@ def relocate(obj: Any, work: Path, out: Path) -> Any:
 def staged(out: str | Path) -> Iterator[Path]:
     """The working folder a run writes into; its files land in ``out`` when the block returns.
 
-    ``out`` must have been checked (:func:`poz_jax.files.check_out_dir`).
+    ``out`` must have been checked (:func:`poz_jax.io.files.check_out_dir`).
     Paths the block returns may be mapped to their final place with
-    :func:`relocate`; the write log of :func:`poz_jax.files.recording`
+    :func:`relocate`; the write log of :func:`poz_jax.io.files.recording`
     names the final places.
     """
     out = Path(out)

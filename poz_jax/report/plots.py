@@ -10,9 +10,9 @@ matplotlib.use("Agg")  # headless: experiments run on servers and Colab alike
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from poz_jax import stats  # noqa: E402
+from poz_jax.analysis import stats  # noqa: E402
 from poz_jax.core.nulls import null_band  # noqa: E402
-from poz_jax.files import atomic_save  # noqa: E402
+from poz_jax.io.files import atomic_save  # noqa: E402
 
 
 def save_figure(fig, stem: str | Path) -> list[Path]:
@@ -227,7 +227,7 @@ def figure3(
 def compare_figure(rows: list[dict], title: str = ""):
     """Out-of-sample fit per method, a group of bars per stimulus set, with intervals.
 
-    ``rows`` are :meth:`poz_jax.comparison.Comparison.summary_rows` (with an
+    ``rows`` are :meth:`poz_jax.analysis.comparison.Comparison.summary_rows` (with an
     ``interval_low``/``interval_high`` pair each); bars show the mean
     out-of-sample fit over splits, whiskers the corrected 95% interval of
     that mean (Nadeau & Bengio's variance, as the paired test) clipped to
@@ -272,7 +272,7 @@ def compare_figure(rows: list[dict], title: str = ""):
 def exp3_figure(result, null: np.ndarray, reference=None, title: str = "classes"):
     """Experiment 3: fit to human similarity vs % of nodes kept, over networks.
 
-    ``result`` is an :class:`poz_jax.analysis.Analysis` of ``S`` networks and
+    ``result`` is an :class:`poz_jax.analysis.pruning.Analysis` of ``S`` networks and
     ``null`` their nulls ``(S, n_null, L)``: the mean fit with a +-1 sd band,
     and the band that holds 95% of the networks' mean curve under random
     pruning. ``reference``: optional ``(L,)`` mean fit to the unpruned

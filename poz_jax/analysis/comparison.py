@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from poz_jax import cache, stats
+from poz_jax.analysis import stats
 from poz_jax.core import kernels
 from poz_jax.core import validate as v
 from poz_jax.core.crossval import Split, corrected_paired_t, item_splits
@@ -49,6 +49,7 @@ from poz_jax.core.ranking import (
 from poz_jax.core.reweight import ALPHAS, penalty_scores, reweighted_similarity, reweighting_path
 from poz_jax.core.supervised import importance
 from poz_jax.core.sweeps import sweep
+from poz_jax.io import cache
 from poz_jax.study.options import PRECISION_HELP, setting
 
 ORDERINGS = ("poz", "std", "entropy", "collinearity", "supervised")

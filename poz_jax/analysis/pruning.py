@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from poz_jax import stats
+from poz_jax.analysis import stats
 from poz_jax.core import kernels
 from poz_jax.core import validate as v
 from poz_jax.core.nulls import improvement_test, trend_test
@@ -83,7 +83,7 @@ class Analysis:
         """One row per level: fit and max-PoZ mean and sd over units (NaN fits left out).
 
         ``{keep_count, keep_fraction, fit_mean, fit_sd, max_poz_mean, max_poz_sd,
-        n_nan, n_<unit>s}``, by :mod:`poz_jax.stats` (sd: the sample sd, ddof 1).
+        n_nan, n_<unit>s}``, by :mod:`poz_jax.analysis.stats` (sd: the sample sd, ddof 1).
         """
         fit = self.fit.reshape(-1, self.fit.shape[-1])
         top = self.max_poz.reshape(fit.shape)

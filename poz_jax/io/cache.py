@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from poz_jax import files
-from poz_jax.runtime import status
+from poz_jax.io import files
+from poz_jax.study.runtime import status
 
 Product = dict[str, np.ndarray]
 

@@ -25,7 +25,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from poz_jax import files
+from poz_jax.io import files
 
 CONFIG = "config.json"
 # The top-level key of each study's config.json before this layout.

@@ -10,7 +10,7 @@ One column vocabulary for every study (see README, "Results files"):
   ``improvement``, ``p_improvement``, ``trend_slope_per_percent``,
   ``p_trend``, ``n_null``, ``n_null_used_improvement``, ``n_null_used_trend``.
 
-Every mean, sd and quantile is :mod:`poz_jax.stats`'s (sd: ddof 1).
+Every mean, sd and quantile is :mod:`poz_jax.analysis.stats`'s (sd: ddof 1).
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from poz_jax import stats
-from poz_jax.analysis import Analysis, pooled
+from poz_jax.analysis import stats
+from poz_jax.analysis.pruning import Analysis, pooled
 
 
 def curve_rows(fit, tests: dict, keep_counts, n_nodes: int, n_null: int) -> list[dict]:
     """One row per curve ``fit[i]`` ``(C, L)``: unpruned and best fit, and both tests.
 
-    ``tests``: :func:`poz_jax.analysis.null_tests` of those curves (arrays ``(C,)``).
+    ``tests``: :func:`poz_jax.analysis.pruning.null_tests` of those curves (arrays ``(C,)``).
     """
     counts = np.asarray(keep_counts)
     rows = []
@@ -132,7 +132,7 @@ def network_tables(
     Args:
       result: the networks' :class:`Analysis` ``(S, L)`` at every keep count.
       null: ``(S, n_null, L)``; the mean curve's draw ``j`` is the networks'
-        mean of their draws ``j`` (:func:`poz_jax.analysis.pooled`).
+        mean of their draws ``j`` (:func:`poz_jax.analysis.pruning.pooled`).
       tests: ``null_tests`` of the ``S + 1`` curves (the networks', then the mean's).
       labels: the level's columns (for example ``{"set": ..., "layer": ...}``).
 

@@ -29,12 +29,13 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from poz_jax import files, stats
+from poz_jax.analysis import stats
 from poz_jax.data.cifar10 import cifar_scale
+from poz_jax.io import files
 from poz_jax.models import lenet
 from poz_jax.models.lenet import accuracy
-from poz_jax.runtime import progress_bar
 from poz_jax.study.options import setting
+from poz_jax.study.runtime import progress_bar
 
 PyTree = Any
 CONVS = ("rows", "patches", "lax")

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from poz_jax import cache, files, provenance
+from poz_jax.io import cache, files, provenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,7 @@ def compare_folders(
     ``written``: the files the re-derivation wrote into ``derived``. Every
     table either folder holds is compared cell by cell; every other result
     it wrote (figures, arrays, records) must be in ``committed`` too. Stored
-    products a run may recompute (:func:`poz_jax.cache.is_product`) need not
+    products a run may recompute (:func:`poz_jax.io.cache.is_product`) need not
     be committed.
     """
     results = sorted(

@@ -4,7 +4,7 @@ Experiment 3 and the Peterson study hold activations ``(S, n, d)`` of ``S``
 networks at one level; each network is swept at every keep count, gets its
 own random-pruning null (orders seeded by ``seed + network``, cached in the
 study's folder) and both tests, and so does the networks' mean curve
-(:func:`poz_jax.analysis.pooled`).
+(:func:`poz_jax.analysis.pruning.pooled`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from poz_jax import cache
-from poz_jax.analysis import Analysis, analyse, null_tests, pooled
+from poz_jax.analysis.pruning import Analysis, analyse, null_tests, pooled
 from poz_jax.core.nulls import null_fits
+from poz_jax.io import cache
 
 
 def all_counts(acts) -> np.ndarray:
@@ -58,7 +58,7 @@ def analyse_networks(
 
     ``acts`` ``(S, n, d)``, ``node_poz`` ``(S, d)``, ``human`` ``(n, n)``;
     ``null`` is ``(S, n_null, d)``, ``tests`` the ``S + 1`` curves' (the
-    networks', then their mean's) :func:`poz_jax.analysis.null_tests`.
+    networks', then their mean's) :func:`poz_jax.analysis.pruning.null_tests`.
     """
     res = analyse(acts, human, all_counts(acts), poz_values=node_poz)
     null = network_nulls(out, name, acts, node_poz, human, n_null, seed, precision, bar)
@@ -72,7 +72,7 @@ def compare_networks(ccfg, out: Path, levels, n_cmp: int, dtype, bar) -> list[di
     ``levels``: ``(name, acts (S, n, d), human (n, n))`` triples; each
     network's comparison is cached as ``out/compare_{name}_network{i}.npz``.
     """
-    from poz_jax.comparison import compare_set
+    from poz_jax.analysis.comparison import compare_set
 
     rows = []
     for name, acts, human in levels:

@@ -133,7 +133,7 @@ def write_stimulus_sets(
     import scipy.io
     from PIL import Image
 
-    from poz_jax.files import atomic_save
+    from poz_jax.io.files import atomic_save
 
     folder = Path(folder)
     feats_by_set, sims, embs = {}, {}, {}
