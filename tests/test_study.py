@@ -112,3 +112,43 @@ def test_a_new_study_is_one_file_run_by_the_cli_and_reproduce(tmp_path, monkeypa
     assert cli.main([*args[:-1], "0", "--out", str(tmp_path / "x")]) == 2
     assert "step (--step) must be at least 1" in capsys.readouterr().err
     sys.modules.pop("example_study", None)
+
+
+def _rooms_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rooms", ROOT / "scripts" / "rooms.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["rooms"] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_study_config_enters_at_most_six_rooms_and_climbs_at_most_four_times():
+    rooms = _rooms_script()
+    # The follower sees a config passed on: exp1's reaches training through two calls.
+    exp1 = rooms.follow(registry.STUDIES["exp1"])
+    assert (
+        "poz_jax.pipelines.exp1._networks",
+        "poz_jax.training.train.train_networks",
+    ) in exp1.calls
+    assert set(rooms.RANKS) == {
+        p.name for p in (ROOT / "poz_jax").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    } | {"cli"}
+    for name, module in registry.STUDIES.items():
+        path = rooms.follow(module)
+        assert len(path.rooms) <= 6, (name, path.rooms)
+        assert len(path.climbs) <= 4, (name, path.climbs)
+
+
+def test_the_room_follower_counts_a_climb_back_up():
+    rooms = _rooms_script()
+    # A call from the array core back into a study, with the config, is one climb.
+    path = rooms.Path_(
+        "x",
+        calls=[
+            ("poz_jax.core.rsa.f", "poz_jax.pipelines.exp2.g"),
+            ("poz_jax.pipelines.exp2.g", "poz_jax.core.rsa.f"),
+        ],
+    )
+    assert path.climbs == [("poz_jax.core.rsa.f", "poz_jax.pipelines.exp2.g")]
