@@ -69,3 +69,34 @@ def test_a_product_may_not_shadow_the_key(tmp_path):
     with pytest.raises(ValueError, match="__meta__"):
         cache.cached(tmp_path / "p.npz", {}, lambda: {"__meta__": np.zeros(1)})
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_every_null_is_keyed_by_what_it_is_computed_from_and_nothing_else(tmp_path, rng):
+    from poz_jax.analysis.networks import network_nulls, null_key
+
+    acts = rng.standard_normal((2, 12, 5))
+    human = np.corrcoef(rng.standard_normal((12, 4)))
+    base = null_key(acts, human, [5, 4, 3, 2, 1], 7, 0, "float64")
+    assert base == null_key(acts.copy(), human.copy(), np.arange(5, 0, -1), 7, 0, "float64")
+    for changed in (
+        null_key(acts + 1e-12, human, [5, 4, 3, 2, 1], 7, 0, "float64"),
+        null_key(acts, human.T * 0.5, [5, 4, 3, 2, 1], 7, 0, "float64"),
+        null_key(acts, human, [5, 3, 1], 7, 0, "float64"),
+        null_key(acts, human, [5, 4, 3, 2, 1], 8, 0, "float64"),
+        null_key(acts, human, [5, 4, 3, 2, 1], 7, 1, "float64"),
+        null_key(acts, human, [5, 4, 3, 2, 1], 7, 0, "float32"),
+    ):
+        assert changed != base
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    first = network_nulls(tmp_path, "x", acts, human, 7, 0, "float64", bar)
+    again = network_nulls(tmp_path, "x", acts, human, 7, 0, "float64", bar)
+    assert first.shape == (2, 7, 5) and bar.n == 4  # one update per network, hit or miss
+    np.testing.assert_array_equal(first, again)
+    assert files.load_meta(tmp_path / "null_x.npz")["key"] == base

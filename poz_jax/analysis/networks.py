@@ -23,20 +23,33 @@ def all_counts(acts) -> np.ndarray:
     return np.arange(acts.shape[-1], 0, -1)
 
 
+def null_key(activations, similarity, keep_counts, n_null: int, seed: int, precision: str) -> dict:
+    """The cache key of a random-pruning null: every number and setting it is computed from.
+
+    One key for every study's null (a set's, each network's, the
+    participants'): the activations ``(..., n, d)``, the target matrix (or
+    stack of them) by content, the keep counts, the number of draws, the seed
+    (the first network's: network ``s`` draws with ``seed + s``) and the
+    precision. A node's PoZ is not part of it: random orders never read it.
+    """
+    return cache.product_key(
+        {"activations": activations, "similarity": similarity},
+        keep_counts=[int(k) for k in keep_counts],
+        n_null=int(n_null),
+        seed=int(seed),
+        precision=precision,
+    )
+
+
 def network_nulls(
-    out: Path, name: str, acts, node_poz, human, n_null: int, seed: int, precision: str, bar
+    out: Path, name: str, acts, human, n_null: int, seed: int, precision: str, bar
 ) -> np.ndarray:
     """The random-pruning null ``(S, n_null, d)`` of every network at one level.
 
     Cached as ``out/null_{name}.npz``, keyed by the numbers it is computed
     from; ``bar.update(1)`` after each network.
     """
-    key = cache.product_key(
-        {"activations": acts, "poz": node_poz, "similarity": human},
-        n_null=n_null,
-        seed=seed,
-        precision=precision,
-    )
+    key = null_key(acts, human, all_counts(acts), n_null, seed, precision)
 
     def fresh():
         null = []
@@ -61,7 +74,7 @@ def analyse_networks(
     networks', then their mean's) :func:`poz_jax.analysis.pruning.null_tests`.
     """
     res = analyse(acts, human, all_counts(acts), poz_values=node_poz)
-    null = network_nulls(out, name, acts, node_poz, human, n_null, seed, precision, bar)
+    null = network_nulls(out, name, acts, human, n_null, seed, precision, bar)
     curves, nulls = pooled(res.fit, null)
     return res, null, null_tests(curves, nulls, 100.0 * res.keep_counts / res.n_nodes)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from poz_jax.analysis.networks import null_key
 from poz_jax.analysis.pruning import analyse, null_tests
 from poz_jax.core import validate as v
 from poz_jax.core.nulls import null_band, null_fits
@@ -112,13 +113,7 @@ def _nulls(cfg, out: Path, acts, human, names, counts, bar) -> np.ndarray:
     for x, t, name in zip(acts, human, names, strict=True):
         # Keyed by the numbers it is computed from, not by settings alone:
         # a set whose embeddings or matrix changed gets a new null.
-        key = cache.product_key(
-            {"activations": x, "similarity": t},
-            keep_counts=[int(k) for k in counts],
-            n_null=cfg.n_null,
-            seed=cfg.seed,
-            precision=cfg.precision,
-        )
+        key = null_key(x, t, counts, cfg.n_null, cfg.seed, cfg.precision)
         product = cache.cached(
             out / f"null_{name}.npz",
             key,

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax.analysis import stats
+from poz_jax.analysis.networks import null_key
 from poz_jax.core import validate as v
 from poz_jax.core.crossval import item_splits
 from poz_jax.core.nulls import improvement_test, null_band, participant_null
@@ -194,7 +195,7 @@ def _analyse(cfg, out: Path, acts, people, splits, label: str, bar) -> dict:
         [participant_fits(sweep_rsms(acts[i], counts, order[i]), people, "dissimilarity")
          for i in range(n_net)], axis=0,
     )  # fmt: skip
-    key = cache.product_key({"acts": acts, "people": people}, n_null=cfg.n_null, seed=cfg.seed)
+    key = null_key(acts, people, counts, cfg.n_null, cfg.seed, cfg.precision)
 
     def fresh_null():
         total = 0.0
