@@ -17,7 +17,7 @@ from poz_jax.pipelines import exp1
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL = (
     "summary.csv",
-    "per_seed.csv",
+    "per_network.csv",
     "accuracy.csv",
     "analysis.npz",
     "networks.npz",

@@ -1,6 +1,6 @@
 """Re-derive the committed Experiment 1 tables and figures from their analysis (no training).
 
-Each ``experiments/results/exp1*`` folder's ``summary.csv``, ``per_seed.csv``
+Each ``experiments/results/exp1*`` folder's ``summary.csv``, ``per_network.csv``
 and ``accuracy.csv`` are rebuilt from its ``analysis.npz`` (the fits and PoZ
 of every network at every level) and its networks' test accuracies, by the
 same table builders the pipeline uses (``poz_jax.report.tables.exp1_tables``), and
@@ -35,7 +35,7 @@ def tables(folder: Path) -> dict[str, list[dict]]:
     with open(folder / "accuracy.csv", newline="") as fh:
         acc = np.array([float(r["test_accuracy"]) for r in csv.DictReader(fh)])
     rows = exp1_tables(Analysis(**arrays), keep_grid(N_NODES), acc)
-    return dict(zip(("summary.csv", "per_seed.csv", "accuracy.csv"), rows, strict=True))
+    return dict(zip(("summary.csv", "per_network.csv", "accuracy.csv"), rows, strict=True))
 
 
 def main() -> None:

@@ -534,7 +534,7 @@ def trimming(args, check_only: bool) -> list[Table]:
         return [t, study]
     for label, fn, *note in timings:
         t.add(label, timed(fn, args.repeats), note=note[0] if note else "")
-    cfg = trim.TrimConfig(networks=2, score_images=500, tune_images=500, rounds=2)
+    cfg = trim.TrimConfig(n_networks=2, score_images=500, tune_images=500, rounds=2)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         where, data = write_fake_cifar10(tmp / "cifar", "npz", n_train=500, n_test=1000)

@@ -33,9 +33,9 @@ def test_tables_match_a_numpy_reference(fake, tmp_path):
     fc2, labels = arrays["fc2"].astype(np.float64), arrays["labels"]
     assert fc2.shape == (2, 200, 84)
     assert files.load_meta(tmp_path / exp1.NETWORKS)["train"]["seeds"] == 2
-    per_seed = read_rows(tmp_path / "per_seed.csv")
+    per_network = read_rows(tmp_path / "per_network.csv")
     summary = read_rows(tmp_path / "summary.csv")
-    assert len(summary) == 84 and len(per_seed) == 2 * 84
+    assert len(summary) == 84 and len(per_network) == 2 * 84
     assert [int(r["keep_count"]) for r in summary[:3]] == [84, 83, 82]
     assert sum(r["paper_level"] == "True" for r in summary) == 10
     for s in range(2):
@@ -43,7 +43,7 @@ def test_tables_match_a_numpy_reference(fake, tmp_path):
         order = np.argsort(p, kind="stable")
         means = np.stack([fc2[s][labels == c].mean(0) for c in range(10)])
         base = ref_rsm_fast(means)
-        rows = [r for r in per_seed if int(r["seed"]) == s]
+        rows = [r for r in per_network if int(r["network"]) == s]
         for r in rows[::7]:
             k = int(r["keep_count"])
             want = ref_fit(ref_rsm_fast(means[:, order[:k]]), base)
@@ -56,7 +56,7 @@ def test_tables_match_a_numpy_reference(fake, tmp_path):
     assert saved["fit"].dtype == np.float64
     np.testing.assert_array_equal(saved["order"][1], order)
     fits = np.array(
-        [[float(r["fit"]) for r in per_seed if int(r["keep_count"]) == k] for k in range(84, 0, -1)]
+        [[float(r["fit"]) for r in per_network if int(r["keep_count"]) == k] for k in range(84, 0, -1)]
     )
     with warnings.catch_warnings():  # levels where every seed is NaN (k = 1)
         warnings.simplefilter("ignore", RuntimeWarning)

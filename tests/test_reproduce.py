@@ -47,7 +47,7 @@ def test_an_exp1_folder_is_reproduced_from_its_networks_and_an_edit_is_named(tmp
         (out / f).unlink()  # what a committed folder holds: networks.npz, tables, config
     report = reproduce(out, data_dir=data, verify=False)
     assert report.ok and report.study == "exp1", report.differences
-    assert set(report.tables) == {"summary.csv", "per_seed.csv", "accuracy.csv"}
+    assert set(report.tables) == {"summary.csv", "per_network.csv", "accuracy.csv"}
     old = _edit(out / "summary.csv", 3, "fit_mean", "0.123")
     report = reproduce(out, data_dir=data, verify=False)
     assert [(d.table, d.row, d.column, d.committed, d.derived) for d in report.differences] == [

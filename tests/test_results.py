@@ -48,7 +48,7 @@ def test_exp1_tables_follow_from_its_analysis(tmp_path):
     with open(run / "accuracy.csv") as fh:
         acc = np.array([float(r["test_accuracy"]) for r in csv.DictReader(fh)])
     tables = exp1_tables(Analysis(**arrays), keep_grid(exp1.N_NODES), acc)
-    for name, rows in zip(("summary.csv", "per_seed.csv", "accuracy.csv"), tables, strict=True):
+    for name, rows in zip(("summary.csv", "per_network.csv", "accuracy.csv"), tables, strict=True):
         files.write_csv(tmp_path / name, rows)
         assert (tmp_path / name).read_text() == (run / name).read_text(), name
 
@@ -204,7 +204,7 @@ def test_trim_before_fine_tuning_follows_from_the_committed_networks(name, layer
     nets = RESULTS / "exp1" / exp1.NETWORKS
     assert files.file_digest(nets) == provenance.read_config(folder)["inputs"]["networks"]["sha256"]
     params, _ = load_networks(nets)
-    params = jax.tree_util.tree_map(lambda a: np.asarray(a[: cfg.networks]), params)
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a[: cfg.n_networks]), params)
     train, test = (load_cifar10(s, SHARED / "cifar10") for s in ("train", "test"))
     counts = cifar10h.load_counts(SHARED / "cifar10h")
     official = cifar10h.load_official_labels(SHARED / "cifar10h")
@@ -219,7 +219,7 @@ def test_trim_before_fine_tuning_follows_from_the_committed_networks(name, layer
         got = evals.measure(group, masks)
         n = len(got["accuracy"])
         fc2 = masks.get("fc2", np.ones((n, 84)))
-        got.update(evals.fits(got["class_means"], fc2, np.arange(n) // (n // cfg.networks)))
+        got.update(evals.fits(got["class_means"], fc2, np.arange(n) // (n // cfg.n_networks)))
         committed = [r for r in rows if r["layer"] == layer]
         assert len(committed) == n
         for m in ("accuracy", "fit_untrimmed", "fit_human"):

@@ -20,7 +20,7 @@ from poz_jax.report.plots import trim_figure
 pytestmark = pytest.mark.slow  # fine-tuning: outside the fast loop
 
 CFG = trim.TrimConfig(
-    networks=2,
+    n_networks=2,
     layers=("conv2", "fc2"),
     keep=(0.5, 0.25),
     random_draws=1,

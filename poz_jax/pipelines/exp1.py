@@ -129,9 +129,9 @@ def run(
         all_counts = np.arange(N_NODES, 0, -1)
         status(f"analysing {len(fc2)} networks at {len(all_counts)} keep levels", progress)
         result, baseline = analyse_embeddings(fc2, labels, all_counts)
-        summary, per_seed, acc_rows = exp1_tables(result, paper_counts, acc)
+        summary, per_network, acc_rows = exp1_tables(result, paper_counts, acc)
         files.write_csv(work / "summary.csv", summary)
-        files.write_csv(work / "per_seed.csv", per_seed)
+        files.write_csv(work / "per_network.csv", per_network)
         files.write_csv(work / "accuracy.csv", acc_rows)
         files.save_arrays(
             work / "analysis.npz",
@@ -266,7 +266,7 @@ STUDY = Study(
     help="Experiment 1: LeNet5 x many seeds on CIFAR-10, PoZ sweep, Figure 1",
     description="Train LeNet5 networks (all seeds in one vmapped step), embed the "
     "CIFAR-10 test set at fc2, sweep PoZ-ordered pruning of the class-mean RSMs, "
-    "and write summary.csv, per_seed.csv, accuracy.csv and figure1.png/.pdf. "
+    "and write summary.csv, per_network.csv, accuracy.csv and figure1.png/.pdf. "
     "Re-running with the same --out resumes after the last finished epoch.",
     config=TrainConfig,
     inputs=(

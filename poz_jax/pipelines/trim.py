@@ -61,13 +61,14 @@ UNTRIMMED = size(tuple(LAYERS.values()))
 class TrimConfig:
     """Settings of one trimming study (saved with its results).
 
-    ``networks``: the first so many of the networks file (0: all).
+    ``n_networks``: the first so many of the networks file (0: all; saved by
+    folders before this name as ``networks``, the name of the file's input).
     ``keep``: fractions of a layer's nodes kept (each rounded to a whole
     node, at least one). ``seed`` draws the scoring images, the random
     scores and (as in :class:`TrainConfig`) the fine-tuning images and order.
     """
 
-    networks: int = setting(10, "the first so many networks; 0: all", flag="--n-networks")
+    n_networks: int = setting(10, "the first so many networks; 0: all")
     layers: tuple[str, ...] = setting(tuple(LAYERS), "comma-separated")
     keep: tuple[float, ...] = setting(
         (0.75, 0.5, 0.25), "fractions of a layer's nodes kept, comma-separated"
@@ -98,7 +99,7 @@ class TrimConfig:
                 raise v.FieldError(
                     "keep", f"fractions must lie strictly between 0 and 1, got {f!r}"
                 )
-        v.check_int(self.networks, "networks", 0)
+        v.check_int(self.n_networks, "n_networks", 0)
         v.check_int(self.random_draws, "random_draws", 0)
         v.check_int(self.score_images, "score_images", 1)
         v.check_int(self.tune_images, "tune_images", 50)
@@ -111,8 +112,8 @@ class TrimConfig:
 
     @classmethod
     def from_dict(cls, saved: dict) -> TrimConfig:
-        """The config a ``config.json`` holds (lists become tuples)."""
-        return cls(**saved)
+        """The config a ``config.json`` holds (lists become tuples, old names today's)."""
+        return cls(**_current_names(saved))
 
     def train_config(self, n_networks: int, round_: int = 0) -> TrainConfig:
         """The fine-tuning of ``n_networks`` stacked networks (round ``round_`` of the path)."""
@@ -198,7 +199,7 @@ def run(
     out = check_results_folder(out, "trim")
     params, _ = load_networks(networks)
     n_all = len(params["fc3"]["bias"])
-    n_net = n_all if cfg.networks == 0 else cfg.networks
+    n_net = n_all if cfg.n_networks == 0 else cfg.n_networks
     if n_net > n_all:
         raise ValueError(f"networks: {networks} holds {n_all} networks, fewer than {n_net}")
     params = jax.tree_util.tree_map(lambda a: np.asarray(a[:n_net]), params)
@@ -451,6 +452,11 @@ def format_summary(summary: list[dict]) -> str:
     )
 
 
+def _current_names(saved: dict) -> dict:
+    """A saved config's fields by today's names (``networks`` was the count's old name)."""
+    return {("n_networks" if k == "networks" else k): v for k, v in saved.items()}
+
+
 STUDY = Study(
     name="trim",
     help="network trimming (Hu et al. 2016) of Experiment 1's networks, with baselines",
@@ -462,6 +468,7 @@ STUDY = Study(
     "iterative.csv and a figure; a re-run with the same --out reuses every finished "
     "group of fine-tuned networks.",
     config=TrimConfig,
+    saved_names=_current_names,
     inputs=(
         Input(
             "networks",

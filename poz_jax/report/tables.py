@@ -59,11 +59,12 @@ def null_rows(null, keep_counts) -> list[dict]:
 
 
 def exp1_tables(result: Analysis, paper_counts, accuracy) -> tuple[list, list, list]:
-    """Experiment 1's ``(summary, per_seed, accuracy)`` rows.
+    """Experiment 1's ``(summary, per_network, accuracy)`` rows.
 
-    ``summary``: a row per keep count (mean and sd over seeds, NaN fits left
-    out and counted in ``n_nan``; ``paper_level`` marks the paper's ten);
-    ``per_seed``: a row per level and seed; ``accuracy``: a row per seed.
+    ``summary``: a row per keep count (mean and sd over networks, NaN fits
+    left out and counted in ``n_nan``; ``paper_level`` marks the paper's ten);
+    ``per_network``: a row per level and network (network ``i`` is the one
+    trained from seed ``seed + i``); ``accuracy``: a row per network.
     """
     summary = [
         {
@@ -72,12 +73,12 @@ def exp1_tables(result: Analysis, paper_counts, accuracy) -> tuple[list, list, l
             "paper_level": bool(r["keep_count"] in paper_counts),
             **{k: v for k, v in r.items() if k not in ("keep_count", "keep_fraction")},
         }
-        for r in result.summary_rows("seed")
+        for r in result.summary_rows("network")
     ]
     level = {int(k): j for j, k in enumerate(result.keep_counts)}
-    per_seed = sorted(result.rows("seed"), key=lambda r: level[r["keep_count"]])
-    acc = [{"seed": s, "test_accuracy": float(a)} for s, a in enumerate(accuracy)]
-    return summary, per_seed, acc
+    per_network = sorted(result.rows("network"), key=lambda r: level[r["keep_count"]])
+    acc = [{"network": s, "test_accuracy": float(a)} for s, a in enumerate(accuracy)]
+    return summary, per_network, acc
 
 
 def exp2_tables(
