@@ -100,3 +100,29 @@ def test_every_null_is_keyed_by_what_it_is_computed_from_and_nothing_else(tmp_pa
     assert first.shape == (2, 7, 5) and bar.n == 4  # one update per network, hit or miss
     np.testing.assert_array_equal(first, again)
     assert files.load_meta(tmp_path / "null_x.npz")["key"] == base
+
+
+def test_a_scratch_folder_is_resumed_under_its_key_only_and_gone_once_stored(tmp_path, capsys):
+    scratch = tmp_path / "work"
+    seen = []
+
+    def interrupted():
+        (scratch / "checkpoint.npz").write_bytes(b"epoch 1")
+        raise KeyboardInterrupt
+
+    def resume():
+        seen.append((scratch / "checkpoint.npz").exists())
+        return {"a": np.arange(3)}
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.cached(tmp_path / "p.npz", {"lr": 0.1}, interrupted, scratch=scratch)
+    # The same key finds its checkpoint; another key starts from nothing and says why.
+    cache.cached(tmp_path / "q.npz", {"lr": 0.1}, resume, scratch=scratch)
+    assert seen == [True] and not scratch.exists()  # stored: the scratch is spent
+    with pytest.raises(KeyboardInterrupt):
+        cache.cached(tmp_path / "p.npz", {"lr": 0.1}, interrupted, scratch=scratch)
+    capsys.readouterr()
+    got = cache.cached(tmp_path / "p.npz", {"lr": 0.2}, resume, scratch=scratch)
+    assert seen == [True, False] and not scratch.exists()
+    assert "restarting work: its lr changed" in capsys.readouterr().out
+    np.testing.assert_array_equal(got["a"], np.arange(3))

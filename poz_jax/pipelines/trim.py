@@ -312,10 +312,7 @@ def _tuned(cfg, out: Path, name: str, params, masks, data, tune_key, evals, prog
             **{f"leaf{i}": np.asarray(a) for i, a in enumerate(leaves)},
         }
 
-    res = cache.cached(out / f"{name}.npz", key, compute)
-    ckpt = folder / "checkpoint.npz"
-    if ckpt.exists():  # the group is stored whole; its epoch checkpoint is spent
-        ckpt.unlink()
+    res = cache.cached(out / f"{name}.npz", key, compute, scratch=folder)
     for when in ("before", "after"):
         fits = evals.fits(res[f"{when}_class_means"], full["fc2"], reference)
         res.update({f"{when}_{k}": a for k, a in fits.items()})
