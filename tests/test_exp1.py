@@ -56,7 +56,10 @@ def test_tables_match_a_numpy_reference(fake, tmp_path):
     assert saved["fit"].dtype == np.float64
     np.testing.assert_array_equal(saved["order"][1], order)
     fits = np.array(
-        [[float(r["fit"]) for r in per_network if int(r["keep_count"]) == k] for k in range(84, 0, -1)]
+        [
+            [float(r["fit"]) for r in per_network if int(r["keep_count"]) == k]
+            for k in range(84, 0, -1)
+        ]
     )
     with warnings.catch_warnings():  # levels where every seed is NaN (k = 1)
         warnings.simplefilter("ignore", RuntimeWarning)

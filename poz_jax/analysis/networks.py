@@ -15,12 +15,13 @@ import numpy as np
 
 from poz_jax.analysis.pruning import Analysis, analyse, null_tests, pooled
 from poz_jax.core.nulls import null_fits
+from poz_jax.core.ranking import keep_grid
 from poz_jax.io import cache
 
 
-def all_counts(acts) -> np.ndarray:
-    """Every keep count of ``acts`` ``(..., d)``: ``d, d - 1, ..., 1``."""
-    return np.arange(acts.shape[-1], 0, -1)
+def every_count(acts) -> np.ndarray:
+    """Every keep count of ``acts`` ``(..., d)``: ``keep_grid(d, step=1)``, ``d, ..., 1``."""
+    return keep_grid(acts.shape[-1], step=1)
 
 
 def null_key(activations, similarity, keep_counts, n_null: int, seed: int, precision: str) -> dict:
@@ -49,12 +50,12 @@ def network_nulls(
     Cached as ``out/null_{name}.npz``, keyed by the numbers it is computed
     from; ``bar.update(1)`` after each network.
     """
-    key = null_key(acts, human, all_counts(acts), n_null, seed, precision)
+    key = null_key(acts, human, every_count(acts), n_null, seed, precision)
 
     def fresh():
         null = []
         for s in range(acts.shape[0]):
-            null.append(null_fits(acts[s], human, all_counts(acts), n_null, seed=seed + s))
+            null.append(null_fits(acts[s], human, every_count(acts), n_null, seed=seed + s))
             bar.update(1)
         return {"null_fits": np.stack(null)}
 
@@ -73,7 +74,7 @@ def analyse_networks(
     ``null`` is ``(S, n_null, d)``, ``tests`` the ``S + 1`` curves' (the
     networks', then their mean's) :func:`poz_jax.analysis.pruning.null_tests`.
     """
-    res = analyse(acts, human, all_counts(acts), poz_values=node_poz)
+    res = analyse(acts, human, every_count(acts), poz_values=node_poz)
     null = network_nulls(out, name, acts, human, n_null, seed, precision, bar)
     curves, nulls = pooled(res.fit, null)
     return res, null, null_tests(curves, nulls, 100.0 * res.keep_counts / res.n_nodes)

@@ -23,9 +23,9 @@ changed flag would otherwise throw away hours of training.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import json
 import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 

@@ -126,7 +126,7 @@ def run(
         if not np.isfinite(fc2).all():
             raise ValueError("the fc2 embeddings hold NaN or inf: training diverged")
         paper_counts = keep_grid(N_NODES)
-        all_counts = np.arange(N_NODES, 0, -1)
+        all_counts = keep_grid(N_NODES, step=1)
         status(f"analysing {len(fc2)} networks at {len(all_counts)} keep levels", progress)
         result, baseline = analyse_embeddings(fc2, labels, all_counts)
         summary, per_network, acc_rows = exp1_tables(result, paper_counts, acc)

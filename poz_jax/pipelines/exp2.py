@@ -92,7 +92,7 @@ def _all_level_fits(acts, human, order, chunk: int = 512) -> np.ndarray:
     Levels go in chunks only to bound memory (each chunk is one batched sweep
     over all its levels and all sets).
     """
-    counts = np.arange(acts.shape[-1], 0, -1)
+    counts = keep_grid(acts.shape[-1], step=1)
     parts = [
         np.asarray(sweep(acts, human, counts[i : i + chunk], order))
         for i in range(0, len(counts), chunk)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poz_jax.analysis.comparison import CompareConfig
-from poz_jax.analysis.networks import all_counts, analyse_networks, compare_networks
+from poz_jax.analysis.networks import analyse_networks, compare_networks, every_count
 from poz_jax.analysis.pruning import analyse
 from poz_jax.analysis.stats import mean as stats_mean
 from poz_jax.core.ranking import poz
@@ -309,7 +309,7 @@ def _figures(cfg: Exp3Config, data: dict, curves: dict, out: Path) -> list[Path]
     # to each network's own unpruned class-mean RSM.
     with float64():
         means = data["class_means"]
-        own = analyse(means, rsm(means), all_counts(means), poz_values=data["poz"])
+        own = analyse(means, rsm(means), every_count(means), poz_values=data["poz"])
     fig = exp3_figure(*curves["classes"], reference=stats_mean(own.fit, axis=0), title="10 classes")
     figs = save_figure(fig, out / "figure_classes")
     fig = exp3_figure(*curves["set0"], title=f"images (set0, {cfg.per_class} per class)")

@@ -128,7 +128,14 @@ class TrimConfig:
 
 
 def keep_counts(cfg: TrimConfig, layer: str) -> np.ndarray:
-    """Nodes kept at each ``cfg.keep`` fraction of ``layer``: round half up, at least one."""
+    """Nodes kept at each ``cfg.keep`` fraction of ``layer``: the nearest whole node (half
+    up), at least one.
+
+    Deliberately not :func:`~poz_jax.core.ranking.keep_grid`'s ``int(n * p)``:
+    that truncation reproduces the authors' grid for the PoZ sweeps
+    (floating point drops a node there, 67 at 80% of 84); a trimming fraction
+    of a 6-channel layer means its nearest count (75% of 6 keeps 5, not 4).
+    """
     n = LAYERS[layer]
     return np.array([max(1, int(np.floor(f * n + 0.5))) for f in cfg.keep])
 
