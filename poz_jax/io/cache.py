@@ -3,7 +3,7 @@
 A *product* is a dict of NumPy arrays (embeddings, a null, a comparison),
 computed from named inputs (arrays, files) and settings. :func:`product_key`
 names them in one vocabulary: each input by its role (``activations``,
-``similarity``, ``poz``, ``images[<set>]``, ``weights``) with its content
+``similarity``, ``images[<set>]``, ``weights``) with its content
 digest, each setting by its config field name. :func:`cached` returns the
 stored product when its saved key equals the wanted one entry for entry,
 and otherwise computes, stores and returns it, saying once, here, what made
