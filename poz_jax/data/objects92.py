@@ -47,7 +47,7 @@ def _need(folder: Path, name: str) -> Path:
 
 def load_objects92(folder: str | Path) -> Objects92:
     """The 92-image set from ``folder``; :class:`DataError` names a missing or bad file."""
-    from poz_jax.data.stimuli import _read_mat
+    from poz_jax.data.stimuli import read_mat
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -60,7 +60,7 @@ def load_objects92(folder: str | Path) -> Objects92:
     # MATLAB's element order: every person's session 1, then every person's session 2.
     hit = brain.matrices.reshape(2, people, N_IMAGES, N_IMAGES).mean(0)
     names = tuple(n.split("|")[1].strip() if n.count("|") >= 2 else n for n in brain.participants)
-    sup = _read_mat(_need(folder, SUPPLEMENT))
+    sup = read_mat(_need(folder, SUPPLEMENT))
     try:
         stimuli = sup["stimuli_92objs"].ravel()
         images = np.stack([np.asarray(s["image"], np.uint8) for s in stimuli])

@@ -96,27 +96,9 @@ def _check_matrices(m: np.ndarray, kind: str, where: str) -> np.ndarray:
     m = np.asarray(m, np.float64)
     if m.ndim != 3 or m.shape[1] != m.shape[2]:
         raise DataError(f"{where}: expected square matrices, got shape {m.shape[1:]}")
-    if m.shape[-1] < 3:
-        raise DataError(f"{where}: a matrix needs at least 3 items, got {m.shape[-1]}")
-    bad = ~np.isfinite(m)
-    if bad.any():
-        who = sorted({int(s) for s in np.nonzero(bad)[0]})
-        raise DataError(
-            f"{where}: {int(bad.sum())} NaN or infinite value(s), in participant(s) {who[:5]}"
-        )
-    asym = np.abs(m - np.swapaxes(m, 1, 2)).max(axis=(1, 2))
-    tol = 1e-6 * np.maximum(np.abs(m).max(axis=(1, 2)), np.finfo(np.float64).tiny)
-    if (asym > tol).any():
-        who = [int(s) for s in np.nonzero(asym > tol)[0]]
-        raise DataError(f"{where}: the matrices of participant(s) {who[:5]} are not symmetric")
-    diag = np.diagonal(m, axis1=1, axis2=2)
-    if kind == "similarity" and np.all(diag == 0):
-        raise DataError(
-            f"{where}: given as similarities, but every diagonal is 0: each item is then as "
-            "unlike itself as can be, which is how a dissimilarity (an RDM) reads. If these are "
-            "RDMs pass kind='dissimilarity' (--human-kind dissimilarity)"
-        )
-    return m
+    from poz_jax.data.stimuli import check_matrix
+
+    return np.stack([check_matrix(x, f"{where}, participant {s}", kind) for s, x in enumerate(m)])
 
 
 def _text(values) -> tuple[str, ...]:
@@ -258,9 +240,9 @@ def load_rdms(
                 raise DataError(f"{path} has no array {key!r}; it has {sorted(arrays)}")
             m = _stack(arrays[key or next(iter(arrays))], str(path))
         elif suffix == ".mat":
-            from poz_jax.data.stimuli import _read_mat
+            from poz_jax.data.stimuli import read_mat
 
-            a, names = _from_mat(_read_mat(path), path, key)
+            a, names = _from_mat(read_mat(path), path, key)
             m = _stack(a, str(path))
         else:
             raise DataError(

@@ -47,37 +47,44 @@ class StimulusSet:
 
 
 def check_similarity(m: np.ndarray, where: str, kind: str = "similarity") -> np.ndarray:
-    """``m`` as a float64 similarity after checking it is a finite, square, symmetric 2-D
-    matrix (of ``kind``: a dissimilarity is turned round by :func:`as_similarity`; a
-    "similarity" whose diagonal is all 0 is refused as the dissimilarity it looks like)."""
+    """``m`` as a float64 similarity after :func:`check_matrix` (a dissimilarity is turned
+    round by :func:`as_similarity`)."""
+    return as_similarity(check_matrix(m, where, kind), kind)
+
+
+def check_matrix(m: np.ndarray, where: str, kind: str = "similarity") -> np.ndarray:
+    """``m`` as float64 after checking it is a finite, square, symmetric 2-D matrix of
+    at least 3 items; a "similarity" whose diagonal is all 0 is refused as the
+    dissimilarity it looks like. The one check of every human matrix, single or stacked
+    (:func:`poz_jax.data.rdms.load_rdms` checks each participant's with it)."""
+    what = f"the {kind} matrix"
     if hasattr(m, "toarray"):  # a scipy.sparse matrix (sparse MATLAB variables load so)
         m = m.toarray()
     m = np.asarray(m)
     if m.dtype.kind == "c":
-        raise DataError(f"{where}: the similarity matrix is complex; it must hold real numbers")
+        raise DataError(f"{where}: {what} is complex; it must hold real numbers")
     if m.dtype.kind not in "biuf":
-        raise DataError(f"{where}: the similarity matrix is not numeric (dtype {m.dtype})")
+        raise DataError(f"{where}: {what} is not numeric (dtype {m.dtype})")
     m = m.astype(np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise DataError(f"{where}: the similarity matrix must be square, got shape {m.shape}")
+        raise DataError(f"{where}: {what} must be square, got shape {m.shape}")
     if m.shape[0] < 3:
-        raise DataError(f"{where}: a similarity matrix needs at least 3 items, got {m.shape[0]}")
+        raise DataError(f"{where}: {what} needs at least 3 items, got {m.shape[0]}")
     if not np.all(np.isfinite(m)):
         raise DataError(
-            f"{where}: the similarity matrix holds {int(np.sum(~np.isfinite(m)))} NaN or "
-            "infinite value(s)"
+            f"{where}: {what} holds {int(np.sum(~np.isfinite(m)))} NaN or infinite value(s)"
         )
     try:
-        v.check_symmetric(m, f"{where}: the similarity matrix")
+        v.check_symmetric(m, f"{where}: {what}")
     except ValueError as err:
         raise DataError(str(err).replace("must be symmetric", "is not symmetric", 1)) from None
     if kind == "similarity" and np.all(np.diag(m) == 0) and np.any(m != 0):
         raise DataError(
             f"{where}: read as a similarity, but its diagonal is all 0: every item would be as "
             "unlike itself as can be, which is how a dissimilarity (an RDM) reads. If it is "
-            "one, say so (--human-kind dissimilarity)"
+            "one, say so (kind='dissimilarity', --human-kind dissimilarity)"
         )
-    return as_similarity(m, kind)
+    return m
 
 
 def as_similarity(m: np.ndarray, kind: str) -> np.ndarray:
@@ -107,7 +114,7 @@ def _read_csv(path: Path) -> np.ndarray:
         raise DataError(f"{path}: not a numeric CSV matrix ({err})") from err
 
 
-def _read_mat(path: Path) -> dict:
+def read_mat(path: Path) -> dict:
     import scipy.io
 
     with open(path, "rb") as fh:
@@ -179,7 +186,7 @@ def load_similarity(
         elif suffix == ".csv":
             m = _read_csv(path)
         elif suffix == ".mat":
-            m = _pick(_read_mat(path), path, key, MAT_KEYS)
+            m = _pick(read_mat(path), path, key, MAT_KEYS)
         else:
             raise DataError(f"{path}: unknown similarity format; use one of {MATRIX_SUFFIXES}")
     except DataError:
@@ -199,7 +206,7 @@ def load_rater_batches(path: str | Path, similarity: np.ndarray) -> np.ndarray |
     path = Path(path)
     if path.suffix.lower() != ".mat":
         return None
-    arrays = _read_mat(path)
+    arrays = read_mat(path)
     if not all(k in arrays for k in BATCH_KEYS):
         return None
     batches = np.stack([check_similarity(arrays[k], f"{path}[{k}]") for k in BATCH_KEYS])
