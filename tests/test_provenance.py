@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,15 @@ def test_config_json_has_one_layout_with_digests_and_environment(tmp_path):
     for name in ("poz_jax", "jax", "jaxlib", "flax", "optax", "numpy", "backend", "device_kind"):
         assert env[name], name
     assert "git_commit" in env and "git_clean" in env
+    # In a checkout the commit is the checkout's own (the package's folder moved once
+    # and the lookup silently found no repository: null in every config.json).
+    import subprocess
+
+    root = Path(provenance.__file__).resolve().parents[2]
+    if (root / ".git").exists():
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()  # fmt: skip
+        assert env["git_commit"] == head
     # A folder's digest follows its files' names and bytes.
     before = saved["inputs"]["folder"]["sha256"]
     (data / "sub" / "y.txt").write_bytes(b"dE")

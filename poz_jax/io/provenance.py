@@ -67,7 +67,7 @@ def environment() -> dict[str, Any]:
     env["cpu_isa"] = cpu_isa()
     env["device_kind"] = jax.devices()[0].device_kind
     env["device_count"] = jax.device_count()
-    env.update(_git(Path(__file__).resolve().parent.parent))
+    env.update(_git(Path(__file__).resolve().parents[2]))  # the checkout: poz_jax/io/ -> root
     return env
 
 
