@@ -193,7 +193,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
     means = np.stack([[f[local_labels == c].mean(0) for c in range(10)] for f in fc2.astype(float)])
     node_poz = np.mean(fc2 == 0, axis=1)
     with open(out / "summary.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["level"] == "classes"]
+        rows = [r for r in csv.DictReader(fh) if r["items"] == "classes"]
     for k in (84, 40, 10):
         fits = []
         for s in range(3):

@@ -5,7 +5,7 @@ import pytest
 
 from poz_jax import cli
 from poz_jax.io import files
-from poz_jax.report.console import number, text, text_table
+from poz_jax.report.console import HEADERS, number, summary_table, text, text_table
 
 
 def test_headers_stand_over_their_columns():
@@ -50,3 +50,17 @@ def test_exp2_names_what_it_wrote_and_nothing_else(tmp_path, capsys):
     assert cli.main([*args, *emb, "--out", str(tmp_path / "a")]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "null_discs.npz" not in last and "summary.csv" in last
+
+
+def test_a_summary_names_csv_columns_and_each_prints_under_its_one_header():
+    rows = [
+        {"set": "hues", "keep_fraction": 0.75, "p_improvement": 0.0123, "best_percent_kept": 12.34}
+    ]
+    out = summary_table(rows, "set keep_fraction p_improvement best_percent_kept")
+    head, body = out.splitlines()
+    at = [head.index(h) for h in ("set", "% kept", "p (gain)", "best at % kept")]
+    assert at == sorted(at)
+    assert body.split() == ["hues", "75%", "0.0123", "12.3%"]
+    with pytest.raises(KeyError, match="no header for column 'fit_of_nothing'"):
+        summary_table(rows, ["set", "fit_of_nothing"])
+    assert len({h for h, *_ in HEADERS.values()}) == len(HEADERS)  # one header, one column

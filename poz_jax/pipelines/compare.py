@@ -20,7 +20,7 @@ from poz_jax.analysis.comparison import CompareConfig, check_design, compare_set
 from poz_jax.core import validate as v
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.io import files
-from poz_jax.report.console import number, text, text_table
+from poz_jax.report.console import summary_table
 from poz_jax.report.plots import compare_figure, save_figure
 from poz_jax.study.contract import Input, Study
 from poz_jax.study.runner import check_results_folder, results_folder
@@ -70,18 +70,10 @@ def run(
 
 def format_rows(rows: list[dict]) -> str:
     """``run``'s summary as a text table."""
-    table = text_table(
+    table = summary_table(
         rows,
-        [
-            ("set", text("set")),
-            ("method", text("method")),
-            ("out-of-sample fit", number("fit_out_of_sample_mean")),
-            ("sd", number("fit_out_of_sample_sd")),
-            ("in-sample fit", number("fit_in_sample")),
-            ("% kept", number("percent_kept_mean", ".1f")),
-            ("vs unpruned", number("minus_unpruned_mean", "+.4f")),
-            ("p", number("p_corrected")),
-        ],
+        "set method fit_out_of_sample_mean fit_out_of_sample_sd fit_in_sample percent_kept_mean "
+        "minus_unpruned_mean p_corrected",
     )
     return (
         f"{table}\nvs unpruned: mean over splits of (method - unpruned) out of sample; p: Nadeau "

@@ -20,7 +20,7 @@ from poz_jax.core.rsa import class_means, rsm
 from poz_jax.data import load_cifar10
 from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import embed
-from poz_jax.report.console import number, text_table
+from poz_jax.report.console import summary_table
 from poz_jax.report.plots import figure1, save_figure
 from poz_jax.report.tables import exp1_tables
 from poz_jax.study.contract import Input, Study
@@ -201,16 +201,8 @@ def _count(n: int, noun: str) -> str:
 def format_summary(res: dict) -> str:
     """The paper-level rows of ``run``'s result as a text table."""
     acc = res["test_accuracy"]
-    table = text_table(
-        res["summary"],
-        [
-            ("kept", number("keep_count", "d")),
-            ("% kept", number("keep_fraction", ".0f", 100, "%")),
-            ("fit mean", number("fit_mean")),
-            ("fit sd", number("fit_sd")),
-            ("max PoZ kept, mean", number("max_poz_mean", ".1f", 100, "%")),
-            ("sd", number("max_poz_sd", ".1f", 100, "%")),
-        ],
+    table = summary_table(
+        res["summary"], "keep_count keep_fraction fit_mean fit_sd max_poz_mean max_poz_sd"
     )
     lines = [
         f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {stats.sd(acc):.4f} (sd)",

@@ -28,7 +28,7 @@ from poz_jax.data.rdms import save_rdms
 from poz_jax.data.stimuli import check_have_images, image_digests
 from poz_jax.io import cache, files, provenance
 from poz_jax.models.vgg import LAYERS, embed_sets
-from poz_jax.report.console import number, text, text_table
+from poz_jax.report.console import summary_table
 from poz_jax.report.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report.tables import exp2_tables
 from poz_jax.study.contract import Input, Study
@@ -303,19 +303,10 @@ def network_name(cfg: Exp2Config, embeddings) -> str:
 
 def format_stats(stats: list[dict]) -> str:
     """``run``'s per-set statistics as a text table."""
-    table = text_table(
+    table = summary_table(
         stats,
-        [
-            ("set", text("set")),
-            ("PoZ > 80%", number("share_poz_above_80", ".1f", 100, "%")),
-            ("unpruned fit", number("unpruned_fit")),
-            ("best fit", number("best_fit")),
-            ("best at % kept", number("best_percent_kept", ".1f", suffix="%")),
-            ("gain", number("improvement")),
-            ("p (gain)", number("p_improvement")),
-            ("trend slope", number("trend_slope_per_percent", ".2e")),
-            ("p (trend)", number("p_trend")),
-        ],
+        "set share_poz_above_80 unpruned_fit best_fit best_percent_kept improvement "
+        "p_improvement trend_slope_per_percent p_trend",
     )
     used = sorted({r[k] for r in stats for k in ("n_null_used_improvement", "n_null_used_trend")})
     return (

@@ -1,14 +1,14 @@
 """Experiment 3: PoZ pruning against real human judgments of CIFAR-10 (CIFAR-10H).
 
 Experiment 1's networks (their fc2 embeddings of the test images) meet
-CIFAR-10H's human label counts at two levels:
+CIFAR-10H's human label counts over two kinds of item (the ``items`` column):
 
 - classes: the items are each network's 10 class means (as in Experiment 1),
   the target the human class similarity from the confusion matrix;
 - images: disjoint stimulus sets of 12 matched images per class, the target
   an image-by-image similarity from the human label distributions.
 
-At each level and for each network: the PoZ-ordered sweep at every keep
+For each kind of item and each network: the PoZ-ordered sweep at every keep
 count, the largest PoZ kept, and a random-pruning null with the two tests
 of Experiment 2; then the same for the networks' mean curve, whose null
 draw ``j`` is the mean of the networks' draws ``j`` (each network's orders
@@ -41,7 +41,7 @@ from poz_jax.core.rsa import class_means, rsm
 from poz_jax.core.validate import PRECISIONS
 from poz_jax.data import cifar10h
 from poz_jax.io import files
-from poz_jax.report.console import number, text, text_table
+from poz_jax.report.console import summary_table
 from poz_jax.report.plots import exp3_figure, save_figure
 from poz_jax.report.tables import exp3_tables
 from poz_jax.study.contract import Input, Study
@@ -226,18 +226,18 @@ def run(
             files.save_arrays(work / "inputs.npz", {}, compressed=True, **data)
         dtype = dtype_of(cfg.precision)
         n_net = len(data["class_means"])
-        levels = _levels(cfg, data, counts, sets, human_classes)
+        targets = _targets(cfg, data, counts, sets, human_classes)
         summary, stats, curves = [], [], {}
         with (
             precision_scope(cfg.precision),
-            progress_bar(n_net * len(levels), "random-pruning nulls", progress) as bar,
+            progress_bar(n_net * len(targets), "random-pruning nulls", progress) as bar,
         ):
-            for name, level, set_name, acts, node_poz, human in levels:
+            for name, items, set_name, acts, node_poz, human in targets:
                 acts, human = np.asarray(acts, dtype), np.asarray(human, dtype)
                 res, null, tests = analyse_networks(
                     work, name, acts, node_poz, human, cfg.n_null, cfg.seed, cfg.precision, bar
                 )
-                rows = exp3_tables(res, null, tests, level, set_name)
+                rows = exp3_tables(res, null, tests, items, set_name)
                 summary, stats = summary + rows[0], stats + rows[1]
                 curves[name] = (res, null)
         files.write_csv(work / "summary.csv", summary)
@@ -245,7 +245,7 @@ def run(
         n_cmp = min(cfg.compare_networks, n_net)
         if n_cmp:
             files.write_csv(
-                work / "compare.csv", _compare(cfg, work, levels[1:], n_cmp, dtype, progress)
+                work / "compare.csv", _compare(cfg, work, targets[1:], n_cmp, dtype, progress)
             )
         figs = _figures(cfg, data, curves, work)
         pooled_rows = [r for r in stats if r["network"] == "pooled"]
@@ -266,20 +266,20 @@ def current_names(saved: dict) -> dict:
     return saved
 
 
-def _levels(cfg: Exp3Config, data: dict, counts, sets, human_classes) -> list[tuple]:
-    """Each level: ``(name, level, set name, activations (S, n, d), PoZ (S, d), target)``.
+def _targets(cfg: Exp3Config, data: dict, counts, sets, human_classes) -> list[tuple]:
+    """Each target: ``(name, items, set name, activations (S, n, d), PoZ (S, d), matrix)``.
 
     The classes (class means, PoZ over all test images), then each image set
     (its matched images, PoZ over them).
     """
-    levels = [("classes", "classes", "", data["class_means"], data["poz"], human_classes)]
+    targets = [("classes", "classes", "", data["class_means"], data["poz"], human_classes)]
     for i, idx in enumerate(sets):
         acts = data["matched_fc2"][:, idx]
         with float64():
             set_poz = np.asarray(poz(jnp.asarray(acts, jnp.float64)))
         human = _image_target(cfg, counts, data["matched_official"][idx])
-        levels.append((f"set{i}", "images", f"set{i}", acts, set_poz, human))
-    return levels
+        targets.append((f"set{i}", "images", f"set{i}", acts, set_poz, human))
+    return targets
 
 
 def _image_target(cfg: Exp3Config, counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -288,15 +288,15 @@ def _image_target(cfg: Exp3Config, counts: np.ndarray, rows: np.ndarray) -> np.n
     return cifar10h.image_similarity(probs, cfg.image_similarity)
 
 
-def _compare(cfg: Exp3Config, out: Path, levels, n_cmp: int, dtype, progress) -> list[dict]:
+def _compare(cfg: Exp3Config, out: Path, targets, n_cmp: int, dtype, progress) -> list[dict]:
     """``poz-jax compare``'s rows for the first ``n_cmp`` networks on every image set."""
     ccfg = CompareConfig(seed=cfg.seed, precision=cfg.precision)  # otherwise its defaults
-    total = n_cmp * len(levels) * ccfg.folds * ccfg.repeats
+    total = n_cmp * len(targets) * ccfg.folds * ccfg.repeats
     with precision_scope(cfg.precision), progress_bar(total, "comparison splits", progress) as bar:
         return compare_networks(
             ccfg,
             out,
-            [(name, acts, human) for name, _, _, acts, _, human in levels],
+            [(name, acts, human) for name, _, _, acts, _, human in targets],
             n_cmp,
             dtype,
             bar,
@@ -318,18 +318,8 @@ def _figures(cfg: Exp3Config, data: dict, curves: dict, out: Path) -> list[Path]
 
 def format_stats(stats: list[dict]) -> str:
     """The pooled rows of ``stats.csv`` as a text table."""
-    table = text_table(
-        stats,
-        [
-            ("level", text("level")),
-            ("set", text("set")),
-            ("unpruned fit", number("unpruned_fit")),
-            ("best fit", number("best_fit")),
-            ("best at % kept", number("best_percent_kept", ".1f", suffix="%")),
-            ("gain", number("improvement")),
-            ("p (gain)", number("p_improvement")),
-            ("p (trend)", number("p_trend")),
-        ],
+    table = summary_table(
+        stats, "items set unpruned_fit best_fit best_percent_kept improvement p_improvement p_trend"
     )
     return f"{table}\nthe networks' mean curve against the mean of their random-pruning nulls"
 

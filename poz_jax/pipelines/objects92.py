@@ -47,9 +47,9 @@ from poz_jax.data.objects92 import load_objects92
 from poz_jax.data.rdms import save_rdms
 from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import layer_outputs, load_networks
-from poz_jax.report.console import number, text, text_table
+from poz_jax.report.console import summary_table
 from poz_jax.report.plots import ceiling_figure, participant_curves, save_figure
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import LENET_NETWORKS, Input, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar, status
@@ -338,19 +338,10 @@ def _save_rdms(work: Path, d, emb, curves, pixels: dict, dtype) -> None:
 
 def format_group(rows: list[dict]) -> str:
     """Every model's mean r across participants, with the ceiling."""
-    table = text_table(
+    table = summary_table(
         rows,
-        [
-            ("target", text("target")),
-            ("model", text("model")),
-            ("quantity", text("quantity")),
-            ("mean", number("mean")),
-            ("95% low", number("interval_low")),
-            ("95% high", number("interval_high")),
-            ("p", number("p")),
-            ("ceiling low", number("noise_ceiling_lower")),
-            ("ceiling high", number("noise_ceiling_upper")),
-        ],
+        "target model quantity mean interval_low interval_high p noise_ceiling_lower "
+        "noise_ceiling_upper",
     )
     return f"{table}\nmean over participants (t interval and t-test across them)"
 
@@ -371,11 +362,7 @@ STUDY = Study(
             "the 92-image folder (rsatoolbox's demos/92imageData: ../shared/data/kriegeskorte92)",
             required=True,
         ),
-        Input(
-            "networks",
-            "stacked LeNet5s (Experiment 1's networks.npz)",
-            default="experiments/results/exp1/networks.npz",
-        ),
+        LENET_NETWORKS,
     ),
     run=lambda cfg, out, inputs, progress=True, **_: run(
         cfg, out, inputs["data"], inputs["networks"], progress

@@ -39,10 +39,10 @@ from poz_jax.data.images import load_images
 from poz_jax.data.stimuli import check_have_images, image_digests
 from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import LAYERS, layer_outputs, load_networks
-from poz_jax.report.console import number, text, text_table
+from poz_jax.report.console import summary_table
 from poz_jax.report.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report.tables import network_tables
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import LENET_NETWORKS, Input, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar, status
@@ -356,19 +356,10 @@ def _figures(cfg, sets, curves, floors, ceilings, n_net: int, out: Path) -> list
 
 def format_stats(stats_rows: list[dict]) -> str:
     """The networks' mean curves (``network == "pooled"``) as a text table."""
-    table = text_table(
+    table = summary_table(
         stats_rows,
-        [
-            ("set", text("set")),
-            ("layer", text("layer")),
-            ("PoZ > 80%", number("share_poz_above_80", ".1f", 100, "%")),
-            ("unpruned fit", number("unpruned_fit")),
-            ("best fit", number("best_fit")),
-            ("best at % kept", number("best_percent_kept", ".1f", suffix="%")),
-            ("p (gain)", number("p_improvement")),
-            ("p (trend)", number("p_trend")),
-            ("of ceiling", number("unpruned_fit_of_ceiling")),
-        ],
+        "set layer share_poz_above_80 unpruned_fit best_fit best_percent_kept p_improvement "
+        "p_trend unpruned_fit_of_ceiling",
     )
     return f"{table}\nthe networks' mean curve against the mean of their random-pruning nulls"
 
@@ -391,11 +382,7 @@ STUDY = Study(
             "(../shared/data/peterson2018)",
             required=True,
         ),
-        Input(
-            "networks",
-            "stacked LeNet5s (Experiment 1's networks.npz)",
-            default="experiments/results/exp1/networks.npz",
-        ),
+        LENET_NETWORKS,
     ),
     run=lambda cfg, out, inputs, progress=True, **_: run(
         cfg, out, inputs["stimuli"], inputs["networks"], progress

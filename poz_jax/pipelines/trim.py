@@ -44,9 +44,9 @@ from poz_jax.data.cifar10 import load_cifar10
 from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import LAYERS, layer_apoz, load_networks
 from poz_jax.models.trim import keep_masks, kept_rsms, l1_scores, masked_eval, size, threshold_step
-from poz_jax.report.console import number, text, text_table
+from poz_jax.report.console import summary_table
 from poz_jax.report.plots import save_figure, trim_figure
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import LENET_NETWORKS, Input, Study
 from poz_jax.study.options import setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import float64, status
@@ -440,19 +440,10 @@ def _round_row(r: int, layers: str, masks: dict, before, after, res: dict) -> di
 
 def format_summary(summary: list[dict]) -> str:
     """The summary rows as a text table."""
-    return text_table(
+    return summary_table(
         summary,
-        [
-            ("layer", text("layer")),
-            ("method", text("method")),
-            ("kept", number("keep_fraction", ".2f")),
-            ("params kept", number("parameters_kept", ".3f")),
-            ("acc trimmed", number("accuracy_before_mean", ".4f")),
-            ("acc tuned", number("accuracy_after_mean", ".4f")),
-            ("vs control", number("accuracy_after_minus_control_mean", "+.4f")),
-            ("fit untrimmed", number("fit_untrimmed_after_mean", ".3f")),
-            ("fit human", number("fit_human_after_mean", ".3f")),
-        ],
+        "layer method keep_fraction parameters_kept accuracy_before_mean accuracy_after_mean "
+        "accuracy_after_minus_control_mean fit_untrimmed_after_mean fit_human_after_mean",
     )
 
 
@@ -474,11 +465,7 @@ STUDY = Study(
     config=TrimConfig,
     saved_names=_current_names,
     inputs=(
-        Input(
-            "networks",
-            "stacked LeNet5s (Experiment 1's networks.npz)",
-            default="experiments/results/exp1/networks.npz",
-        ),
+        LENET_NETWORKS,
         Input(
             "data_dir",
             "local CIFAR-10 (.npz, python or binary archive or folder); default: tfds or a "

@@ -153,10 +153,11 @@ def network_tables(
 
 
 def exp3_tables(
-    result: Analysis, null: np.ndarray, tests: dict, level: str, set_name: str = ""
+    result: Analysis, null: np.ndarray, tests: dict, items: str, set_name: str = ""
 ) -> tuple[list, list]:
-    """Experiment 3's ``(summary, stats)`` rows for one level (classes, or one image set).
+    """Experiment 3's ``(summary, stats)`` rows for one kind of item: ``"classes"``, or
+    ``"images"`` of one image set.
 
-    :func:`network_tables` with the columns ``level`` and ``set``.
+    :func:`network_tables` with the columns ``items`` and ``set``.
     """
-    return network_tables(result, null, tests, {"level": level, "set": set_name})
+    return network_tables(result, null, tests, {"items": items, "set": set_name})

@@ -49,6 +49,13 @@ class Input:
         return self.record or self.name
 
 
+# Experiment 1's committed networks: the input of every study of its LeNet5s.
+LENET_NETWORKS = Input(
+    "networks",
+    "stacked LeNet5s (Experiment 1's networks.npz)",
+    default="experiments/results/exp1/networks.npz",
+)
+
 RunFn = Callable[..., dict]
 
 
