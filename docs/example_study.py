@@ -15,7 +15,7 @@ from poz_jax import analyse, keep_grid
 from poz_jax.core import validate as v
 from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.io import files
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import Input, Result, Study
 from poz_jax.study.options import setting
 from poz_jax.study.runner import results_folder
 
@@ -30,7 +30,7 @@ class LevelsConfig:
         v.check_int(self.step, "step", 1)
 
 
-def run(cfg: LevelsConfig, out, inputs: dict, progress: bool = True, **_) -> dict:
+def run(cfg: LevelsConfig, out, inputs: dict, progress: bool = True, **_) -> Result:
     """Write ``levels.csv``: set, keep count and fit of the PoZ-ordered sweep."""
     with results_folder(out, "levels", cfg, inputs) as work:
         sets = load_stimulus_sets(inputs["stimuli"])
@@ -45,7 +45,7 @@ def run(cfg: LevelsConfig, out, inputs: dict, progress: bool = True, **_) -> dic
                 for k, f in zip(counts, fits, strict=True)
             ]
         files.write_csv(work / "levels.csv", rows)
-    return {"rows": rows}
+    return Result(rows, text=f"{len(rows)} levels")
 
 
 STUDY = Study(
@@ -59,5 +59,4 @@ STUDY = Study(
         Input("embeddings", "an .npz with one (n_items, n_nodes) matrix per set", required=True),
     ),
     run=run,
-    summary=lambda result: f"{len(result['rows'])} levels",
 )

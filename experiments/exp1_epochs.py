@@ -37,7 +37,7 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, work / "checkpoint.npz")  # run() resumes from it: no training left
         res = exp1.run(cfg, work, args.data_dir, progress=False)
-        acc = res["test_accuracy"]
+        acc = res.extra["test_accuracy"]
         print(f"epoch {cfg.epochs}:\n{exp1.format_summary(res)}", flush=True)
         rows += [
             {
@@ -47,7 +47,7 @@ def main() -> None:
                 "fit_mean": r["fit_mean"],
                 "max_poz_mean": r["max_poz_mean"],
             }
-            for r in res["summary"]
+            for r in res.rows
         ]
     rows.sort(key=lambda r: (r["epoch"], -r["keep_fraction"]))
     files.write_csv(args.out, rows)

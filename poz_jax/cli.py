@@ -78,7 +78,7 @@ def _run_study(study, args: argparse.Namespace) -> int:
     out = args.out or study.default_out({**fields, **extra})
     with _writes(out):
         res = study.run(cfg, out, input_paths(study, given), progress=not args.no_progress, **extra)
-        print(study.summary(res))
+        print(res.text)
     return 0
 
 

@@ -68,7 +68,7 @@ def test_tables_match_a_numpy_reference(fake, tmp_path):
     for name in ("figure1.png", "figure1.pdf", "accuracy.csv", "config.json"):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "figure1.png").read_bytes()[:4] == b"\x89PNG"
-    assert res["test_accuracy"].shape == (2,)
+    assert res.extra["test_accuracy"].shape == (2,)
 
 
 def test_resumed_run_equals_uninterrupted_run(fake, tmp_path):

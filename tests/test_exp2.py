@@ -36,7 +36,7 @@ def result(stimuli, tmp_path_factory):
 @pytest.mark.slow  # a pipeline or stacked-model run: outside the fast loop
 def test_planted_answer_is_found(result):
     out, res = result
-    for row in res["stats"]:
+    for row in res.rows:
         # a quarter of the nodes carry the similarity: the fit peaks near 25% kept
         assert 20.0 <= row["best_percent_kept"] <= 30.0
         assert row["improvement"] > 0.3
@@ -93,7 +93,7 @@ def test_resume_reuses_finished_nulls(stimuli, result, monkeypatch):
 
     monkeypatch.setattr(exp2, "null_fits", refuse)
     again = exp2.run(exp2.Exp2Config(n_null=40), out, stimuli, stimuli / "embeddings.npz", False)
-    assert again["stats"] == res["stats"]
+    assert again.rows == res.rows
 
 
 @pytest.mark.slow
@@ -107,7 +107,7 @@ def test_network_path_with_random_weights(tmp_path):
     res = exp2.run(cfg, tmp_path / "out", tmp_path / "stim", progress=False)
     emb = np.load(tmp_path / "out" / "embeddings.npz")["hues"]
     assert emb.shape == (3, 4096) and emb.min() >= 0
-    assert res["stats"][0]["set"] == "hues" and res["stats"][0]["n_null"] == 5
+    assert res.rows[0]["set"] == "hues" and res.rows[0]["n_null"] == 5
 
 
 def test_cli(stimuli, tmp_path, capsys):
@@ -149,7 +149,7 @@ def test_float32_and_float64_agree(stimuli, tmp_path):
     for prec in ("float32", "float64"):
         cfg = exp2.Exp2Config(n_null=3, precision=prec, sets=("discs",))
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
-    a, b = runs["float32"]["stats"][0], runs["float64"]["stats"][0]
+    a, b = runs["float32"].rows[0], runs["float64"].rows[0]
     sets = load_stimulus_sets(stimuli, ["discs"])
     x = load_embeddings(stimuli / "embeddings.npz", sets)["discs"].astype(np.float64)
     counts = keep_grid(x.shape[1], step=20)
@@ -170,14 +170,14 @@ def test_a_float32_run_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, t
     for prec in ("float32", "float64"):
         cfg = exp2.Exp2Config(n_null=200, precision=prec)
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
-    for a, b in zip(runs["float32"]["stats"], runs["float64"]["stats"], strict=True):
+    for a, b in zip(runs["float32"].rows, runs["float64"].rows, strict=True):
         assert a["set"] == b["set"]
         for key in ("p_improvement", "p_trend", "n_null_used_improvement", "n_null_used_trend"):
             assert a[key] == b[key] or (np.isnan(a[key]) and np.isnan(b[key])), (a["set"], key)
     sets = load_stimulus_sets(stimuli)
     emb = load_embeddings(stimuli / "embeddings.npz", sets)
     counts = keep_grid(4096, step=20)
-    for name in runs["float32"]["stats"]:
+    for name in runs["float32"].rows:
         f32 = np.load(tmp_path / "float32" / f"null_{name['set']}.npz")["null_fits"]
         f64 = np.load(tmp_path / "float64" / f"null_{name['set']}.npz")["null_fits"]
         assert f32.dtype == np.float32 and f64.dtype == np.float64

@@ -176,7 +176,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
         compared = list(csv.DictReader(fh))
     assert {(r["set"], r["network"]) for r in compared} == {("set0", "0"), ("set1", "0")}
     assert len(compared) == 2 * 8
-    assert [r["set"] for r in res["stats"]] == ["", "set0", "set1"]
+    assert [r["set"] for r in res.rows] == ["", "set0", "set1"]
     inputs = np.load(out / "inputs.npz")
     assert inputs["class_means"].shape == (3, 10, 84) and inputs["matched_fc2"].shape == (
         3,

@@ -71,7 +71,7 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
             assert (out / f"{fig}_{layer}.png").is_file() and (out / f"{fig}_{layer}.pdf").is_file()
     summary, stats = read_rows(out / "summary.csv"), read_rows(out / "stats.csv")
     ceiling = read_rows(out / "ceiling.csv")
-    assert [(r["set"], r["layer"]) for r in res["stats"]] == [
+    assert [(r["set"], r["layer"]) for r in res.rows] == [
         ("discs", "fc2"), ("discs", "fc1"), ("rated", "fc2"), ("rated", "fc1"),
     ]  # fmt: skip
 

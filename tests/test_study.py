@@ -152,3 +152,21 @@ def test_the_room_follower_counts_a_climb_back_up():
         ],
     )
     assert path.climbs == [("poz_jax.core.rsa.f", "poz_jax.pipelines.exp2.g")]
+
+
+def test_every_study_returns_one_result_whose_paths_land_in_out(tmp_path):
+    from poz_jax.study.contract import Result
+    from poz_jax.study.staging import relocate
+
+    work, out = tmp_path / "out" / ".partial", tmp_path / "out"
+    res = Result([{"a": 1}], [work / "f.png"], "text", {"file": work / "x.csv", "n": 3})
+    moved = relocate(res, work, out)
+    assert isinstance(moved, Result) and moved.rows == [{"a": 1}] and moved.text == "text"
+    assert moved.figures == [out / "f.png"] and moved.extra == {"file": out / "x.csv", "n": 3}
+    # Every registered study's run says it returns one.
+    import importlib
+    import inspect
+
+    for name, module in registry.STUDIES.items():
+        run = importlib.import_module(module).run
+        assert inspect.signature(run).return_annotation in (Result, "Result"), name

@@ -103,7 +103,7 @@ def test_tables_match_references_and_a_rerun_reuses_everything(inputs, tmp_path,
     want = np.mean([float(r["accuracy_after"]) for r in cell])
     got = next(
         r
-        for r in res["summary"]
+        for r in res.rows
         if r["layer"] == "fc2" and r["method"] == "apoz" and r["keep_fraction"] == 0.5
     )
     assert got["accuracy_after_mean"] == pytest.approx(want, rel=1e-12)
@@ -114,14 +114,14 @@ def test_tables_match_references_and_a_rerun_reuses_everything(inputs, tmp_path,
         col = f"accuracy_after_minus_{name}"
         assert got[f"{col}_mean"] == pytest.approx(np.mean(diff), rel=1e-9, abs=1e-15)
         assert got[f"{col}_sd"] == pytest.approx(np.std(diff, ddof=1), rel=1e-9, abs=1e-15)
-    none = next(r for r in res["summary"] if r["method"] == "none")
+    none = next(r for r in res.rows if r["method"] == "none")
     assert none["accuracy_after_minus_control_mean"] == 0.0
     path = read_rows(tmp_path / "iterative.csv")
     assert [int(r["round"]) for r in path] == [0, 1, 2]
     kept = [float(r["parameters_kept_mean"]) for r in path]
     assert kept[0] == 1.0 and kept[2] < kept[1] < 1.0
-    assert {p.name for p in res["figures"]} == {"figure.png", "figure.pdf"}
-    assert len(trim_figure(res["summary"], res["iterative"]).axes) == len(CFG.layers) + 1
+    assert {p.name for p in res.figures} == {"figure.png", "figure.pdf"}
+    assert len(trim_figure(res.rows, res.extra["iterative"]).axes) == len(CFG.layers) + 1
     # Stored whole: no epoch checkpoint left, and a re-run recomputes nothing.
     assert not list(tmp_path.glob("fine_tune/*/checkpoint.npz"))
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*.npz")}
@@ -135,8 +135,8 @@ def test_trimmed_nodes_stay_trimmed_through_the_fine_tuning(inputs, tmp_path, ca
     res = _run(inputs, tmp_path, cfg, progress=True)  # the bars' path, as the CLI runs it
     assert "epoch 1/1" in capfd.readouterr().err
     # No rounds: the figure has the layer's panel and no empty iterative one.
-    assert len(res["iterative"]) == 1
-    assert len(trim_figure(res["summary"], res["iterative"]).axes) == 1
+    assert len(res.extra["iterative"]) == 1
+    assert len(trim_figure(res.rows, res.extra["iterative"]).axes) == 1
     group = files.load_arrays(tmp_path / "group_fc1.npz")[0]
     params, _ = load_networks(inputs["networks"])
     leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a: a[:2], params))

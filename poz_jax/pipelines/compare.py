@@ -22,7 +22,7 @@ from poz_jax.data import load_embeddings, load_stimulus_sets
 from poz_jax.io import files
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import compare_figure, save_figure
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import Input, Result, Study
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar
 from poz_jax.study.staging import relocate
@@ -34,7 +34,7 @@ def run(
     stimuli: str | Path,
     embeddings: str | Path,
     progress: bool = True,
-) -> dict:
+) -> Result:
     """Compare the methods on every set into ``out``; returns ``{"rows": ..., "figures": ...}``.
 
     Every input is checked before anything is written.
@@ -65,7 +65,7 @@ def run(
         files.write_csv(work / "compare_splits.csv", per_split)
         title = f"Fit to new stimuli: {cfg.folds}-fold x {cfg.repeats} repeats, mean over splits"
         figs = save_figure(compare_figure(summary, title=title), work / "compare")
-        return relocate({"rows": summary, "figures": figs}, work, out)
+        return relocate(Result(summary, figs, format_rows(summary)), work, out)
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -108,5 +108,4 @@ STUDY = Study(
     run=lambda cfg, out, inputs, progress=True, **_: run(
         cfg, out, inputs["stimuli"], inputs["embeddings"], progress
     ),
-    summary=lambda res: format_rows(res["rows"]),
 )

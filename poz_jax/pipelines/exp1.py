@@ -23,7 +23,7 @@ from poz_jax.models.lenet import embed
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import figure1, save_figure
 from poz_jax.report.tables import exp1_tables
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import Input, Result, Study
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import float64, status
 from poz_jax.study.staging import relocate
@@ -90,7 +90,7 @@ def run(
     progress: bool = True,
     verify: bool = True,
     compute: Compute | None = None,
-) -> dict:
+) -> Result:
     """Run Experiment 1 end to end into ``out``; returns the summary rows and paths.
 
     ``data_dir`` is a local CIFAR-10 copy (``None`` downloads it); ``verify``
@@ -144,9 +144,8 @@ def run(
         figs = draw_figure1(rows, dataclasses.asdict(cfg), work / "figure1")
         # k = 1 (every class mean constant) and k = 2 (every r^2 exactly 1) are NaN by definition.
         n_nan = sum(r["n_nan"] for r in summary if r["keep_count"] > 2)
-        return relocate(
-            {"summary": rows, "test_accuracy": acc, "figures": figs, "n_nan": n_nan}, work, out
-        )
+        extra = {"test_accuracy": acc, "n_nan": n_nan}
+        return relocate(Result(rows, figs, format_summary(rows, acc, n_nan), extra), work, out)
 
 
 def _networks(cfg, out: Path, data, key, trainer, compute, progress, saved_meta):
@@ -198,19 +197,16 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def format_summary(res: dict) -> str:
-    """The paper-level rows of ``run``'s result as a text table."""
-    acc = res["test_accuracy"]
-    table = summary_table(
-        res["summary"], "keep_count keep_fraction fit_mean fit_sd max_poz_mean max_poz_sd"
-    )
+def format_summary(rows: list[dict], acc: np.ndarray, n_nan: int) -> str:
+    """The paper-level rows as a text table, with the networks' test accuracy."""
+    table = summary_table(rows, "keep_count keep_fraction fit_mean fit_sd max_poz_mean max_poz_sd")
     lines = [
-        f"test accuracy over {len(acc)} seeds: {acc.mean():.4f} +- {stats.sd(acc):.4f} (sd)",
+        f"test accuracy over {len(acc)} networks: {acc.mean():.4f} +- {stats.sd(acc):.4f} (sd)",
         table,
     ]
-    if res["n_nan"]:
+    if n_nan:
         lines.append(
-            f"note: {res['n_nan']} (seed, level) fits with k > 2 kept nodes were NaN "
+            f"note: {n_nan} (network, level) fits with k > 2 kept nodes were NaN "
             "(a class mean constant over the kept nodes); see summary.csv's n_nan"
         )
     return "\n".join(lines)
@@ -245,7 +241,7 @@ def _extra_flags(parser) -> None:
     )
 
 
-def _run(cfg, out, inputs, progress=True, verify=True, conv=None, **_) -> dict:
+def _run(cfg, out, inputs, progress=True, verify=True, conv=None, **_) -> Result:
     from poz_jax.training.train import Compute
 
     return run(
@@ -272,7 +268,6 @@ STUDY = Study(
         ),
     ),
     run=_run,
-    summary=format_summary,
     out=lambda options: f"results/exp1_{_preset(options)}",
     out_help="results/exp1_<preset>",
     make_config=_make_config,

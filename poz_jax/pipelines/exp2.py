@@ -31,7 +31,7 @@ from poz_jax.models.vgg import LAYERS, embed_sets
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import POZ_TICKS, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report.tables import exp2_tables
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import Input, Result, Study
 from poz_jax.study.options import PRECISION_HELP, RENAMED, setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar
@@ -162,7 +162,7 @@ def run(
     stimuli: str | Path,
     embeddings: str | Path | None = None,
     progress: bool = True,
-) -> dict:
+) -> Result:
     """Run Experiment 2 into ``out``; returns ``{"stats": rows, "figures": paths}``.
 
     Every input is checked before anything is written: a refused run leaves
@@ -218,7 +218,8 @@ def run(
         if cfg.save_rdms:
             with precision_scope(cfg.precision):
                 _save_rdms(cfg, work, emb, sets, by_set, tables[2], source)
-        return relocate({"stats": tables[2], "figures": _figures(by_set, source, work)}, work, out)
+        figs = _figures(by_set, source, work)
+        return relocate(Result(tables[2], figs, format_stats(tables[2])), work, out)
 
 
 def _analyse_group(cfg: Exp2Config, out: Path, names, emb, sets, bar) -> dict:
@@ -341,7 +342,6 @@ STUDY = Study(
     run=lambda cfg, out, inputs, progress=True, **_: run(
         cfg, out, inputs["stimuli"], inputs["embeddings"], progress
     ),
-    summary=lambda res: format_stats(res["stats"]),
     # A dry run with random weights never lands in the real run's folder.
     out=lambda fields: (
         "results/exp2_random" if fields.get("weights") == "random" else "results/exp2"

@@ -44,7 +44,7 @@ from poz_jax.io import files
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import exp3_figure, save_figure
 from poz_jax.report.tables import exp3_tables
-from poz_jax.study.contract import Input, Study
+from poz_jax.study.contract import Input, Result, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import dtype_of, float64, precision_scope, progress_bar
@@ -201,7 +201,7 @@ def run(
     inputs: str | Path,
     cifar10h_dir: str | Path,
     progress: bool = True,
-) -> dict:
+) -> Result:
     """Experiment 3 into ``out``; ``inputs``: an ``inputs.npz`` or Exp. 1's ``embeddings.npz``.
 
     Writes ``inputs.npz`` (when made from embeddings), ``summary.csv``,
@@ -249,7 +249,7 @@ def run(
             )
         figs = _figures(cfg, data, curves, work)
         pooled_rows = [r for r in stats if r["network"] == "pooled"]
-        return relocate({"stats": pooled_rows, "figures": figs}, work, out)
+        return relocate(Result(pooled_rows, figs, format_stats(pooled_rows)), work, out)
 
 
 def current_names(saved: dict) -> dict:
@@ -351,6 +351,5 @@ STUDY = Study(
     run=lambda cfg, out, inputs, progress=True, **_: run(
         cfg, out, inputs["inputs"], inputs["cifar10h"], progress
     ),
-    summary=lambda res: format_stats(res["stats"]),
     saved_names=current_names,
 )

@@ -49,7 +49,7 @@ from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import layer_outputs, load_networks
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import ceiling_figure, participant_curves, save_figure
-from poz_jax.study.contract import LENET_NETWORKS, Input, Study
+from poz_jax.study.contract import LENET_NETWORKS, Input, Result, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar, status
@@ -90,7 +90,7 @@ class Objects92Config:
         v.check_choice(self.precision, "precision", v.PRECISIONS)
 
 
-def run(cfg: Objects92Config, out, data, networks, progress: bool = True) -> dict:
+def run(cfg: Objects92Config, out, data, networks, progress: bool = True) -> Result:
     """The 92-image study into ``out``; returns ``{"group": rows, "figures": paths}``.
 
     Writes ``stats.csv`` (per target, layer, scale and participant),
@@ -159,7 +159,7 @@ def run(cfg: Objects92Config, out, data, networks, progress: bool = True) -> dic
             figs += save_figure(
                 participant_curves(lv, ceilings[name], name), work / f"curves_{name}"
             )
-        return relocate({"group": group, "figures": figs}, work, out)
+        return relocate(Result(group, figs, format_group(group)), work, out)
 
 
 def _embeddings(cfg, out: Path, images, params, networks: str, progress) -> dict:
@@ -367,5 +367,4 @@ STUDY = Study(
     run=lambda cfg, out, inputs, progress=True, **_: run(
         cfg, out, inputs["data"], inputs["networks"], progress
     ),
-    summary=lambda res: format_group(res["group"]),
 )

@@ -42,7 +42,7 @@ from poz_jax.models.lenet import LAYERS, layer_outputs, load_networks
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import POZ_TICKS, compare_figure, figure2, figure3, poz_ticks, save_figure
 from poz_jax.report.tables import network_tables
-from poz_jax.study.contract import LENET_NETWORKS, Input, Study
+from poz_jax.study.contract import LENET_NETWORKS, Input, Result, Study
 from poz_jax.study.options import PRECISION_HELP, setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import dtype_of, precision_scope, progress_bar, status
@@ -108,7 +108,7 @@ def run(
     stimuli: str | Path,
     networks: str | Path,
     progress: bool = True,
-) -> dict:
+) -> Result:
     """The Peterson study into ``out``; returns ``{"stats": pooled rows, "figures": paths}``.
 
     Writes ``summary.csv``, ``stats.csv``, ``ceiling.csv``, ``compare.csv``,
@@ -192,7 +192,7 @@ def run(
             means = [r for r in rows if r["network"] == "mean"]
             title = f"Fit to new images, mean of {n_cmp} networks (95% interval over networks)"
             figs += save_figure(compare_figure(means, title=title), work / "compare")
-        return relocate({"stats": pooled_rows, "figures": figs}, work, out)
+        return relocate(Result(pooled_rows, figs, format_stats(pooled_rows)), work, out)
 
 
 def _embeddings(cfg, out: Path, sets, images, params, networks: str, progress) -> dict:
@@ -387,5 +387,4 @@ STUDY = Study(
     run=lambda cfg, out, inputs, progress=True, **_: run(
         cfg, out, inputs["stimuli"], inputs["networks"], progress
     ),
-    summary=lambda res: format_stats(res["stats"]),
 )

@@ -46,7 +46,7 @@ from poz_jax.models.lenet import LAYERS, layer_apoz, load_networks
 from poz_jax.models.trim import keep_masks, kept_rsms, l1_scores, masked_eval, size, threshold_step
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import save_figure, trim_figure
-from poz_jax.study.contract import LENET_NETWORKS, Input, Study
+from poz_jax.study.contract import LENET_NETWORKS, Input, Result, Study
 from poz_jax.study.options import setting
 from poz_jax.study.runner import check_results_folder, results_folder
 from poz_jax.study.runtime import float64, status
@@ -193,7 +193,7 @@ def run(
     cifar10h_dir: str | Path,
     progress: bool = True,
     verify: bool = True,
-) -> dict:
+) -> Result:
     """The trimming study into ``out``; returns ``{"summary": rows, "figures": paths}``.
 
     Writes ``trim.csv`` (one row per network, layer, method, draw and level),
@@ -259,7 +259,8 @@ def run(
         files.write_csv(work / "iterative.csv", path_rows)
         figs = save_figure(trim_figure(summary, path_rows), work / "figure")
         files.write_json(work / "timing.json", {"seconds": time.perf_counter() - t_start})
-        return relocate({"summary": summary, "iterative": path_rows, "figures": figs}, work, out)
+        res = Result(summary, figs, format_summary(summary), {"iterative": path_rows})
+        return relocate(res, work, out)
 
 
 def _fields(cfg: TrimConfig, *names: str) -> dict:
@@ -482,5 +483,4 @@ STUDY = Study(
     run=lambda cfg, out, inputs, progress=True, verify=True, **_: run(
         cfg, out, inputs["networks"], inputs["data_dir"], inputs["cifar10h"], progress, verify
     ),
-    summary=lambda res: format_summary(res["summary"]),
 )

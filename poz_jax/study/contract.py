@@ -1,4 +1,4 @@
-"""What a study is: its name, config, inputs, run and summary, in one object.
+"""What a study is (its name, config, inputs and run) and what a run returns (a Result).
 
 Each study module defines one :class:`Study` named ``STUDY``; the registry
 (:mod:`poz_jax.study.registry`) lists them. The command line builds one
@@ -10,7 +10,7 @@ written for any one study.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,25 @@ LENET_NETWORKS = Input(
     default="experiments/results/exp1/networks.npz",
 )
 
-RunFn = Callable[..., dict]
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What every study's run returns, the same for every study.
+
+    ``rows``: the headline rows (the ones the console summary shows, as in
+    the study's main CSV table); ``figures``: the figure files written;
+    ``text``: the console summary the command prints; ``extra``: anything
+    else a caller may want by name (Experiment 1's test accuracies, the
+    trimming study's iterative path).
+    """
+
+    rows: list[dict]
+    figures: list[Path] = dataclasses.field(default_factory=list)
+    text: str = ""
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+RunFn = Callable[..., Result]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +83,8 @@ class Study:
 
     ``run(cfg, out, inputs, progress=..., **options)`` writes the study's
     folder (``inputs``: ``{input name: path or None}``; ``options``: the
-    values of ``extra_flags`` and ``verify``) and returns its result dict;
-    ``summary(result)`` is the text the command prints. ``make_config``
+    values of ``extra_flags`` and ``verify``) and returns its
+    :class:`Result`, whose ``text`` the command prints. ``make_config``
     builds the config from the fields the command line gave (default: the
     config class itself). ``out``: the default output folder, or a function of
     the given flags that makes it (``out_help`` then says it in words).
@@ -80,7 +98,6 @@ class Study:
     config: type
     inputs: tuple[Input, ...]
     run: RunFn
-    summary: Callable[[dict], str]
     out: str | Callable[[dict], str] = ""
     out_help: str = ""
     make_config: Callable[..., Any] | None = None

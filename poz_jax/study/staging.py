@@ -15,6 +15,7 @@ products.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -73,7 +74,8 @@ def _commit(work: Path, out: Path) -> None:
 
 
 def relocate(obj: Any, work: Path, out: Path) -> Any:
-    """``obj`` (paths in dicts, lists, tuples) with each path under ``work`` moved under ``out``."""
+    """``obj`` (paths in dicts, lists, tuples, dataclasses such as a study's ``Result``) with
+    each path under ``work`` moved under ``out``."""
     if isinstance(obj, Path):
         try:
             return out / obj.relative_to(work)
@@ -81,6 +83,11 @@ def relocate(obj: Any, work: Path, out: Path) -> Any:
             return obj
     if isinstance(obj, dict):
         return {k: relocate(v, work, out) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {
+            f.name: relocate(getattr(obj, f.name), work, out) for f in dataclasses.fields(obj)
+        }
+        return dataclasses.replace(obj, **fields)
     if isinstance(obj, (list, tuple)):
         return type(obj)(relocate(v, work, out) for v in obj)
     return obj
