@@ -30,11 +30,12 @@ class LevelsConfig:
         v.check_int(self.step, "step", 1)
 
 
-def run(cfg: LevelsConfig, out, inputs: dict, progress: bool = True, **_) -> Result:
+def run(cfg: LevelsConfig, out, stimuli, embeddings, progress: bool = True) -> Result:
     """Write ``levels.csv``: set, keep count and fit of the PoZ-ordered sweep."""
+    inputs = {"stimuli": stimuli, "embeddings": embeddings}
     with results_folder(out, "levels", cfg, inputs) as work:
-        sets = load_stimulus_sets(inputs["stimuli"])
-        embeddings = load_embeddings(inputs["embeddings"], sets)
+        sets = load_stimulus_sets(stimuli)
+        embeddings = load_embeddings(embeddings, sets)
         rows = []
         for name, s in sets.items():
             x = np.asarray(embeddings[name], np.float64)

@@ -77,7 +77,9 @@ def _run_study(study, args: argparse.Namespace) -> int:
     given = {spec.name: getattr(args, f"in_{spec.name}") for spec in study.inputs}
     out = args.out or study.default_out({**fields, **extra})
     with _writes(out):
-        res = study.run(cfg, out, input_paths(study, given), progress=not args.no_progress, **extra)
+        res = study.execute(
+            cfg, out, input_paths(study, given), progress=not args.no_progress, **extra
+        )
         print(res.text)
     return 0
 

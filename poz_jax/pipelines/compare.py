@@ -105,7 +105,5 @@ STUDY = Study(
             required=True,
         ),
     ),
-    run=lambda cfg, out, inputs, progress=True, **_: run(
-        cfg, out, inputs["stimuli"], inputs["embeddings"], progress
-    ),
+    run=run,
 )

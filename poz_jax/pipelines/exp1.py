@@ -241,12 +241,10 @@ def _extra_flags(parser) -> None:
     )
 
 
-def _run(cfg, out, inputs, progress=True, verify=True, conv=None, **_) -> Result:
+def _run(cfg, out, data_dir=None, progress=True, verify=True, conv=None) -> Result:
     from poz_jax.training.train import Compute
 
-    return run(
-        cfg, out, inputs["data_dir"], progress=progress, verify=verify, compute=Compute(conv=conv)
-    )
+    return run(cfg, out, data_dir, progress=progress, verify=verify, compute=Compute(conv=conv))
 
 
 STUDY = Study(

@@ -339,9 +339,7 @@ STUDY = Study(
             "an .npz with one (n_images, n_nodes) matrix per set: skip the network",
         ),
     ),
-    run=lambda cfg, out, inputs, progress=True, **_: run(
-        cfg, out, inputs["stimuli"], inputs["embeddings"], progress
-    ),
+    run=run,
     # A dry run with random weights never lands in the real run's folder.
     out=lambda fields: (
         "results/exp2_random" if fields.get("weights") == "random" else "results/exp2"

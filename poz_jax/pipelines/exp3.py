@@ -39,7 +39,7 @@ from poz_jax.analysis.stats import mean as stats_mean
 from poz_jax.core.ranking import poz
 from poz_jax.core.rsa import class_means, rsm
 from poz_jax.core.validate import PRECISIONS
-from poz_jax.data import cifar10h
+from poz_jax.data import cifar10h as c10h
 from poz_jax.io import files
 from poz_jax.report.console import summary_table
 from poz_jax.report.plots import exp3_figure, save_figure
@@ -177,11 +177,11 @@ def _prepare(arrays: dict, embeddings, cifar10h_dir) -> dict[str, np.ndarray]:
     if "fc2" not in arrays or "labels" not in arrays:
         raise ValueError(f"{embeddings} is not Experiment 1's embeddings.npz (fc2 and labels)")
     fc2, labels = arrays["fc2"], arrays["labels"]
-    official = cifar10h.load_official_labels(cifar10h_dir)
-    if len(labels) == cifar10h.N_TEST and np.array_equal(labels, official):
-        index, rows = np.arange(cifar10h.N_TEST), np.arange(cifar10h.N_TEST)  # official order
+    official = c10h.load_official_labels(cifar10h_dir)
+    if len(labels) == c10h.N_TEST and np.array_equal(labels, official):
+        index, rows = np.arange(c10h.N_TEST), np.arange(c10h.N_TEST)  # official order
     else:
-        index, rows = cifar10h.align_to_local(cifar10h_dir, labels, official)
+        index, rows = c10h.align_to_local(cifar10h_dir, labels, official)
     with float64():
         acts = jnp.asarray(fc2, jnp.float64)
         means = np.asarray(class_means(acts, jnp.asarray(labels), N_CLASSES))
@@ -199,7 +199,7 @@ def run(
     cfg: Exp3Config,
     out: str | Path,
     inputs: str | Path,
-    cifar10h_dir: str | Path,
+    cifar10h: str | Path,
     progress: bool = True,
 ) -> Result:
     """Experiment 3 into ``out``; ``inputs``: an ``inputs.npz`` or Exp. 1's ``embeddings.npz``.
@@ -209,19 +209,19 @@ def run(
     null is saved once computed and reused while its inputs are the same.
     """
     out = check_results_folder(out, "exp3")
-    counts = cifar10h.load_counts(cifar10h_dir)
-    official = cifar10h.load_official_labels(cifar10h_dir)
-    cifar10h.check_row_order(counts, official, f"{cifar10h_dir}/{cifar10h.COUNTS}")
+    counts = c10h.load_counts(cifar10h)
+    official = c10h.load_official_labels(cifar10h)
+    c10h.check_row_order(counts, official, f"{cifar10h}/{c10h.COUNTS}")
     data = _read_inputs(inputs)
     made = "class_means" not in data
     if made:  # Experiment 1's embeddings, read once (they are large)
-        data = _prepare(data, inputs, cifar10h_dir)
+        data = _prepare(data, inputs, cifar10h)
     check_inputs(data, inputs, official)
-    human_classes = cifar10h.class_similarity(
-        cifar10h.class_confusion(counts, official), cfg.class_similarity
+    human_classes = c10h.class_similarity(
+        c10h.class_confusion(counts, official), cfg.class_similarity
     )
-    sets = cifar10h.matched_sets(data["matched_labels"], cfg.per_class, cfg.n_sets, cfg.seed)
-    with results_folder(out, "exp3", cfg, {"inputs": inputs, "cifar10h": cifar10h_dir}) as work:
+    sets = c10h.matched_sets(data["matched_labels"], cfg.per_class, cfg.n_sets, cfg.seed)
+    with results_folder(out, "exp3", cfg, {"inputs": inputs, "cifar10h": cifar10h}) as work:
         if made:
             files.save_arrays(work / "inputs.npz", {}, compressed=True, **data)
         dtype = dtype_of(cfg.precision)
@@ -285,7 +285,7 @@ def _targets(cfg: Exp3Config, data: dict, counts, sets, human_classes) -> list[t
 def _image_target(cfg: Exp3Config, counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The image-by-image human similarity of CIFAR-10H rows ``rows``."""
     probs = counts[rows] / counts[rows].sum(1, keepdims=True)
-    return cifar10h.image_similarity(probs, cfg.image_similarity)
+    return c10h.image_similarity(probs, cfg.image_similarity)
 
 
 def _compare(cfg: Exp3Config, out: Path, targets, n_cmp: int, dtype, progress) -> list[dict]:
@@ -348,8 +348,6 @@ STUDY = Study(
             required=True,
         ),
     ),
-    run=lambda cfg, out, inputs, progress=True, **_: run(
-        cfg, out, inputs["inputs"], inputs["cifar10h"], progress
-    ),
+    run=run,
     saved_names=current_names,
 )

@@ -159,7 +159,8 @@ def run(cfg: Objects92Config, out, data, networks, progress: bool = True) -> Res
             figs += save_figure(
                 participant_curves(lv, ceilings[name], name), work / f"curves_{name}"
             )
-        return relocate(Result(group, figs, format_group(group)), work, out)
+        text = summary_table(group, SUMMARY, "mean over participants (t interval and t-test)")
+        return relocate(Result(group, figs, text), work, out)
 
 
 def _embeddings(cfg, out: Path, images, params, networks: str, progress) -> dict:
@@ -336,15 +337,9 @@ def _save_rdms(work: Path, d, emb, curves, pixels: dict, dtype) -> None:
               measure="1 - squared Pearson r (poz-jax RSM)")  # fmt: skip
 
 
-def format_group(rows: list[dict]) -> str:
-    """Every model's mean r across participants, with the ceiling."""
-    table = summary_table(
-        rows,
-        "target model quantity mean interval_low interval_high p noise_ceiling_lower "
-        "noise_ceiling_upper",
-    )
-    return f"{table}\nmean over participants (t interval and t-test across them)"
-
+# Every model's mean r across participants, with the ceiling: the console summary.
+SUMMARY = "target model quantity mean interval_low interval_high p noise_ceiling_lower "
+SUMMARY += "noise_ceiling_upper"
 
 STUDY = Study(
     name="objects92",
@@ -364,7 +359,5 @@ STUDY = Study(
         ),
         LENET_NETWORKS,
     ),
-    run=lambda cfg, out, inputs, progress=True, **_: run(
-        cfg, out, inputs["data"], inputs["networks"], progress
-    ),
+    run=run,
 )

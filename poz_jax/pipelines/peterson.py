@@ -192,7 +192,9 @@ def run(
             means = [r for r in rows if r["network"] == "mean"]
             title = f"Fit to new images, mean of {n_cmp} networks (95% interval over networks)"
             figs += save_figure(compare_figure(means, title=title), work / "compare")
-        return relocate(Result(pooled_rows, figs, format_stats(pooled_rows)), work, out)
+        note = "the networks' mean curve against the mean of their random-pruning nulls"
+        text = summary_table(pooled_rows, SUMMARY, note)
+        return relocate(Result(pooled_rows, figs, text), work, out)
 
 
 def _embeddings(cfg, out: Path, sets, images, params, networks: str, progress) -> dict:
@@ -354,15 +356,9 @@ def _figures(cfg, sets, curves, floors, ceilings, n_net: int, out: Path) -> list
     return figs
 
 
-def format_stats(stats_rows: list[dict]) -> str:
-    """The networks' mean curves (``network == "pooled"``) as a text table."""
-    table = summary_table(
-        stats_rows,
-        "set layer share_poz_above_80 unpruned_fit best_fit best_percent_kept p_improvement "
-        "p_trend unpruned_fit_of_ceiling",
-    )
-    return f"{table}\nthe networks' mean curve against the mean of their random-pruning nulls"
-
+# The networks' mean curves (network "pooled") in the console summary.
+SUMMARY = "set layer share_poz_above_80 unpruned_fit best_fit best_percent_kept "
+SUMMARY += "p_improvement p_trend unpruned_fit_of_ceiling"
 
 STUDY = Study(
     name="peterson",
@@ -384,7 +380,5 @@ STUDY = Study(
         ),
         LENET_NETWORKS,
     ),
-    run=lambda cfg, out, inputs, progress=True, **_: run(
-        cfg, out, inputs["stimuli"], inputs["networks"], progress
-    ),
+    run=run,
 )

@@ -39,7 +39,7 @@ import numpy as np
 from poz_jax.analysis import stats
 from poz_jax.core import validate as v
 from poz_jax.core.rsa import fit, rsm
-from poz_jax.data import cifar10h
+from poz_jax.data import cifar10h as c10h
 from poz_jax.data.cifar10 import load_cifar10
 from poz_jax.io import cache, files, provenance
 from poz_jax.models.lenet import LAYERS, layer_apoz, load_networks
@@ -190,7 +190,7 @@ def run(
     out: str | Path,
     networks: str | Path,
     data_dir: str | Path | None,
-    cifar10h_dir: str | Path,
+    cifar10h: str | Path,
     progress: bool = True,
     verify: bool = True,
 ) -> Result:
@@ -210,10 +210,10 @@ def run(
     if n_net > n_all:
         raise ValueError(f"networks: {networks} holds {n_all} networks, fewer than {n_net}")
     params = jax.tree_util.tree_map(lambda a: np.asarray(a[:n_net]), params)
-    counts = cifar10h.load_counts(cifar10h_dir)
-    official = cifar10h.load_official_labels(cifar10h_dir)
-    cifar10h.check_row_order(counts, official, f"{cifar10h_dir}/{cifar10h.COUNTS}")
-    human = cifar10h.class_similarity(cifar10h.class_confusion(counts, official), "mean")
+    counts = c10h.load_counts(cifar10h)
+    official = c10h.load_official_labels(cifar10h)
+    c10h.check_row_order(counts, official, f"{cifar10h}/{c10h.COUNTS}")
+    human = c10h.class_similarity(c10h.class_confusion(counts, official), "mean")
     data = {split: load_cifar10(split, data_dir, verify) for split in ("train", "test")}
     if cfg.score_images > len(data["train"][0]):
         raise ValueError(f"score_images {cfg.score_images} exceeds the training images")
@@ -221,7 +221,7 @@ def run(
     inputs = {
         "networks": record,
         "cifar10": data_dir if data_dir else {"path": "download"},
-        "cifar10h": cifar10h_dir,
+        "cifar10h": cifar10h,
     }
     with results_folder(out, "trim", cfg, inputs) as work:
         key = data_key(data)
@@ -480,7 +480,5 @@ STUDY = Study(
             required=True,
         ),
     ),
-    run=lambda cfg, out, inputs, progress=True, verify=True, **_: run(
-        cfg, out, inputs["networks"], inputs["data_dir"], inputs["cifar10h"], progress, verify
-    ),
+    run=run,
 )

@@ -99,9 +99,10 @@ HEADERS: dict[str, tuple[str, str, float, str]] = {
 }
 
 
-def summary_table(rows: Sequence[dict], columns: str | Sequence[str]) -> str:
+def summary_table(rows: Sequence[dict], columns: str | Sequence[str], note: str = "") -> str:
     """``rows`` as a text table of ``columns`` (CSV column names, or one string of them
-    separated by spaces), each under its :data:`HEADERS` header in its format."""
+    separated by spaces), each under its :data:`HEADERS` header in its format; ``note``,
+    if given, on a line below."""
     names = columns.split() if isinstance(columns, str) else list(columns)
     spec: list[Column] = []
     for name in names:
@@ -112,4 +113,5 @@ def summary_table(rows: Sequence[dict], columns: str | Sequence[str]) -> str:
             spec.append((header, number(name, fmt, scale, suffix)))
         else:
             raise KeyError(f"no header for column {name!r}: add it to report.console.HEADERS")
-    return text_table(rows, spec)
+    table = text_table(rows, spec)
+    return f"{table}\n{note}" if note else table

@@ -10,6 +10,7 @@ written for any one study.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,11 @@ RunFn = Callable[..., Result]
 class Study:
     """One study: everything the command line and ``reproduce`` need to run it.
 
-    ``run(cfg, out, inputs, progress=..., **options)`` writes the study's
-    folder (``inputs``: ``{input name: path or None}``; ``options``: the
-    values of ``extra_flags`` and ``verify``) and returns its
-    :class:`Result`, whose ``text`` the command prints. ``make_config``
+    ``run(cfg, out, <input name>=path or None, ..., progress=..., **options)``
+    writes the study's folder (each input is the keyword of its name;
+    ``options``: the values of ``extra_flags`` and ``verify``, passed when
+    ``run`` takes them) and returns its :class:`Result`, whose ``text`` the
+    command prints (:meth:`Study.execute` calls it so). ``make_config``
     builds the config from the fields the command line gave (default: the
     config class itself). ``out``: the default output folder, or a function of
     the given flags that makes it (``out_help`` then says it in words).
@@ -104,6 +106,13 @@ class Study:
     saved_names: Callable[[dict], dict] | None = None
     extra_flags: Callable[[Any], None] | None = None
     carried: tuple[str, ...] = ()
+
+    def execute(self, cfg: Any, out: str | Path, inputs: Mapping[str, Any], **options) -> Result:
+        """``run`` with each input as the keyword of its name and the options it takes."""
+        params = inspect.signature(self.run).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        given = {k: v for k, v in options.items() if takes_any or k in params}
+        return self.run(cfg, out, **inputs, **given)
 
     def default_out(self, options: dict) -> str:
         """The output folder when ``--out`` is not given."""

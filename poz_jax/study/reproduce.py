@@ -220,7 +220,7 @@ def reproduce(
             out.mkdir(parents=True, exist_ok=True)
             shutil.copy(folder / carried, out / carried)
         with files.recording() as written:
-            study.run(cfg, out, paths, progress=progress, verify=verify)
+            study.execute(cfg, out, paths, progress=progress, verify=verify)
         tables, diffs = compare_folders(folder, out, written, tolerance)
     return Report(name, tuple(tables), tuple(diffs), tuple(warnings))
 
