@@ -218,7 +218,9 @@ def check_order(order, n_nodes: int) -> jax.Array:
         srt = jnp.sort(o, axis=-1)
         if not bool(jnp.all(srt == jnp.arange(n_nodes))):
             raise ValueError(f"order must be a permutation of 0..{n_nodes - 1} along its last axis")
-    return o
+    # One index dtype whatever the caller's (keep_order's int32, NumPy's int64):
+    # the kernels then compile once per shape, not once per shape and dtype.
+    return o.astype(jnp.int32)
 
 
 MAX_SEED = 2**31 - 1

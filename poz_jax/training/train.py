@@ -306,21 +306,26 @@ def chunks(n_steps: int, per_call: int, start: int = 0) -> Iterator[tuple[int, i
         start += n
 
 
-def lenet_trainer(cfg: TrainConfig, compute: Compute | None = None) -> Trainer:
+def lenet_trainer(
+    cfg: TrainConfig, compute: Compute | None = None, masked: bool = False
+) -> Trainer:
     """The LeNet5 and optimiser ``cfg`` describes, compiled the way ``compute`` says.
 
-    One Trainer (so one compilation) per model and optimiser per process:
-    settings that do not enter a step (seed count, epochs, seeds' base) share it.
+    One Trainer (so one compilation per shape) per model and optimiser per
+    process: settings that do not enter a step (seed count, epochs, seeds'
+    base) share it. ``masked``: the LeNet5 whose nodes masks hold at zero
+    (:func:`fine_tune`'s).
     """
     step_cfg = dataclasses.replace(cfg, seeds=1, epochs=1, seed=0, train_subset=0)
-    return _trainer((compute or Compute()).resolved_conv(), step_cfg)
+    return _trainer((compute or Compute()).resolved_conv(), step_cfg, masked)
 
 
 @functools.lru_cache(maxsize=16)
-def _trainer(conv: str, cfg: TrainConfig) -> Trainer:
+def _trainer(conv: str, cfg: TrainConfig, masked: bool) -> Trainer:
     from poz_jax.models import LeNet5
 
-    return Trainer(LeNet5(conv=conv, init_style=cfg.init_style), cfg)
+    model = lenet.MaskedLeNet5 if masked else LeNet5
+    return Trainer(model(conv=conv, init_style=cfg.init_style), cfg)
 
 
 def data_key(data: dict) -> dict:
@@ -515,7 +520,8 @@ def fine_tune(
     gradient), with the history of :func:`train_networks`.
     """
     compute = compute or Compute()
-    trainer = Trainer(lenet.MaskedLeNet5(compute.resolved_conv(), cfg.init_style), cfg)
+    # The trainer, so its compiled steps, is shared by every group of the same shape.
+    trainer = lenet_trainer(cfg, compute, masked=True)
     start = masked_params(params, masks)
     state = (start, jax.vmap(trainer.tx.init)(start))
     keys = seed_keys(cfg)
