@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import socket
 import subprocess
@@ -22,6 +23,32 @@ from poz_jax.training.train import TrainConfig  # noqa: E402
 # The training settings every test that trains uses, on 60 training images:
 # one compiled step serves them all (lenet_trainer keeps it for the process).
 SMALL_TRAIN = TrainConfig(seeds=2, epochs=1, batch_size=10)
+
+
+@functools.cache
+def _lenet_shapes() -> dict:
+    from poz_jax.models import LeNet5
+
+    dummy = jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32)
+    return jax.eval_shape(lambda x: LeNet5().init(jax.random.PRNGKey(0), x), dummy)["params"]
+
+
+def lenet_params(n: int, seed: int) -> dict:
+    """``n`` LeNet5s' float32 parameters, stacked: each layer's uniform on +-1/sqrt(fan-in).
+
+    PyTorch's default scale, drawn by NumPy: no compiled initialiser (jitted,
+    ``init`` takes about 2 s to compile on 2 cores; op by op, 4 s) for tests
+    that need some networks, not the library's draw.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, leaves in _lenet_shapes().items():
+        bound = 1.0 / np.sqrt(np.prod(leaves["kernel"].shape[:-1]))
+        out[name] = {
+            k: rng.uniform(-bound, bound, (n, *a.shape)).astype(np.float32)
+            for k, a in sorted(leaves.items())
+        }
+    return out
 
 
 def sparse_acts(rng: np.random.Generator, n_items: int, n_nodes: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from bounds import assert_within, gamma
+from conftest import lenet_params
 
 from poz_jax.models import LeNet5
 from poz_jax.models.lenet import Conv
@@ -124,8 +125,7 @@ def test_layer_outputs_of_stacked_networks_match_numpy(rng):
     from poz_jax.models.lenet import LAYERS, layer_outputs
 
     images = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
-    keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(1 << 30))), 3)
-    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(keys)
+    params = lenet_params(3, int(rng.integers(1 << 30)))
     got = layer_outputs(params, images, tuple(LAYERS), batch=2)  # 3 batches, one short
     x = np.asarray(cifar_scale(images), np.float64)
     for s in range(3):
@@ -142,9 +142,7 @@ def test_layer_outputs_of_stacked_networks_match_numpy(rng):
 def test_layer_outputs_and_load_networks_refuse_bad_input(tmp_path, rng):
     from poz_jax.models.lenet import layer_outputs, load_networks
 
-    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(
-        jax.random.split(jax.random.PRNGKey(0), 2)
-    )
+    params = lenet_params(2, 0)
     good = np.zeros((2, 32, 32, 3), np.uint8)
     with pytest.raises(ValueError, match="layers must be names from"):
         layer_outputs(params, good, ("fc7",))
@@ -174,8 +172,7 @@ def test_apoz_of_every_layer_matches_numpy_and_does_not_depend_on_the_batch(rng)
     from poz_jax.models.lenet import LAYERS, layer_apoz
 
     images = rng.integers(0, 256, size=(7, 32, 32, 3), dtype=np.uint8)
-    keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(1 << 30))), 2)
-    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(keys)
+    params = lenet_params(2, int(rng.integers(1 << 30)))
     got = layer_apoz(params, images, tuple(LAYERS), batch=3)
     again = layer_apoz(params, images, tuple(LAYERS), batch=7)
     x = np.asarray(cifar_scale(images), np.float64)

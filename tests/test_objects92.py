@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-from conftest import read_rows, ref_rsm_fast
+from conftest import lenet_params, read_rows, ref_rsm_fast
 
 from poz_jax.cli import main
 from poz_jax.core.nulls import null_fits, participant_null
@@ -24,7 +23,6 @@ from poz_jax.data.images import resize_images
 from poz_jax.data.objects92 import load_objects92
 from poz_jax.data.synthetic import write_objects92
 from poz_jax.io import files
-from poz_jax.models import LeNet5
 from poz_jax.models.lenet import layer_outputs
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kriegeskorte92"
@@ -41,9 +39,7 @@ def _r(a, b) -> float:
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("objects92")
     write_objects92(root / "data", n_judges=4, n_brain=2)
-    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(
-        jax.random.split(jax.random.PRNGKey(3), N_NET)
-    )
+    params = lenet_params(N_NET, 3)
     files.save_tree(root / "networks.npz", params, {"epoch": 0})
     args = ["objects92", "--data", str(root / "data"), "--networks", str(root / "networks.npz"),
             "--layers", "fc2", "--n-null", "7", "--folds", "3", "--pixel-sizes", "32",

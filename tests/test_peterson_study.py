@@ -9,20 +9,17 @@ the same reference on the images' pixels.
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.io
 import scipy.stats
 from bounds import assert_within, sweep_bound
-from conftest import read_rows, ref_fit, ref_rsm_fast
+from conftest import lenet_params, read_rows, ref_fit, ref_rsm_fast
 
 from poz_jax.cli import main
 from poz_jax.data.images import load_images
 from poz_jax.data.synthetic import write_stimulus_sets
 from poz_jax.io import files
-from poz_jax.models import LeNet5
 from poz_jax.models.lenet import layer_outputs
 from poz_jax.pipelines import peterson
 
@@ -50,9 +47,7 @@ def study_inputs(tmp_path_factory):
          "simMatrixSecondBatch": second},
     )  # fmt: skip
     (root / "stimuli" / "hues").rename(root / "hues_elsewhere")  # two sets keep the test short
-    params = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(
-        jax.random.split(jax.random.PRNGKey(7), N_NET)
-    )
+    params = lenet_params(N_NET, 7)
     files.save_tree(root / "networks.npz", params, {"epoch": 0})
     return root, params, (first, second)
 

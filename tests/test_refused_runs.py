@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import lenet_params
 
 from poz_jax import cli
 
@@ -134,16 +135,13 @@ def test_a_refused_run_into_a_new_folder_leaves_no_folder(tmp_path, capsys):
 def peterson_done(tmp_path_factory):
     """A finished Peterson run over two generated sets and two random LeNet5s."""
     import jax
-    import jax.numpy as jnp
 
     from poz_jax.data.synthetic import write_stimulus_sets
     from poz_jax.io import files
-    from poz_jax.models import LeNet5
 
     root = tmp_path_factory.mktemp("peterson_refused")
     write_stimulus_sets(root / "stimuli", names=("discs", "hues"), n_items=12)
-    init = jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])
-    params = init(jax.random.split(jax.random.PRNGKey(7), 2))
+    params = lenet_params(2, 7)
     files.save_tree(root / "networks.npz", params, {"epoch": 0})
     bad = jax.tree_util.tree_map(np.array, params)
     bad["fc1"]["kernel"][1, 0, 0] = np.nan

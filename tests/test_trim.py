@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import lenet_params
 
 from poz_jax.data.cifar10 import cifar_scale
 from poz_jax.models import LeNet5
@@ -24,8 +25,7 @@ from poz_jax.study.runtime import float64
 
 
 def _stack(n, seed):
-    keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    return jax.vmap(lambda k: LeNet5().init(k, jnp.zeros((1, 32, 32, 3)))["params"])(keys)
+    return lenet_params(n, seed)
 
 
 def test_keep_masks_keep_the_lowest_scores_with_ties_by_index(rng):
@@ -170,10 +170,12 @@ def test_masked_apoz_counts_the_masked_networks_zeros(rng):
     masks = {k: (rng.random((2, n)) < 0.6).astype(np.float32) for k, n in LAYERS.items()}
     got = layer_apoz(params, images, masks=masks, batch=3)
     x = cifar_scale(jnp.asarray(images))
+    # One compiled forward pass for both networks (op by op it compiles ~150 programs).
+    forward = jax.jit(lambda p, m: LeNet5().apply({"params": p}, x, m, mutable=["intermediates"]))
     for s in range(2):
         one = jax.tree_util.tree_map(lambda a, s=s: a[s], params)
         mask = {k: m[s] for k, m in masks.items()}
-        _, state = LeNet5().apply({"params": one}, x, mask, mutable=["intermediates"])
+        _, state = forward(one, mask)
         for k in LAYERS:
             a = np.asarray(state["intermediates"][f"{k}_relu"][0])
             want = (a == 0).mean(axis=tuple(range(a.ndim - 1)))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from conftest import read_rows, ref_fit, ref_rsm
+from conftest import lenet_params, read_rows, ref_fit, ref_rsm
 
 from poz_jax.cli import main
 from poz_jax.data import cifar10h
 from poz_jax.data.synthetic import write_fake_cifar10, write_fake_cifar10h
 from poz_jax.io import files
-from poz_jax.models import LeNet5
 from poz_jax.models.lenet import LAYERS, load_networks
 from poz_jax.models.trim import keep_masks, masked_eval, size
 from poz_jax.pipelines import trim
@@ -35,9 +34,7 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trim")
     where, data = write_fake_cifar10(folder / "cifar", "npz", n_train=60, n_test=80, seed=3)
     write_fake_cifar10h(folder / "h", np.repeat(np.arange(10), 1000), n_matched=10, seed=2)
-    keys = jax.random.split(jax.random.PRNGKey(7), 3)
-    init = jax.vmap(lambda k: LeNet5().init(k, np.zeros((1, 32, 32, 3), np.float32))["params"])
-    params = jax.tree_util.tree_map(np.asarray, init(keys))
+    params = lenet_params(3, 7)
     files.save_tree(folder / "networks.npz", params, {})
     return {"cifar": where, "h": folder / "h", "networks": folder / "networks.npz", "data": data}
 
