@@ -133,8 +133,7 @@ class Table:
 
 
 def sweep_exp2(args, check_only: bool) -> Table:
-    # The agreement check alone needs no full-size layer: the same code at 120 x 1024.
-    d = 1024 if check_only else 4096
+    d = args.layer_nodes
     print(f"1. sweep, Experiment 2 shapes: 120 x {d}, every 20th level")
     x = synthetic_activations(120, d, seed=0, dtype=np.float64)
     target = np.asarray(pj.rsm(synthetic_activations(120, 64, seed=1, dtype=np.float64)))
@@ -226,7 +225,7 @@ def sweep_exp1(args, check_only: bool) -> Table:
 
 
 def null(args, check_only: bool) -> Table:
-    d = 1024 if check_only else 4096  # as in sweep_exp2
+    d = args.layer_nodes
     print(f"3. null: {args.n_null} random keep orders, one Experiment 2 set (120 x {d})")
     x = synthetic_activations(120, d, seed=0, dtype=np.float32)
     target = np.asarray(pj.rsm(synthetic_activations(120, 64, seed=1, dtype=np.float64)))
@@ -631,6 +630,8 @@ def main(argv: list[str] | None = None) -> None:
     args.repeats = 3 if quick else 7
     args.authors_levels = 1 if quick else 3
     args.n_null = 10000
+    # The agreement check alone needs no full-size layer: the same code at 120 x 1024.
+    args.layer_nodes = 1024 if args.check_only else 4096
     args.null_timed = 200 if quick else 2000
     args.train_steps = 10 if quick else 40
     args.seeds = (1, 10) if quick else (1, 10, 50)

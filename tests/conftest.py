@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import functools
 import os
 import socket
 import subprocess
@@ -25,14 +24,6 @@ from poz_jax.training.train import TrainConfig  # noqa: E402
 SMALL_TRAIN = TrainConfig(seeds=2, epochs=1, batch_size=10)
 
 
-@functools.cache
-def _lenet_shapes() -> dict:
-    from poz_jax.models import LeNet5
-
-    dummy = jax.ShapeDtypeStruct((1, 32, 32, 3), np.float32)
-    return jax.eval_shape(lambda x: LeNet5().init(jax.random.PRNGKey(0), x), dummy)["params"]
-
-
 def lenet_params(n: int, seed: int) -> dict:
     """``n`` LeNet5s' float32 parameters, stacked: each layer's uniform on +-1/sqrt(fan-in).
 
@@ -42,7 +33,9 @@ def lenet_params(n: int, seed: int) -> dict:
     """
     rng = np.random.default_rng(seed)
     out = {}
-    for name, leaves in _lenet_shapes().items():
+    from poz_jax.models.lenet import param_shapes
+
+    for name, leaves in param_shapes().items():
         bound = 1.0 / np.sqrt(np.prod(leaves["kernel"].shape[:-1]))
         out[name] = {
             k: rng.uniform(-bound, bound, (n, *a.shape)).astype(np.float32)

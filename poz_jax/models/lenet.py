@@ -298,6 +298,14 @@ def _apoz_fn(layers: tuple[str, ...]):
     return jax.jit(jax.vmap(one, in_axes=(0, None, 0)))
 
 
+@functools.cache
+def param_shapes() -> dict:
+    """One LeNet5's parameter tree as ``jax.ShapeDtypeStruct`` leaves (traced, not computed)."""
+    return jax.eval_shape(
+        lambda: LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+    )["params"]
+
+
 def load_networks(path) -> tuple[dict, dict]:
     """Stacked LeNet5 parameters from an Experiment 1 ``networks.npz``: ``(params, meta)``.
 
@@ -310,10 +318,7 @@ def load_networks(path) -> tuple[dict, dict]:
     if why:
         raise ValueError(f"networks {path}: {why}")
     key = "leaf:['fc3']['bias']"
-    # Shapes only (traced, not computed): the template of one network's tree.
-    one = jax.eval_shape(
-        lambda: LeNet5().init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
-    )["params"]
+    one = param_shapes()
     try:
         with np.load(path, allow_pickle=False) as z:
             n = z[key].shape[0] if key in z.files and z[key].ndim == 2 else 0
