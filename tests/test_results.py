@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from pathlib import Path
 
@@ -174,20 +175,13 @@ def test_trim_summary_follows_from_its_rows(name, tmp_path):
     assert (tmp_path / "summary.csv").read_text() == (folder / "summary.csv").read_text()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    not (SHARED / "cifar10").is_dir() or not (SHARED / "cifar10h").is_dir(),
-    reason="needs ../shared/data/cifar10 and cifar10h",
-)
-@pytest.mark.parametrize(("name", "layers"), [("trim", ()), ("trim-fc1-full-epoch", ("fc1",))])
-def test_trim_before_fine_tuning_follows_from_the_committed_networks(name, layers):
-    # A sample of what needs no fine-tuning, for whole groups as the study evaluated
-    # them: XLA's float32 rounding follows the batch's shape (a 12-network slice of a
-    # 60-network group moved fits by 3e-8), and the same program on the same machine
-    # kind gives the same bits. Each folder's untrimmed networks (accuracy and fit to
-    # people), and the second folder's fc1 group of 60 trimmed networks (the scores,
-    # masks, accuracy and both fits). `trim`'s 150-network groups (about 3 minutes
-    # each) and the fine-tuning are left to POZ_REPRODUCE=1.
+@functools.cache
+def _untrimmed(n_networks: int) -> dict[str, np.ndarray]:
+    """The first ``n_networks`` committed networks measured as the trimming study measures them.
+
+    Accuracy and both fits before any trimming: one pass serves both trim folders
+    (the same 10 networks, the same test images and people).
+    """
     import jax
 
     from poz_jax.core.rsa import rsm
@@ -197,37 +191,46 @@ def test_trim_before_fine_tuning_follows_from_the_committed_networks(name, layer
     from poz_jax.pipelines import trim
     from poz_jax.study.runtime import float64
 
+    params, _ = load_networks(RESULTS / "exp1" / exp1.NETWORKS)
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a[:n_networks]), params)
+    counts = cifar10h.load_counts(SHARED / "cifar10h")
+    official = cifar10h.load_official_labels(SHARED / "cifar10h")
+    human = cifar10h.class_similarity(cifar10h.class_confusion(counts, official))
+    evals = trim.Evaluator(None, human, load_cifar10("test", SHARED / "cifar10"))
+    got = evals.measure(params, {})
+    with float64():
+        evals.own = np.asarray(rsm(got["class_means"]))
+    got.update(evals.fits(got["class_means"], np.ones((n_networks, 84)), np.arange(n_networks)))
+    return got
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHARED / "cifar10").is_dir() or not (SHARED / "cifar10h").is_dir(),
+    reason="needs ../shared/data/cifar10 and cifar10h",
+)
+@pytest.mark.parametrize("name", ["trim", "trim-fc1-full-epoch"])
+def test_trim_untrimmed_rows_follow_from_the_committed_networks(name):
+    # A sample that needs no fine-tuning: each folder's untrimmed networks, their
+    # accuracy and fits, for the whole group the study evaluated (XLA's float32
+    # rounding follows the batch's shape: a 12-network slice of a 60-network group
+    # moved class means by 4e-7), so the same program on the same machine kind
+    # gives the same bits. The trimmed groups (60 to 150 networks, 0.5 to 3 minutes
+    # each before fine-tuning) and the fine-tuning are left to POZ_REPRODUCE=1.
+    from poz_jax.pipelines import trim
+
     folder = RESULTS / name
     _same_kind_or_skip(folder)
     _, fields = provenance.saved_config(folder)
     cfg = trim.TrimConfig.from_dict(fields)
     nets = RESULTS / "exp1" / exp1.NETWORKS
     assert files.file_digest(nets) == provenance.read_config(folder)["inputs"]["networks"]["sha256"]
-    params, _ = load_networks(nets)
-    params = jax.tree_util.tree_map(lambda a: np.asarray(a[: cfg.n_networks]), params)
-    train, test = (load_cifar10(s, SHARED / "cifar10") for s in ("train", "test"))
-    counts = cifar10h.load_counts(SHARED / "cifar10h")
-    official = cifar10h.load_official_labels(SHARED / "cifar10h")
-    human = cifar10h.class_similarity(cifar10h.class_confusion(counts, official))
-    evals = trim.Evaluator(None, human, test)
-    untrimmed = evals.measure(params, {})
-    with float64():
-        evals.own = np.asarray(rsm(untrimmed["class_means"]))
-    rows = read_rows(folder / "trim.csv")
-    groups = [("none", params, {})]
-    if layers:
-        scores = trim.node_scores(cfg, params, trim.scoring_images(cfg, train[0]))
-        groups += [(layer, *trim.tiled(cfg, params, scores, layer)) for layer in layers]
-    for layer, group, masks in groups:
-        got = untrimmed if layer == "none" else evals.measure(group, masks)
-        n = len(got["accuracy"])
-        fc2 = masks.get("fc2", np.ones((n, 84)))
-        got.update(evals.fits(got["class_means"], fc2, np.arange(n) // (n // cfg.n_networks)))
-        committed = [r for r in rows if r["layer"] == layer]
-        assert len(committed) == n
-        for m in ("accuracy", "fit_untrimmed", "fit_human"):
-            want = [float(r[f"{m}_before"]) for r in committed]
-            np.testing.assert_array_equal(got[m], want, err_msg=f"{layer} {m}")
+    got = _untrimmed(cfg.n_networks)
+    committed = [r for r in read_rows(folder / "trim.csv") if r["layer"] == "none"]
+    assert len(committed) == cfg.n_networks
+    for m in ("accuracy", "fit_untrimmed", "fit_human"):
+        want = [float(r[f"{m}_before"]) for r in committed]
+        np.testing.assert_array_equal(got[m], want, err_msg=f"{name} {m}")
 
 
 @pytest.mark.slow
