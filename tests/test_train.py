@@ -95,26 +95,26 @@ SHARDED = textwrap.dedent(
     from poz_jax.training.train import (TrainConfig, Trainer, seed_keys, seed_mesh, shard_seeds,
                                replicate, pad_seeds, padded_seeds, unpad_seeds)
     assert len(jax.devices()) == 8, jax.devices()
-    cfg = TrainConfig(seeds=50, batch_size=5)
+    cfg = TrainConfig(seeds=10, batch_size=5)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8))
     y = jnp.asarray(rng.integers(0, 10, 10), jnp.int32)
     out = {}
     for n_dev in (1, 8):
-        mesh = seed_mesh(50, jax.devices()[:n_dev])
-        n = padded_seeds(50, mesh)
+        mesh = seed_mesh(10, jax.devices()[:n_dev])
+        n = padded_seeds(10, mesh)
         trainer = Trainer(LeNet5(), cfg)
         keys = pad_seeds(seed_keys(cfg), n)
         state = shard_seeds(pad_seeds(trainer.init(seed_keys(cfg)), n), mesh)
         order = shard_seeds(trainer.epoch_order(keys, 0, 10), mesh)
         xs, ys = replicate((x, y), mesh)
         state, loss, _ = trainer.steps()(state, xs, ys, order, 0, 2)
-        out[n_dev] = jax.device_get(unpad_seeds(state[0], 50))
+        out[n_dev] = jax.device_get(unpad_seeds(state[0], 10))
         n_shards = len(state[0]["fc2"]["kernel"].sharding.device_set)
         print("devices", n_dev, "padded", n, "shards", n_shards)
         assert n_shards == n_dev
     for a, b in zip(jax.tree_util.tree_leaves(out[1]), jax.tree_util.tree_leaves(out[8])):
-        assert a.shape[0] == 50
+        assert a.shape[0] == 10
         # Two steps on other per-device batch shapes: XLA may sum in another
         # order; after two SGD steps that stays within a few float32 ulps of
         # the weights' scale, far below a wrong shard (a different seed's ~1).
@@ -124,9 +124,9 @@ SHARDED = textwrap.dedent(
 )
 
 
-def test_fifty_seeds_on_eight_devices_use_all_eight_and_equal_one_device():
+def test_ten_seeds_on_eight_devices_use_all_eight_and_equal_one_device():
     out = run_on_host_devices(SHARDED)
-    assert "devices 8 padded 56 shards 8" in out
+    assert "devices 8 padded 16 shards 8" in out
     assert "sharded equals single-device" in out
 
 
