@@ -168,13 +168,14 @@ def sweep_bound(x, target, counts, order, dtype, rsms=None, fits=None) -> np.nda
 
     ``x``: ``(n, d)``, ``target``: ``(n, n)``, both exact (float64).
     ``rsms`` ``(L, n, n)`` and ``fits`` ``(L,)``: the exact pruned RSMs and
-    fits when already at hand (computed in float64 otherwise; a float64
-    poz-jax result serves, its own error being far below a float32 bound).
+    fits when already at hand (computed otherwise in float64 by NumPy, not by
+    the code the bound is for, and without compiling anything per shape).
     """
-    import poz_jax as pj
-
     if rsms is None:
-        rsms = np.asarray(pj.sweep_rsms(np.asarray(x, np.float64), counts, order))
+        from conftest import ref_rsm_fast
+
+        xo = np.asarray(x, np.float64)[:, np.asarray(order)]
+        rsms = np.stack([ref_rsm_fast(xo[:, : int(k)]) for k in np.asarray(counts)])
     if fits is None:
         fits = [None] * len(counts)
     err = rsm_bound(x, dtype, counts, order, exact=rsms)

@@ -16,6 +16,7 @@ from conftest import ref_fit, ref_rsm_fast
 
 import poz_jax as pj
 from poz_jax import cli
+from poz_jax.core import reweight, validate
 from poz_jax.data import DataError, load_cifar10, load_similarity, load_stimulus_folder
 from poz_jax.data.synthetic import write_fake_cifar10 as fake_cifar
 from poz_jax.models import convert
@@ -58,6 +59,45 @@ ORDER = np.arange(10)
 def test_api_refuses_bad_input_with_one_clear_message(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+_host_reader = validate.readable  # NumPy for values in host memory (the CPU)
+
+
+def _device_reader(a):
+    # What an accelerator's arrays get: their values read where they live.
+    return jnp.asarray(a), jnp
+
+
+@pytest.mark.parametrize("reader", [_host_reader, _device_reader], ids=["host", "device"])
+def test_value_checks_say_the_same_wherever_the_values_live(reader, monkeypatch):
+    want = np.asarray(pj.sweep(X, T, [10, 5], ORDER))
+    monkeypatch.setattr(validate, "readable", reader)
+    xn = X.copy()
+    xn[2, 3] = np.nan
+    masks = np.ones((3, 10), bool)
+    masks[1] = False
+    cases = [
+        (lambda: pj.sweep(jnp.asarray(xn), T, [5], ORDER), "x holds 1 NaN or infinite"),
+        (lambda: pj.sweep(X, T, jnp.asarray([0, 4]), ORDER), r"must lie in 1..10 .*got 0..4"),
+        (lambda: pj.sweep(X, T, [5], ORDER[::-1] % 9), "order must be a permutation of 0..9"),
+        (lambda: pj.class_means(X, np.r_[0, 0, 0, 1, 1, 7], 2), "must lie in 0..1, got 0..7"),
+        (lambda: pj.sweep_masks(X, T, masks), r"masks rows \[1\] keep no node"),
+        (lambda: pj.max_kept_poz(np.full(10, 1.5), [5], ORDER), r"fractions in \[0, 1\].*; 10 val"),
+        (lambda: reweight.reweighting_path(X, T, [1.0, -1.0]), "alphas must be positive"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    # Inputs that pass reach the same kernel with the same arrays.
+    np.testing.assert_array_equal(np.asarray(pj.sweep(X, T, [10, 5], ORDER)), want)
+
+
+def test_big_endian_arrays_are_read_as_native_ones():
+    # Some .npy and .mat writers store big-endian floats; JAX refuses that dtype.
+    want = np.asarray(pj.sweep(X, T, [10, 5], ORDER))
+    got = pj.sweep(X.astype(">f8"), T.astype(">f8"), np.array([10, 5], ">i8"), ORDER.astype(">i4"))
+    np.testing.assert_array_equal(np.asarray(got), want)
 
 
 def test_numbers_at_the_edges_of_float32():

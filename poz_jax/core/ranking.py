@@ -102,7 +102,8 @@ def max_kept_poz(poz_values, keep_counts, order) -> jax.Array:
     o = v.check_order(order, n_nodes)
     v.check_broadcast(poz_values=p.shape[:-1], order=o.shape[:-1])
     if v.is_concrete(p) and p.size:
-        bad = int(jnp.sum(~((p >= 0) & (p <= 1))))
+        vals, xp = v.readable(p)
+        bad = int(xp.sum(~((vals >= 0) & (vals <= 1))))
         if bad:
             raise ValueError(
                 f"poz_values must be fractions in [0, 1] (not percentages); {bad} value(s) "

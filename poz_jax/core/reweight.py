@@ -93,8 +93,10 @@ def _prepare(x, target, alphas):
     a = v.as_float(alphas, "alphas").astype(x.dtype)
     if a.ndim != 1 or a.shape[0] == 0:
         raise ValueError(f"alphas must be a non-empty 1-D array, got shape {tuple(a.shape)}")
-    if v.is_concrete(a) and not bool(jnp.all(jnp.isfinite(a) & (a > 0))):
-        raise ValueError("alphas must be positive and finite")
+    if v.is_concrete(a):
+        vals, xp = v.readable(a)
+        if not bool(xp.all(xp.isfinite(vals) & (vals > 0))):
+            raise ValueError("alphas must be positive and finite")
     return x, t, a
 
 

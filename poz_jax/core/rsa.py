@@ -152,9 +152,10 @@ def class_means(acts, labels, n_classes: int) -> jax.Array:
         raise ValueError(f"labels must be integers, got dtype {lab.dtype}")
     n_classes = v.check_int(n_classes, "n_classes", 1)
     v.check_broadcast(acts=x.shape[:-2], labels=lab.shape[:-1])
-    if v.is_concrete(lab) and lab.size and (int(lab.min()) < 0 or int(lab.max()) >= n_classes):
-        raise ValueError(
-            f"labels must lie in 0..{n_classes - 1}, got {int(lab.min())}..{int(lab.max())}"
-        )
+    if v.is_concrete(lab) and lab.size:
+        vals, xp = v.readable(lab)
+        lo, hi = int(xp.min(vals)), int(xp.max(vals))
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(f"labels must lie in 0..{n_classes - 1}, got {lo}..{hi}")
     v.check_finite(x, "acts")
     return kernels.class_means_kernel(x, lab, int(n_classes))

@@ -73,7 +73,9 @@ def sweep_masks(x, target, masks) -> jax.Array:
         raise ValueError(f"masks must have shape (n_levels, {x.shape[-1]}), got {tuple(m.shape)}")
     if m.dtype != jnp.bool_:
         raise ValueError(f"masks must be boolean, got dtype {m.dtype}")
-    if v.is_concrete(m) and not bool(jnp.all(jnp.any(m, -1))):
-        empty = [int(i) for i in jnp.nonzero(~jnp.any(m, -1))[0]]
-        raise ValueError(f"masks rows {empty} keep no node; every level must keep at least one")
+    if v.is_concrete(m):
+        vals, xp = v.readable(m)
+        if not bool(xp.all(xp.any(vals, -1))):
+            empty = [int(i) for i in xp.nonzero(~xp.any(vals, -1))[0]]
+            raise ValueError(f"masks rows {empty} keep no node; every level must keep at least one")
     return kernels.sweep_masks_kernel(x, t, m)

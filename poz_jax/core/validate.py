@@ -24,6 +24,24 @@ def is_concrete(*arrays) -> bool:
     return not any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
+def readable(a):
+    """``(values, xp)``: concrete ``a``'s values and the array module to read them with.
+
+    Values in host memory (a NumPy array; a JAX array on the CPU, viewed
+    without a copy) are read with NumPy: op by op in JAX, each check would
+    compile a small program for every new shape (tens of ms each on a CPU,
+    paid again by every call on a new shape). Values on an accelerator are
+    read there with ``jax.numpy``, so they never cross to the host.
+    """
+    if (
+        isinstance(a, jax.Array)
+        and a.is_fully_addressable
+        and all(d.platform == "cpu" for d in a.devices())
+    ):
+        return np.asarray(a), np
+    return (a, np) if isinstance(a, np.ndarray) else (a, jnp)
+
+
 def as_array(x, name: str) -> jax.Array:
     """``x`` as a JAX array of real numbers (bool, int or float), or a ``ValueError`` naming it.
 
@@ -40,7 +58,10 @@ def as_array(x, name: str) -> jax.Array:
         if host.dtype.kind not in "biuf":
             what = "complex numbers" if host.dtype.kind == "c" else _kind(x)
             raise ValueError(f"{name} must be a real numeric array, got {what}")
-        arr = jnp.asarray(host)
+        if not host.dtype.isnative:  # big-endian data (some .npy and .mat files)
+            host = host.astype(host.dtype.newbyteorder("="))
+        # device_put copies without a compiled program (jnp.asarray compiles one per shape).
+        arr = jax.device_put(host)
         # Without x64, JAX narrows int64 to int32: refuse rather than wrap.
         if host.dtype.kind in "iu" and arr.dtype != host.dtype and host.size:
             info = np.iinfo(arr.dtype)
@@ -108,8 +129,11 @@ def check_min_rank(x, rank: int, name: str, layout: str) -> None:
 
 def check_finite(x, name: str) -> None:
     """Raise if a concrete ``x`` holds NaN or infinity."""
-    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
-        n_bad = int(jnp.sum(~jnp.isfinite(x)))
+    if not is_concrete(x):
+        return
+    vals, xp = readable(x)
+    n_bad = int(xp.sum(~xp.isfinite(vals)))
+    if n_bad:
         raise ValueError(f"{name} holds {n_bad} NaN or infinite value(s); clean the input first")
 
 
@@ -196,7 +220,8 @@ def as_keep_counts(keep_counts, n_nodes: int) -> jax.Array:
         # The default int type (int64 under x64), as integer counts get.
         k = k.astype(jax.dtypes.canonicalize_dtype(np.int64))
     if is_concrete(k):
-        lo, hi = int(jnp.min(k)), int(jnp.max(k))
+        vals, xp = readable(k)
+        lo, hi = int(xp.min(vals)), int(xp.max(vals))
         if lo < 1 or hi > n_nodes:
             raise ValueError(
                 f"keep_counts must lie in 1..{n_nodes} (the number of nodes), got {lo}..{hi}"
@@ -214,13 +239,17 @@ def check_order(order, n_nodes: int) -> jax.Array:
         )
     if not jnp.issubdtype(o.dtype, jnp.integer):
         raise ValueError(f"order must hold integer node indices, got dtype {o.dtype}")
-    if is_concrete(o):
-        srt = jnp.sort(o, axis=-1)
-        if not bool(jnp.all(srt == jnp.arange(n_nodes))):
-            raise ValueError(f"order must be a permutation of 0..{n_nodes - 1} along its last axis")
+    if not is_concrete(o):
+        return o.astype(jnp.int32)
+    vals, xp = readable(o)
+    if not bool(xp.all(xp.sort(vals, axis=-1) == xp.arange(n_nodes))):
+        raise ValueError(f"order must be a permutation of 0..{n_nodes - 1} along its last axis")
     # One index dtype whatever the caller's (keep_order's int32, NumPy's int64):
     # the kernels then compile once per shape, not once per shape and dtype.
-    return o.astype(jnp.int32)
+    # A permutation fits int32 exactly, so the cast may run where the values are.
+    if o.dtype == jnp.int32:
+        return o
+    return jax.device_put(vals.astype(np.int32)) if xp is np else o.astype(jnp.int32)
 
 
 MAX_SEED = 2**31 - 1
@@ -343,7 +372,8 @@ def pow2_normalised(a):
     and neither tiny nor huge inputs under- or overflow its sums of squares.
     All-zero (or non-finite) ``a`` is returned as it is.
     """
-    top = float(jnp.max(jnp.abs(a))) if a.size else 0.0
+    vals, xp = readable(a)
+    top = float(xp.max(xp.abs(vals))) if a.size else 0.0
     if not (top > 0 and np.isfinite(top)):
         return a
     e = -int(np.frexp(top)[1])
