@@ -17,6 +17,10 @@ from poz_jax.data.synthetic import write_stimulus_sets
 from poz_jax.io import files
 from poz_jax.pipelines import exp2
 
+# Every run on the generated sets draws this many null orders: the null's
+# programs (their shapes follow the count) then compile once for the file.
+N_NULL = 40
+
 
 @pytest.fixture(scope="module")
 def stimuli(tmp_path_factory):
@@ -28,7 +32,7 @@ def stimuli(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(stimuli, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp2")
-    cfg = exp2.Exp2Config(n_null=40)
+    cfg = exp2.Exp2Config(n_null=N_NULL)
     res = exp2.run(cfg, out, stimuli, stimuli / "embeddings.npz", progress=False)
     return out, res
 
@@ -92,7 +96,9 @@ def test_resume_reuses_finished_nulls(stimuli, result, monkeypatch):
         raise AssertionError("a finished null was recomputed")
 
     monkeypatch.setattr(exp2, "null_fits", refuse)
-    again = exp2.run(exp2.Exp2Config(n_null=40), out, stimuli, stimuli / "embeddings.npz", False)
+    again = exp2.run(
+        exp2.Exp2Config(n_null=N_NULL), out, stimuli, stimuli / "embeddings.npz", False
+    )
     assert again.rows == res.rows
 
 
@@ -132,7 +138,7 @@ def test_cli(stimuli, tmp_path, capsys):
             "--embeddings",
             str(stimuli / "embeddings.npz"),
             "--n-null",
-            "3",
+            str(N_NULL),
             "--out",
             str(tmp_path / "d"),
             "--no-progress",
@@ -147,7 +153,7 @@ def test_cli(stimuli, tmp_path, capsys):
 def test_float32_and_float64_agree(stimuli, tmp_path):
     runs = {}
     for prec in ("float32", "float64"):
-        cfg = exp2.Exp2Config(n_null=3, precision=prec, sets=("discs",))
+        cfg = exp2.Exp2Config(n_null=N_NULL, precision=prec, sets=("discs",))
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
     a, b = runs["float32"].rows[0], runs["float64"].rows[0]
     sets = load_stimulus_sets(stimuli, ["discs"])
@@ -217,7 +223,7 @@ def test_changed_embeddings_or_matrix_recompute_the_null(stimuli, tmp_path):
     sims = dict(np.load(stimuli / "similarity.npz"))
     noise = rng.normal(size=sims["hues"].shape)
     np.savez(tmp_path / "sims.npz", **{**sims, "hues": sims["hues"] + noise + noise.T})
-    cfg = exp2.Exp2Config(n_null=20)
+    cfg = exp2.Exp2Config(n_null=N_NULL)
     runs = [
         (stimuli / "similarity.npz", stimuli / "embeddings.npz"),
         (stimuli / "similarity.npz", tmp_path / "other.npz"),  # embeddings changed
@@ -261,7 +267,7 @@ def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_p
     shutil.copytree(stimuli / "hues", tmp_path / "hues")
     weights = tmp_path / "w.npz"
     weights.write_bytes(b"weights one")
-    cfg = exp2.Exp2Config(n_null=4, weights=str(weights))
+    cfg = exp2.Exp2Config(n_null=N_NULL, weights=str(weights))
 
     def run():
         exp2.run(cfg, tmp_path / "out", tmp_path / "hues", progress=False)
@@ -285,7 +291,7 @@ def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_p
 
 def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
     out = tmp_path / "out"
-    cfg = exp2.Exp2Config(n_null=5)
+    cfg = exp2.Exp2Config(n_null=N_NULL)
     exp2.run(cfg, out, stimuli / "similarity.npz", stimuli / "embeddings.npz", progress=False)
     before = _snapshot(out)
     emb = dict(np.load(stimuli / "embeddings.npz"))

@@ -24,6 +24,11 @@ from poz_jax.models.lenet import layer_outputs
 from poz_jax.pipelines import peterson
 
 N_NET = 3
+# Items per set: 40, as in test_exp3.py's image sets, so the comparison's 5
+# folds split them alike (32 + 8) and both files' compare programs are the
+# same (compiled once in the run's shared cache); 24 split two ways (19 + 5
+# and 20 + 4) and compiled each.
+N_ITEMS = 40
 
 
 def _nanmean0(a):
@@ -36,7 +41,7 @@ def _nanmean0(a):
 def study_inputs(tmp_path_factory):
     """Two generated sets (one with two rater batches in its .mat) and 3 random LeNet5s."""
     root = tmp_path_factory.mktemp("peterson")
-    write_stimulus_sets(root / "stimuli", names=("discs", "hues", "rated"), n_items=24)
+    write_stimulus_sets(root / "stimuli", names=("discs", "hues", "rated"), n_items=N_ITEMS)
     rng = np.random.default_rng(4)
     sim = np.asarray(scipy.io.loadmat(root / "stimuli" / "rated" / "similarity.mat")["simMatrix"])
     noise = rng.normal(scale=0.05, size=sim.shape)
@@ -129,7 +134,7 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
             assert float(floor["fit"]) == pytest.approx(want, rel=1e-9)
 
     # The ceiling: Spearman-Brown of the batches' split-half r; none without batches.
-    iu = np.triu_indices(24, 1)
+    iu = np.triu_indices(N_ITEMS, 1)
     r = scipy.stats.pearsonr(batches[0][iu], batches[1][iu])[0]
     rated = [row for row in ceiling if row["set"] == "rated"]
     assert len(rated) == 6  # two pixel sizes, two layers x (unpruned, best)

@@ -15,6 +15,13 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+# The generated sets' size and the settings of every run that finishes here:
+# those of tests/test_compare.py's command test, so its compiled programs (in
+# the run's shared compilation cache) serve these runs too.
+SETS = dict(n_items=15, n_nodes=64)
+N_NULL = ["--n-null", "5"]
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished exp2 run and a finished compare run over generated sets."""
@@ -22,12 +29,12 @@ def finished(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("refused")
     stim = root / "stim"
-    write_stimulus_sets(stim, n_items=12, n_nodes=40)
+    write_stimulus_sets(stim, **SETS)
     emb = stim / "embeddings.npz"
-    exp2 = ["exp2", "--stimuli", str(stim), "--embeddings", str(emb), "--n-null", "5"]
+    exp2 = ["exp2", "--stimuli", str(stim), "--embeddings", str(emb), *N_NULL]
     assert cli.main([*exp2, "--out", str(root / "e2"), "--no-progress"]) == 0
     cmp_ = ["compare", "--stimuli", str(stim), "--embeddings", str(emb)]
-    cmp_ += ["--folds", "2", "--repeats", "1", "--n-random", "2", "--inner-folds", "2"]
+    cmp_ += ["--folds", "3", "--repeats", "2", "--n-random", "3"]
     assert cli.main([*cmp_, "--out", str(root / "cmp"), "--no-progress"]) == 0
     return root, exp2, cmp_
 
@@ -118,7 +125,7 @@ def _snapshot_of(folder, sub):
 def test_a_refused_run_into_a_new_folder_leaves_no_folder(tmp_path, capsys):
     from poz_jax.data.synthetic import write_stimulus_sets
 
-    write_stimulus_sets(tmp_path / "stim", n_items=8, n_nodes=20)
+    write_stimulus_sets(tmp_path / "stim", **SETS)
     before = sorted(p for p in tmp_path.rglob("*"))
     out = tmp_path / "w" / "." / "sub" / ".." / "o"
     args = ["exp2", "--stimuli", str(tmp_path / "stim"), "--embeddings"]
@@ -126,7 +133,7 @@ def test_a_refused_run_into_a_new_folder_leaves_no_folder(tmp_path, capsys):
     assert cli.main([*args, "--no-progress"]) == 2
     assert "--n-null" in capsys.readouterr().err
     assert sorted(p for p in tmp_path.rglob("*")) == before
-    args[-3] = "2"  # --n-null 2: a run that succeeds makes "w/o" and nothing on the way
+    args[-3] = N_NULL[1]  # a run that succeeds makes "w/o" and nothing on the way
     assert cli.main([*args, "--no-progress"]) == 0
     assert (tmp_path / "w" / "o" / "stats.csv").exists() and not (tmp_path / "w" / "sub").exists()
 
