@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 from bounds import assert_within, sweep_bound
-from conftest import ref_fit, ref_rsm_fast, sparse_acts
+from conftest import COMPARE_ARGS, COMPARE_SETS, ref_fit, ref_rsm_fast, sparse_acts
 from scipy import stats
 
 import poz_jax as pj
@@ -328,7 +328,7 @@ def stimuli(tmp_path_factory):
     from poz_jax.data.synthetic import write_stimulus_sets
 
     folder = tmp_path_factory.mktemp("stim")
-    write_stimulus_sets(folder, n_items=15, n_nodes=64)
+    write_stimulus_sets(folder, **COMPARE_SETS)
     return folder
 
 
@@ -352,7 +352,7 @@ def test_compare_command_writes_tables_and_figure_and_resumes(stimuli, tmp_path,
     assert e.value.code == 0 and "--inner-folds" in capsys.readouterr().out
     out = tmp_path / "cmp"
     args = ["compare", "--stimuli", str(stimuli), "--embeddings", str(stimuli / "embeddings.npz")]
-    args += ["--folds", "3", "--repeats", "2", "--n-random", "3", "--out", str(out)]
+    args += [*COMPARE_ARGS, "--out", str(out)]
     assert cli.main([*args, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "corrected resampled t-test" in printed and "reweighting" in printed

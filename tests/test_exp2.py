@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bounds import assert_within, sweep_bound
-from conftest import read_rows
+from conftest import EXP2_N_NULL, EXP2_SETS, read_rows
 from scipy import stats as sps
 
 import poz_jax as pj
@@ -17,22 +17,18 @@ from poz_jax.data.synthetic import write_stimulus_sets
 from poz_jax.io import files
 from poz_jax.pipelines import exp2
 
-# Every run on the generated sets draws this many null orders: the null's
-# programs (their shapes follow the count) then compile once for the file.
-N_NULL = 40
-
 
 @pytest.fixture(scope="module")
 def stimuli(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stim")
-    write_stimulus_sets(folder, n_items=12, n_nodes=4096)
+    write_stimulus_sets(folder, **EXP2_SETS)
     return folder
 
 
 @pytest.fixture(scope="module")
 def result(stimuli, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp2")
-    cfg = exp2.Exp2Config(n_null=N_NULL)
+    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL)
     res = exp2.run(cfg, out, stimuli, stimuli / "embeddings.npz", progress=False)
     return out, res
 
@@ -97,7 +93,7 @@ def test_resume_reuses_finished_nulls(stimuli, result, monkeypatch):
 
     monkeypatch.setattr(exp2, "null_fits", refuse)
     again = exp2.run(
-        exp2.Exp2Config(n_null=N_NULL), out, stimuli, stimuli / "embeddings.npz", False
+        exp2.Exp2Config(n_null=EXP2_N_NULL), out, stimuli, stimuli / "embeddings.npz", False
     )
     assert again.rows == res.rows
 
@@ -138,7 +134,7 @@ def test_cli(stimuli, tmp_path, capsys):
             "--embeddings",
             str(stimuli / "embeddings.npz"),
             "--n-null",
-            str(N_NULL),
+            str(EXP2_N_NULL),
             "--out",
             str(tmp_path / "d"),
             "--no-progress",
@@ -153,7 +149,7 @@ def test_cli(stimuli, tmp_path, capsys):
 def test_float32_and_float64_agree(stimuli, tmp_path):
     runs = {}
     for prec in ("float32", "float64"):
-        cfg = exp2.Exp2Config(n_null=N_NULL, precision=prec, sets=("discs",))
+        cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, precision=prec, sets=("discs",))
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
     a, b = runs["float32"].rows[0], runs["float64"].rows[0]
     sets = load_stimulus_sets(stimuli, ["discs"])
@@ -223,7 +219,7 @@ def test_changed_embeddings_or_matrix_recompute_the_null(stimuli, tmp_path):
     sims = dict(np.load(stimuli / "similarity.npz"))
     noise = rng.normal(size=sims["hues"].shape)
     np.savez(tmp_path / "sims.npz", **{**sims, "hues": sims["hues"] + noise + noise.T})
-    cfg = exp2.Exp2Config(n_null=N_NULL)
+    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL)
     runs = [
         (stimuli / "similarity.npz", stimuli / "embeddings.npz"),
         (stimuli / "similarity.npz", tmp_path / "other.npz"),  # embeddings changed
@@ -267,7 +263,7 @@ def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_p
     shutil.copytree(stimuli / "hues", tmp_path / "hues")
     weights = tmp_path / "w.npz"
     weights.write_bytes(b"weights one")
-    cfg = exp2.Exp2Config(n_null=N_NULL, weights=str(weights))
+    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, weights=str(weights))
 
     def run():
         exp2.run(cfg, tmp_path / "out", tmp_path / "hues", progress=False)
@@ -291,7 +287,7 @@ def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_p
 
 def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
     out = tmp_path / "out"
-    cfg = exp2.Exp2Config(n_null=N_NULL)
+    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL)
     exp2.run(cfg, out, stimuli / "similarity.npz", stimuli / "embeddings.npz", progress=False)
     before = _snapshot(out)
     emb = dict(np.load(stimuli / "embeddings.npz"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import EXP2_N_NULL, EXP2_SETS
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "experiments" / "exp2_colab.ipynb"
 
@@ -20,7 +21,7 @@ def test_the_exp2_notebook_runs_on_generated_stimuli_with_random_weights(tmp_pat
     nbclient = pytest.importorskip("nbclient")
     from poz_jax.data.synthetic import write_stimulus_sets
 
-    write_stimulus_sets(tmp_path / "stimuli", names=("discs",), n_items=12)
+    write_stimulus_sets(tmp_path / "stimuli", names=("discs",), n_items=EXP2_SETS["n_items"])
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     tags = [set(c.metadata.get("tags", [])) for c in nb.cells]
@@ -34,7 +35,7 @@ def test_the_exp2_notebook_runs_on_generated_stimuli_with_random_weights(tmp_pat
             cells.append(
                 nbformat.v4.new_code_cell(
                     f"PETERSON = {str(tmp_path / 'stimuli')!r}\nWEIGHTS = 'random'\n"
-                    f"OUT = {str(tmp_path / 'out')!r}\nN_NULL = 5"
+                    f"OUT = {str(tmp_path / 'out')!r}\nN_NULL = {EXP2_N_NULL}"
                 )
             )
     nb.cells = cells

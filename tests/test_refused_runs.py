@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import lenet_params
+from conftest import COMPARE_ARGS, COMPARE_SETS, EXP2_N_NULL, EXP2_SETS, lenet_params
 
 from poz_jax import cli
 
@@ -15,11 +15,7 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-# The generated sets' size and the settings of every run that finishes here:
-# those of tests/test_compare.py's command test, so its compiled programs (in
-# the run's shared compilation cache) serve these runs too.
-SETS = dict(n_items=15, n_nodes=64)
-N_NULL = ["--n-null", "5"]
+N_NULL = ["--n-null", str(EXP2_N_NULL)]
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +25,12 @@ def finished(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("refused")
     stim = root / "stim"
-    write_stimulus_sets(stim, **SETS)
+    write_stimulus_sets(stim, **COMPARE_SETS)
     emb = stim / "embeddings.npz"
     exp2 = ["exp2", "--stimuli", str(stim), "--embeddings", str(emb), *N_NULL]
     assert cli.main([*exp2, "--out", str(root / "e2"), "--no-progress"]) == 0
     cmp_ = ["compare", "--stimuli", str(stim), "--embeddings", str(emb)]
-    cmp_ += ["--folds", "3", "--repeats", "2", "--n-random", "3"]
+    cmp_ += COMPARE_ARGS
     assert cli.main([*cmp_, "--out", str(root / "cmp"), "--no-progress"]) == 0
     return root, exp2, cmp_
 
@@ -125,7 +121,7 @@ def _snapshot_of(folder, sub):
 def test_a_refused_run_into_a_new_folder_leaves_no_folder(tmp_path, capsys):
     from poz_jax.data.synthetic import write_stimulus_sets
 
-    write_stimulus_sets(tmp_path / "stim", **SETS)
+    write_stimulus_sets(tmp_path / "stim", **EXP2_SETS)
     before = sorted(p for p in tmp_path.rglob("*"))
     out = tmp_path / "w" / "." / "sub" / ".." / "o"
     args = ["exp2", "--stimuli", str(tmp_path / "stim"), "--embeddings"]
