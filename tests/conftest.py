@@ -49,6 +49,46 @@ COMPARE_SETS = dict(n_items=15, n_nodes=64)
 COMPARE_ARGS = ("--folds", "3", "--repeats", "2", "--n-random", "3")
 
 
+# The files that take longest, longest first (--durations on 2 cores; see
+# docs/getting-started.md), the ones that reuse another's compiled programs
+# after it. pytest-xdist hands whole files (--dist loadfile) to whichever
+# worker is free, in collection order, so a long file never starts last while
+# the other worker idles; files not named follow in their usual order. A
+# stale list costs time, never a result.
+LONGEST_FIRST = (
+    "test_results.py",
+    "test_compare.py",
+    "test_exp2.py",
+    "test_exp3.py",
+    "test_nulls.py",
+    "test_train.py",
+    "test_trim_study.py",
+    "test_benchmark.py",
+    "test_peterson_study.py",
+    "test_sweeps.py",
+    "test_refused_runs.py",
+    "test_exp1.py",
+    "test_vgg.py",
+    "test_trim.py",
+    "test_reproduce.py",
+    "test_notebooks.py",
+    "test_bad_input.py",
+    "test_model.py",
+)
+
+
+def pytest_configure(config):
+    # xdist's own file order (most tests first) would start one-test files,
+    # such as the benchmark's 40 s, last.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
 def pytest_unconfigure(config):
     # Only the process that made the cache removes it (xdist workers inherit it).
     if _RUN_CACHE is not None:
