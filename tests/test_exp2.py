@@ -170,7 +170,7 @@ def test_a_float32_run_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, t
     # float32 digits.
     runs = {}
     for prec in ("float32", "float64"):
-        cfg = exp2.Exp2Config(n_null=200, precision=prec)
+        cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, precision=prec)
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
     for a, b in zip(runs["float32"].rows, runs["float64"].rows, strict=True):
         assert a["set"] == b["set"]
@@ -200,7 +200,7 @@ def test_a_float32_run_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, t
             assert np.mean(np.isfinite(bound[~np.isnan(f64[i])])) > 0.5  # mostly informative
             assert_within(f32[i], f64[i], bound, f"null order {i} of {name['set']}")
     # The precision is part of the null's key: switching it recomputes.
-    cfg = exp2.Exp2Config(n_null=200, precision="float32")
+    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, precision="float32")
     exp2.run(cfg, tmp_path / "float64", stimuli, stimuli / "embeddings.npz", False)
     assert np.load(tmp_path / "float64" / "null_discs.npz")["null_fits"].dtype == np.float32
 

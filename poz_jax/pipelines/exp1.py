@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -153,7 +154,10 @@ def _networks(cfg, out: Path, data, key, trainer, compute, progress, saved_meta)
     all ``cfg.epochs``, else trained (resuming from the checkpoint) and saved there."""
     nets = out / NETWORKS
     if saved_meta and saved_meta["epoch"] == cfg.epochs:
-        params, _ = files.load_tree(nets, trainer.init(seed_keys(cfg))[0])
+        # Only the tree's names, shapes and dtypes are needed: traced, not
+        # compiled and run (seconds for 50 networks on a CPU).
+        like = jax.eval_shape(trainer.init, seed_keys(cfg))[0]
+        params, _ = files.load_tree(nets, like)
         return params, saved_meta["history"]
     params, history = train_networks(cfg, data, out, compute, progress, key)
     meta = {"epoch": cfg.epochs, "history": history, "train": dataclasses.asdict(cfg)}
