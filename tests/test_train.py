@@ -151,3 +151,14 @@ def test_checkpoint_leaves_load_by_name_shape_and_dtype(tmp_path, rng):
         files.load_tree(tmp_path / "c.npz", {"opt": _State(np.zeros((2, 3), np.float32), nu)})
     with pytest.raises(ValueError, match=r"missing leaves \[\"\['opt'\]\['m'\]\""):
         files.load_tree(tmp_path / "c.npz", {"opt": {"m": mu, "nu": nu}})
+
+
+def test_a_traced_init_first_leaves_the_trainer_usable():
+    # exp1 reads finished networks into eval_shape(trainer.init, ...): the first
+    # call on a fresh Trainer is then a trace, and must cache no traced value.
+    trainer = Trainer(LeNet5(), SMALL_TRAIN)
+    keys = seed_keys(SMALL_TRAIN)
+    like = jax.eval_shape(trainer.init, keys)
+    params, _ = trainer.init(keys)
+    got = jax.tree_util.tree_map(lambda a: (a.shape, a.dtype), params)
+    assert got == jax.tree_util.tree_map(lambda s: (s.shape, s.dtype), like[0])

@@ -227,7 +227,9 @@ class Trainer:
     # one Trainer per model and optimiser), so runs in one process share them.
     @functools.cached_property
     def _init(self) -> Callable:
-        dummy = jnp.zeros((1, 32, 32, 3), jnp.float32)
+        # NumPy, not jnp: built inside a trace (eval_shape(trainer.init, ...) may
+        # be the first call), a jnp array would be a tracer kept in this cache.
+        dummy = np.zeros((1, 32, 32, 3), np.float32)
 
         def one(key):
             params = self.model.init(jax.random.fold_in(key, 0), dummy)["params"]
