@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import SMALL_TRAIN
+from conftest import COMPARE_ARGS, COMPARE_SETS, EXP2_N_NULL, SMALL_TRAIN
 
 from poz_jax import cli
 from poz_jax.data.synthetic import write_fake_cifar10, write_stimulus_sets
@@ -61,18 +61,18 @@ def test_an_exp1_folder_is_reproduced_from_its_networks_and_an_edit_is_named(tmp
 @pytest.mark.slow
 def test_exp2_and_compare_folders_are_reproduced(tmp_path, capsys):
     stim = tmp_path / "stim"
-    write_stimulus_sets(stim, n_items=12, n_nodes=40)
+    write_stimulus_sets(stim, **COMPARE_SETS)
     emb = stim / "embeddings.npz"
     base = ["--stimuli", str(stim), "--embeddings", str(emb), "--no-progress"]
-    assert cli.main(["exp2", *base, "--n-null", "5", "--out", str(tmp_path / "e2")]) == 0
-    cmp_ = ["--folds", "2", "--repeats", "1", "--n-random", "2", "--inner-folds", "2"]
+    assert cli.main(["exp2", *base, f"--n-null={EXP2_N_NULL}", "--out", str(tmp_path / "e2")]) == 0
+    cmp_ = COMPARE_ARGS
     assert cli.main(["compare", *base, *cmp_, "--out", str(tmp_path / "c")]) == 0
     capsys.readouterr()
     for name in ("e2", "c"):
         assert cli.main(["reproduce", str(tmp_path / name), "--no-progress"]) == 0
         assert "reproduced" in capsys.readouterr().out
     # An input that is not the recorded one is refused, not silently used.
-    write_stimulus_sets(tmp_path / "other", n_items=12, n_nodes=40, seed=1)
+    write_stimulus_sets(tmp_path / "other", **COMPARE_SETS, seed=1)
     args = ["reproduce", str(tmp_path / "e2"), "--stimuli", str(tmp_path / "other")]
     assert cli.main(args) == 2
     assert "is not the input the folder was made from" in capsys.readouterr().err
@@ -97,11 +97,11 @@ def test_an_incomplete_or_edited_folder_is_not_reproduced(tmp_path, capsys):
     import shutil
 
     stim = tmp_path / "stim"
-    write_stimulus_sets(stim, n_items=12, n_nodes=40)
+    write_stimulus_sets(stim, **COMPARE_SETS)
     emb = stim / "embeddings.npz"
     base = ["--stimuli", str(stim), "--embeddings", str(emb), "--no-progress"]
     done = tmp_path / "e2"
-    assert cli.main(["exp2", *base, "--n-null", "5", "--out", str(done)]) == 0
+    assert cli.main(["exp2", *base, f"--n-null={EXP2_N_NULL}", "--out", str(done)]) == 0
     capsys.readouterr()
 
     def copy(name):
@@ -147,7 +147,7 @@ def test_an_incomplete_or_edited_folder_is_not_reproduced(tmp_path, capsys):
         code, said = verdict(folder)
         assert code == 2 and message in said and "Traceback" not in said, said
     # Another embeddings file than the recorded one is refused by its digest.
-    write_stimulus_sets(tmp_path / "other", n_items=12, n_nodes=40, seed=1)
+    write_stimulus_sets(tmp_path / "other", **COMPARE_SETS, seed=1)
     args = ["reproduce", str(done), "--embeddings", str(tmp_path / "other" / "embeddings.npz")]
     assert cli.main(args) == 2
     assert "embeddings" in capsys.readouterr().err
@@ -158,9 +158,9 @@ def test_a_compare_config_without_methods_is_refused_by_name(tmp_path, capsys):
     import json
 
     stim = tmp_path / "stim"
-    write_stimulus_sets(stim, n_items=12, n_nodes=40)
+    write_stimulus_sets(stim, **COMPARE_SETS)
     base = ["--stimuli", str(stim), "--embeddings", str(stim / "embeddings.npz")]
-    cmp_ = ["--folds", "2", "--repeats", "1", "--n-random", "2", "--inner-folds", "2"]
+    cmp_ = COMPARE_ARGS
     out = tmp_path / "c"
     assert cli.main(["compare", *base, *cmp_, "--out", str(out), "--no-progress"]) == 0
     config = json.loads((out / "config.json").read_text())
