@@ -8,8 +8,16 @@ import pytest
 from poz_jax.models import convert
 from poz_jax.models.vgg import VGG16, _pool_windows, adaptive_avg_pool, param_shapes
 
-torch = pytest.importorskip("torch")
-nn = torch.nn
+torch = nn = None  # PyTorch, imported by _import_torch when this file's first test runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _import_torch():
+    # On use, not at collection: every xdist worker collects this file, and
+    # importing torch costs each a second.
+    global torch, nn
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
 
 
 pytestmark = pytest.mark.slow  # VGG-16 in PyTorch and Flax: outside the fast loop
