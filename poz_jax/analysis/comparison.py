@@ -342,8 +342,7 @@ def compare_methods(
     col = {m: i for i, m in enumerate(methods)}
 
     for j, s in enumerate(splits):
-        xtr, xte = x[s.train], x[s.test]
-        ttr, tte = t[np.ix_(s.train, s.train)], t[np.ix_(s.test, s.test)]
+        xtr, ttr, xte, tte = s.take(x, t)
         res = _nested_split(xtr, ttr, xte, tte, k, nested, methods, n_random, seed, j)
         for m, (te, tr, kk) in res["scores"].items():
             test_fit[j, col[m]], train_fit[j, col[m]], kept[j, col[m]] = te, tr, kk
@@ -390,14 +389,15 @@ def _nested_split(xtr, ttr, xte, tte, k, nested, methods, n_random, seed, j) -> 
     scores = {}
     if "unpruned" in methods:
         full = np.array([xtr.shape[1]])
-        ident = jnp.arange(xtr.shape[1])
+        ident = np.arange(xtr.shape[1])
         scores["unpruned"] = (
             float(sweep(xte, tte, full, ident)[0]),
             float(sweep(xtr, ttr, full, ident)[0]),
             float(xtr.shape[1]),
         )
     if stacked:
-        o = jnp.concatenate([jnp.atleast_2d(a) for a in stacked])  # (M_nested + R, nodes)
+        # (M_nested + R, nodes) small index arrays, joined on the host (exact).
+        o = np.concatenate([np.atleast_2d(np.asarray(a)) for a in stacked])
         best_tr, best_te, best_k = _choose(_sweep(xtr, ttr, k, o), _sweep(xte, tte, k, o), k)
         for i, m in enumerate(nested):
             scores[m] = (best_te[i], best_tr[i], best_k[i])
@@ -441,7 +441,7 @@ def _in_sample(x, t, k, methods, nested, n_random, seed, alphas, inner_folds, n_
     named = keep_orders(x, t, nested)
     for m in methods:
         if m == "unpruned":
-            out.append(float(sweep(x, t, np.array([x.shape[1]]), jnp.arange(x.shape[1]))[0]))
+            out.append(float(sweep(x, t, np.array([x.shape[1]]), np.arange(x.shape[1]))[0]))
         elif m in nested:
             out.append(_nanmax(sweep(x, t, k, named[m])))
         elif m == "random":

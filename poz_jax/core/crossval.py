@@ -19,6 +19,18 @@ class Split(NamedTuple):
     train: np.ndarray
     test: np.ndarray
 
+    def take(self, x, t) -> tuple:
+        """``(x[train], t[train, train], x[test], t[test, test])`` for ``x`` ``(n_items, ...)``
+        and ``t`` ``(n_items, n_items)``.
+
+        Picking items is exact, so where the values live in host memory it
+        runs in NumPy (in JAX each pick compiles a program per split size);
+        on an accelerator it runs there.
+        """
+        (xv, _), (tv, _) = v.readable(x), v.readable(t)
+        tr, te = self.train, self.test
+        return xv[tr], tv[np.ix_(tr, tr)], xv[te], tv[np.ix_(te, te)]
+
 
 def item_splits(n_items: int, folds: int = 5, repeats: int = 1, seed: int = 0) -> list[Split]:
     """``folds``-fold splits of ``n_items`` items, repeated with ``repeats`` shuffles.

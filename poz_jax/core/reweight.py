@@ -82,8 +82,7 @@ def penalty_scores(x, target, alphas=ALPHAS, folds: int = 3, seed: int = 0) -> j
     seed = v.check_seed(seed)
     scores = []
     for s in item_splits(x.shape[0], folds, 1, seed):
-        train, val = np.ix_(s.train, s.train), np.ix_(s.test, s.test)
-        scores.append(_validation_fits(x[s.train], t[train], x[s.test], t[val], a))
+        scores.append(_validation_fits(*s.take(x, t), a))
     return jnp.nanmean(jnp.stack(scores), axis=0)
 
 
