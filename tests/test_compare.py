@@ -172,6 +172,19 @@ def test_item_splits_cover_every_item_once_per_repeat():
         crossval.item_splits(10, folds=4)
 
 
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_a_split_takes_its_items_and_their_block(rng, monkeypatch, where):
+    if where == "device":  # an accelerator's arrays: picked where they live
+        monkeypatch.setattr(crossval.v, "readable", lambda a: (jax.numpy.asarray(a), jax.numpy))
+    x, t = rng.normal(size=(9, 4)), ref_rsm_fast(rng.normal(size=(9, 3)))
+    s = crossval.item_splits(9, folds=3, seed=1)[1]
+    for xx, tt in ((x, t), (jax.numpy.asarray(x), jax.numpy.asarray(t))):
+        got = s.take(xx, tt)
+        want = x[s.train], t[np.ix_(s.train, s.train)], x[s.test], t[np.ix_(s.test, s.test)]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(np.asarray(g), w)
+
+
 def test_corrected_paired_t_matches_its_formula_with_scipy(rng):
     d = rng.normal(0.05, 0.2, size=(3, 50))
     d[1, :7] = np.nan
