@@ -75,7 +75,8 @@ def sweep_masks(x, target, masks) -> jax.Array:
         raise ValueError(f"masks must be boolean, got dtype {m.dtype}")
     if v.is_concrete(m):
         vals, xp = v.readable(m)
-        if not bool(xp.all(xp.any(vals, -1))):
-            empty = [int(i) for i in xp.nonzero(~xp.any(vals, -1))[0]]
+        keeps = xp.any(vals, -1)
+        if not bool(xp.all(keeps)):
+            empty = [int(i) for i in xp.nonzero(~keeps)[0]]
             raise ValueError(f"masks rows {empty} keep no node; every level must keep at least one")
     return kernels.sweep_masks_kernel(x, t, m)

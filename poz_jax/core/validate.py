@@ -239,17 +239,16 @@ def check_order(order, n_nodes: int) -> jax.Array:
         )
     if not jnp.issubdtype(o.dtype, jnp.integer):
         raise ValueError(f"order must hold integer node indices, got dtype {o.dtype}")
-    if not is_concrete(o):
-        return o.astype(jnp.int32)
-    vals, xp = readable(o)
-    if not bool(xp.all(xp.sort(vals, axis=-1) == xp.arange(n_nodes))):
-        raise ValueError(f"order must be a permutation of 0..{n_nodes - 1} along its last axis")
+    if is_concrete(o):
+        vals, xp = readable(o)
+        if not bool(xp.all(xp.sort(vals, axis=-1) == xp.arange(n_nodes))):
+            raise ValueError(f"order must be a permutation of 0..{n_nodes - 1} along its last axis")
+        if xp is np and o.dtype != np.int32:
+            # A permutation fits int32 exactly: cast where the values are.
+            return jax.device_put(vals.astype(np.int32))
     # One index dtype whatever the caller's (keep_order's int32, NumPy's int64):
     # the kernels then compile once per shape, not once per shape and dtype.
-    # A permutation fits int32 exactly, so the cast may run where the values are.
-    if o.dtype == jnp.int32:
-        return o
-    return jax.device_put(vals.astype(np.int32)) if xp is np else o.astype(jnp.int32)
+    return o.astype(jnp.int32)
 
 
 MAX_SEED = 2**31 - 1
