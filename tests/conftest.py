@@ -40,11 +40,12 @@ from poz_jax.training.train import TrainConfig  # noqa: E402
 SMALL_TRAIN = TrainConfig(seeds=2, epochs=1, batch_size=10)
 
 # The generated stimulus sets and settings of every exp2 and compare run on
-# them, in every file: a program's shapes follow these counts, so one file's
-# compiled programs (kept in the run's compilation cache) serve the others.
-# No assertion depends on the counts themselves.
+# them, in every file, and the null orders every study on generated data
+# draws: a program's shapes follow these counts, so one file's compiled
+# programs (kept in the run's compilation cache) serve the others. No
+# assertion depends on the counts themselves.
 EXP2_SETS = dict(n_items=12, n_nodes=4096)  # Experiment 2's layer width
-EXP2_N_NULL = 40
+N_NULL = 40
 COMPARE_SETS = dict(n_items=15, n_nodes=64)
 COMPARE_ARGS = ("--folds", "3", "--repeats", "2", "--n-random", "3")
 

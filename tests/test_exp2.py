@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bounds import assert_within, sweep_bound
-from conftest import EXP2_N_NULL, EXP2_SETS, read_rows
+from conftest import EXP2_SETS, N_NULL, read_rows
 from scipy import stats as sps
 
 import poz_jax as pj
@@ -28,7 +28,7 @@ def stimuli(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(stimuli, tmp_path_factory):
     out = tmp_path_factory.mktemp("exp2")
-    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL)
+    cfg = exp2.Exp2Config(n_null=N_NULL)
     res = exp2.run(cfg, out, stimuli, stimuli / "embeddings.npz", progress=False)
     return out, res
 
@@ -40,8 +40,9 @@ def test_planted_answer_is_found(result):
         # a quarter of the nodes carry the similarity: the fit peaks near 25% kept
         assert 20.0 <= row["best_percent_kept"] <= 30.0
         assert row["improvement"] > 0.3
-        assert row["p_improvement"] == pytest.approx(1 / 41)  # beats every null draw
-        assert row["trend_slope_per_percent"] > 0 and row["p_trend"] == pytest.approx(1 / 41)
+        smallest_p = 1 / (N_NULL + 1)  # beats every null draw
+        assert row["p_improvement"] == pytest.approx(smallest_p)
+        assert row["trend_slope_per_percent"] > 0 and row["p_trend"] == pytest.approx(smallest_p)
     for suffix in ("png", "pdf"):
         assert (out / f"figure2.{suffix}").stat().st_size > 1000
         assert (out / f"figure3.{suffix}").stat().st_size > 1000
@@ -93,7 +94,7 @@ def test_resume_reuses_finished_nulls(stimuli, result, monkeypatch):
 
     monkeypatch.setattr(exp2, "null_fits", refuse)
     again = exp2.run(
-        exp2.Exp2Config(n_null=EXP2_N_NULL), out, stimuli, stimuli / "embeddings.npz", False
+        exp2.Exp2Config(n_null=N_NULL), out, stimuli, stimuli / "embeddings.npz", False
     )
     assert again.rows == res.rows
 
@@ -134,7 +135,7 @@ def test_cli(stimuli, tmp_path, capsys):
             "--embeddings",
             str(stimuli / "embeddings.npz"),
             "--n-null",
-            str(EXP2_N_NULL),
+            str(N_NULL),
             "--out",
             str(tmp_path / "d"),
             "--no-progress",
@@ -149,7 +150,7 @@ def test_cli(stimuli, tmp_path, capsys):
 def test_float32_and_float64_agree(stimuli, tmp_path):
     runs = {}
     for prec in ("float32", "float64"):
-        cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, precision=prec, sets=("discs",))
+        cfg = exp2.Exp2Config(n_null=N_NULL, precision=prec, sets=("discs",))
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
     a, b = runs["float32"].rows[0], runs["float64"].rows[0]
     sets = load_stimulus_sets(stimuli, ["discs"])
@@ -170,7 +171,7 @@ def test_a_float32_run_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, t
     # float32 digits.
     runs = {}
     for prec in ("float32", "float64"):
-        cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, precision=prec)
+        cfg = exp2.Exp2Config(n_null=N_NULL, precision=prec)
         runs[prec] = exp2.run(cfg, tmp_path / prec, stimuli, stimuli / "embeddings.npz", False)
     for a, b in zip(runs["float32"].rows, runs["float64"].rows, strict=True):
         assert a["set"] == b["set"]
@@ -200,7 +201,7 @@ def test_a_float32_run_leaves_the_p_values_of_a_float64_run_unchanged(stimuli, t
             assert np.mean(np.isfinite(bound[~np.isnan(f64[i])])) > 0.5  # mostly informative
             assert_within(f32[i], f64[i], bound, f"null order {i} of {name['set']}")
     # The precision is part of the null's key: switching it recomputes.
-    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, precision="float32")
+    cfg = exp2.Exp2Config(n_null=N_NULL, precision="float32")
     exp2.run(cfg, tmp_path / "float64", stimuli, stimuli / "embeddings.npz", False)
     assert np.load(tmp_path / "float64" / "null_discs.npz")["null_fits"].dtype == np.float32
 
@@ -219,7 +220,7 @@ def test_changed_embeddings_or_matrix_recompute_the_null(stimuli, tmp_path):
     sims = dict(np.load(stimuli / "similarity.npz"))
     noise = rng.normal(size=sims["hues"].shape)
     np.savez(tmp_path / "sims.npz", **{**sims, "hues": sims["hues"] + noise + noise.T})
-    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL)
+    cfg = exp2.Exp2Config(n_null=N_NULL)
     runs = [
         (stimuli / "similarity.npz", stimuli / "embeddings.npz"),
         (stimuli / "similarity.npz", tmp_path / "other.npz"),  # embeddings changed
@@ -263,7 +264,7 @@ def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_p
     shutil.copytree(stimuli / "hues", tmp_path / "hues")
     weights = tmp_path / "w.npz"
     weights.write_bytes(b"weights one")
-    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL, weights=str(weights))
+    cfg = exp2.Exp2Config(n_null=N_NULL, weights=str(weights))
 
     def run():
         exp2.run(cfg, tmp_path / "out", tmp_path / "hues", progress=False)
@@ -287,7 +288,7 @@ def test_embeddings_follow_the_images_their_order_and_the_weights(stimuli, tmp_p
 
 def test_a_refused_run_leaves_the_folder_as_it_was(stimuli, tmp_path, capsys):
     out = tmp_path / "out"
-    cfg = exp2.Exp2Config(n_null=EXP2_N_NULL)
+    cfg = exp2.Exp2Config(n_null=N_NULL)
     exp2.run(cfg, out, stimuli / "similarity.npz", stimuli / "embeddings.npz", progress=False)
     before = _snapshot(out)
     emb = dict(np.load(stimuli / "embeddings.npz"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ref_fit, ref_rsm_fast
+from conftest import N_NULL, ref_fit, ref_rsm_fast
 
 from poz_jax.data import cifar10h
 from poz_jax.data.errors import DataError
@@ -167,8 +167,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
 ):
     folder, arrays = fake
     fc2 = _fake_embeddings(tmp_path / "embeddings.npz", local_labels)
-    # 40 null orders, as test_peterson_study.py draws: one null program for both.
-    cfg = exp3.Exp3Config(n_null=40, per_class=4, n_sets=2, compare_networks=1)
+    cfg = exp3.Exp3Config(n_null=N_NULL, per_class=4, n_sets=2, compare_networks=1)
     out = tmp_path / "out"
     res = exp3.run(cfg, out, tmp_path / "embeddings.npz", folder, progress=False)
     for f in ("summary.csv", "stats.csv", "inputs.npz", "figure_classes.png", "figure_images.pdf"):
@@ -190,7 +189,7 @@ def test_exp3_on_generated_data_writes_results_and_resumes(
         cifar10h.class_confusion(counts, arrays["cifar10_test_labels_official.npy"])
     )
     null = np.load(out / "null_classes.npz")["null_fits"]
-    assert null.shape == (3, 40, 84)
+    assert null.shape == (3, N_NULL, 84)
     means = np.stack([[f[local_labels == c].mean(0) for c in range(10)] for f in fc2.astype(float)])
     node_poz = np.mean(fc2 == 0, axis=1)
     with open(out / "summary.csv", newline="") as fh:

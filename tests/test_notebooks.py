@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import EXP2_N_NULL, EXP2_SETS
+from conftest import EXP2_SETS, N_NULL
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "experiments" / "exp2_colab.ipynb"
 
@@ -35,7 +35,7 @@ def test_the_exp2_notebook_runs_on_generated_stimuli_with_random_weights(tmp_pat
             cells.append(
                 nbformat.v4.new_code_cell(
                     f"PETERSON = {str(tmp_path / 'stimuli')!r}\nWEIGHTS = 'random'\n"
-                    f"OUT = {str(tmp_path / 'out')!r}\nN_NULL = {EXP2_N_NULL}"
+                    f"OUT = {str(tmp_path / 'out')!r}\nN_NULL = {N_NULL}"
                 )
             )
     nb.cells = cells

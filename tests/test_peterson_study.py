@@ -14,7 +14,7 @@ import pytest
 import scipy.io
 import scipy.stats
 from bounds import assert_within, sweep_bound
-from conftest import lenet_params, read_rows, ref_fit, ref_rsm_fast
+from conftest import N_NULL, lenet_params, read_rows, ref_fit, ref_rsm_fast
 
 from poz_jax.cli import main
 from poz_jax.data.images import load_images
@@ -61,7 +61,7 @@ def study_inputs(tmp_path_factory):
 def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
     root, params, batches = study_inputs
     out = root / "out"
-    cfg = peterson.PetersonConfig(n_null=40, compare_networks=1, pixel_sizes=(32, 48))
+    cfg = peterson.PetersonConfig(n_null=N_NULL, compare_networks=1, pixel_sizes=(32, 48))
     res = peterson.run(cfg, out, root / "stimuli", root / "networks.npz", progress=False)
     for name in ("summary.csv", "stats.csv", "ceiling.csv", "compare.csv", "config.json",
                  "analysis.npz"):  # fmt: skip
@@ -112,7 +112,7 @@ def test_the_study_matches_references_and_resumes(study_inputs, monkeypatch):
                 f"{name} {layer} curves",
             )  # fmt: skip
             null = np.load(out / f"null_{name}_{layer}.npz")["null_fits"]
-            assert null.shape == (N_NET, 40, d)
+            assert null.shape == (N_NET, N_NULL, d)
             pooled_null = _nanmean0(null)
             np.testing.assert_allclose(
                 [float(r["null_mean"]) for r in rows], _nanmean0(pooled_null), rtol=1e-9

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import COMPARE_ARGS, COMPARE_SETS, EXP2_N_NULL, EXP2_SETS, lenet_params
+from conftest import COMPARE_ARGS, COMPARE_SETS, EXP2_SETS, N_NULL, lenet_params
 
 from poz_jax import cli
 
@@ -15,7 +15,7 @@ def _snapshot(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-N_NULL = ["--n-null", str(EXP2_N_NULL)]
+NULL_ARGS = ["--n-null", str(N_NULL)]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def finished(tmp_path_factory):
     stim = root / "stim"
     write_stimulus_sets(stim, **COMPARE_SETS)
     emb = stim / "embeddings.npz"
-    exp2 = ["exp2", "--stimuli", str(stim), "--embeddings", str(emb), *N_NULL]
+    exp2 = ["exp2", "--stimuli", str(stim), "--embeddings", str(emb), *NULL_ARGS]
     assert cli.main([*exp2, "--out", str(root / "e2"), "--no-progress"]) == 0
     cmp_ = ["compare", "--stimuli", str(stim), "--embeddings", str(emb)]
     cmp_ += COMPARE_ARGS
@@ -129,7 +129,7 @@ def test_a_refused_run_into_a_new_folder_leaves_no_folder(tmp_path, capsys):
     assert cli.main([*args, "--no-progress"]) == 2
     assert "--n-null" in capsys.readouterr().err
     assert sorted(p for p in tmp_path.rglob("*")) == before
-    args[-3] = N_NULL[1]  # a run that succeeds makes "w/o" and nothing on the way
+    args[-3] = NULL_ARGS[1]  # a run that succeeds makes "w/o" and nothing on the way
     assert cli.main([*args, "--no-progress"]) == 0
     assert (tmp_path / "w" / "o" / "stats.csv").exists() and not (tmp_path / "w" / "sub").exists()
 

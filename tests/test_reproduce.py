@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import COMPARE_ARGS, COMPARE_SETS, EXP2_N_NULL, SMALL_TRAIN
+from conftest import COMPARE_ARGS, COMPARE_SETS, N_NULL, SMALL_TRAIN
 
 from poz_jax import cli
 from poz_jax.data.synthetic import write_fake_cifar10, write_stimulus_sets
@@ -64,9 +64,8 @@ def test_exp2_and_compare_folders_are_reproduced(tmp_path, capsys):
     write_stimulus_sets(stim, **COMPARE_SETS)
     emb = stim / "embeddings.npz"
     base = ["--stimuli", str(stim), "--embeddings", str(emb), "--no-progress"]
-    assert cli.main(["exp2", *base, f"--n-null={EXP2_N_NULL}", "--out", str(tmp_path / "e2")]) == 0
-    cmp_ = COMPARE_ARGS
-    assert cli.main(["compare", *base, *cmp_, "--out", str(tmp_path / "c")]) == 0
+    assert cli.main(["exp2", *base, f"--n-null={N_NULL}", "--out", str(tmp_path / "e2")]) == 0
+    assert cli.main(["compare", *base, *COMPARE_ARGS, "--out", str(tmp_path / "c")]) == 0
     capsys.readouterr()
     for name in ("e2", "c"):
         assert cli.main(["reproduce", str(tmp_path / name), "--no-progress"]) == 0
@@ -101,7 +100,7 @@ def test_an_incomplete_or_edited_folder_is_not_reproduced(tmp_path, capsys):
     emb = stim / "embeddings.npz"
     base = ["--stimuli", str(stim), "--embeddings", str(emb), "--no-progress"]
     done = tmp_path / "e2"
-    assert cli.main(["exp2", *base, f"--n-null={EXP2_N_NULL}", "--out", str(done)]) == 0
+    assert cli.main(["exp2", *base, f"--n-null={N_NULL}", "--out", str(done)]) == 0
     capsys.readouterr()
 
     def copy(name):
@@ -160,9 +159,8 @@ def test_a_compare_config_without_methods_is_refused_by_name(tmp_path, capsys):
     stim = tmp_path / "stim"
     write_stimulus_sets(stim, **COMPARE_SETS)
     base = ["--stimuli", str(stim), "--embeddings", str(stim / "embeddings.npz")]
-    cmp_ = COMPARE_ARGS
     out = tmp_path / "c"
-    assert cli.main(["compare", *base, *cmp_, "--out", str(out), "--no-progress"]) == 0
+    assert cli.main(["compare", *base, *COMPARE_ARGS, "--out", str(out), "--no-progress"]) == 0
     config = json.loads((out / "config.json").read_text())
     del config["config"]["methods"]
     (out / "config.json").write_text(json.dumps(config))
